@@ -1,0 +1,33 @@
+"""The one user-facing error type.
+
+Library code raises :class:`GsVqError` with a single-line message for anything a user can cause
+(missing folders, corrupt files, wrong shapes, NaN). The command-line tools catch it, print
+``error: <message>`` and exit with status 2 instead of showing a traceback.
+"""
+
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class GsVqError(RuntimeError):
+    """A user-facing error; its message is one line."""
+
+
+@contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    Readers never see a half-written file: either the old file or the complete new one.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

