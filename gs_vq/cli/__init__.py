@@ -1,0 +1,23 @@
+"""Command-line front ends (``train.py`` and ``render.py`` call :func:`train_main` / :func:`render_main`)."""
+
+import sys
+from functools import wraps
+
+from ..errors import GsVqError
+
+
+def guarded(main):
+    """Run ``main``; a :class:`GsVqError` (or Ctrl-C) becomes one line on stderr and exit 2."""
+
+    @wraps(main)
+    def wrapper(argv=None):
+        try:
+            return main(argv)
+        except GsVqError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

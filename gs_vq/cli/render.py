@@ -1,0 +1,74 @@
+"""``python render.py -m MODEL``: render a split, score it, write ``MODEL/results.json``."""
+
+import argparse
+import json
+import os
+
+import torch
+
+from . import guarded
+from ..config import load_config
+from ..data import load_scene
+from ..errors import GsVqError, atomic_path
+from ..evaluate import evaluate
+from ..io import load_splats
+from ..trainer import background_of, resolve_device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Render and evaluate a trained gs-vq model.")
+    p.add_argument("-m", "--model_path", required=True, help="model folder written by train.py")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--ply", help="render this ply (standard 3DGS or gs-vq compressed) instead of MODEL/point_cloud.ply")
+    p.add_argument("-s", "--source_path", help="override the scene folder recorded in MODEL/cfg.yaml")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+@guarded
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    model = args.model_path
+    if not os.path.isdir(model):
+        raise GsVqError(f"model folder not found: {model}")
+    cfg = load_config(os.path.join(model, "cfg.yaml"))
+    device = resolve_device(args.device)
+    scene = load_scene(args.source_path or cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
+                       white_background=cfg.white_background)
+    cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
+    if not cameras:
+        raise GsVqError(f"the scene has no {args.split} views (train with --eval to hold some out)")
+    ply_path = args.ply or os.path.join(model, "point_cloud.ply")
+    splats = load_splats(ply_path, device=device)
+    scores = evaluate(splats, cameras, background_of(scene), device, out_dir=os.path.join(model, args.split),
+                      backend=args.backend, progress=not args.quiet)
+    stats = read_json(os.path.join(model, "train_stats.json"))
+    standard_ply = os.path.join(model, "point_cloud.ply")
+    results = {
+        **{k: (round(v, 4) if v is not None else None) for k, v in scores.items()},
+        "num_gaussians": int(splats["means"].shape[0]),
+        "ply_bytes": os.path.getsize(standard_ply) if os.path.isfile(standard_ply) else None,
+        "rendered_ply": os.path.abspath(ply_path),
+        "rendered_ply_bytes": os.path.getsize(ply_path),
+        "iterations": stats.get("iterations"),
+        "train_seconds": stats.get("train_seconds"),
+        "split": args.split,
+        "num_views": len(cameras),
+    }
+    results_path = os.path.join(model, "results.json")
+    with atomic_path(results_path) as tmp, open(tmp, "w") as f:
+        json.dump({**read_json(results_path), **results}, f, indent=2)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""``python train.py``: Inria-style flags over :class:`gs_vq.config.TrainConfig` presets."""
+
+import argparse
+import json
+import os
+
+import torch
+
+from . import guarded
+from ..config import make_config, read_preset
+from ..data import load_scene
+from ..errors import GsVqError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).")
+    p.add_argument("-s", "--source_path", help="COLMAP or NeRF-synthetic folder (default: the built-in demo scene)")
+    p.add_argument("-m", "--model_path", help="output folder (default: output/<scene>)")
+    p.add_argument("--config", help="YAML preset: a path or a name in configs/ (e.g. cpu, vq, vq_small)")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--eval", action="store_const", const=True, help="hold out test views")
+    p.add_argument("-r", "--resolution", type=int, help="downscale images by 1, 2, 4 or 8")
+    p.add_argument("--white_background", action="store_const", const=True)
+    p.add_argument("--sh_degree", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], help="rasterizer backend")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_const", const=True, help="continue from MODEL/ckpt.pt")
+    p.add_argument("--start_checkpoint", help="start from a finished model's ckpt.pt or .ply")
+    p.add_argument("--vq", action="store_true", help="quantization-aware training (configs/vq.yaml options)")
+    p.add_argument("--semantic", action="store_true", help="train per-Gaussian semantic features")
+    p.add_argument("--features", help="folder of 2D feature maps for --semantic (default: beside the scene)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_config(argv=None):
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("config", "vq", "semantic", "features", "quiet")}
+    preset = read_preset(args.config) if args.config else {}
+    if args.vq and preset.get("vq") is None:
+        overrides["vq"] = {}
+    if args.semantic and preset.get("semantic") is None:
+        overrides["semantic"] = {}
+    if args.features:
+        overrides["semantic"] = {**(overrides.get("semantic") or preset.get("semantic") or {}), "features_dir": args.features}
+    return make_config(args.config, overrides), args
+
+
+def default_model_path(source_path) -> str:
+    name = os.path.basename(os.path.normpath(source_path)) if source_path else "demo"
+    return os.path.join("output", name)
+
+
+@guarded
+def main(argv=None) -> None:
+    cfg, args = parse_config(argv)
+    from ..trainer import Trainer
+
+    model_path = cfg.model_path or default_model_path(cfg.source_path)
+    cfg.model_path = model_path
+    scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
+                       white_background=cfg.white_background, num_random_points=cfg.init_num_points)
+    trainer = Trainer(cfg, scene, model_path)
+    print(f"[gs-vq] scene {scene.source_path} ({scene.kind}): {len(scene.train_cameras)} train / "
+          f"{len(scene.test_cameras)} test views, {trainer.device}, {len(trainer.splats['means'])} initial Gaussians")
+    trainer.train(progress=not args.quiet)
+    sizes = trainer.export()
+    summary = {"model_path": model_path, "num_gaussians": len(trainer.splats["means"]),
+               "train_seconds": round(trainer.train_seconds, 1), **sizes}
+    if scene.test_cameras:
+        from ..evaluate import evaluate
+
+        with torch.no_grad():
+            scores = evaluate(trainer.render_splats_for(trainer.step), scene.test_cameras, trainer.background,
+                              trainer.device, backend=cfg.backend, progress=False)
+        summary["test_psnr"] = round(scores["psnr"], 3)
+    print("[gs-vq] " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

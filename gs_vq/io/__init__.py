@@ -1,0 +1,15 @@
+"""Scene files: the standard 3DGS ply and gs-vq's compressed ply."""
+
+from typing import Dict
+
+from torch import Tensor
+
+from .ply import load_ply, save_ply
+
+
+def load_splats(path: str, device: str = "cpu") -> Dict[str, Tensor]:
+    """Load raw splats from a standard 3DGS ply or a gs-vq compressed ply (detected from the header)."""
+    return load_ply(path, device=device)
+
+
+__all__ = ["load_ply", "save_ply", "load_splats"]

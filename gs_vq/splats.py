@@ -1,0 +1,147 @@
+"""Gaussian splats: initialisation, optimizers and rendering of a camera batch.
+
+Splats live in a ``torch.nn.ParameterDict`` with gsplat's names and raw (pre-activation) values:
+``means [N,3]``, ``scales [N,3]`` (log), ``quats [N,4]`` (wxyz), ``opacities [N]`` (logit),
+``sh0 [N,1,3]``, ``shN [N,K-1,3]`` and, with semantics, ``features [N,F]``. One Adam optimizer per
+parameter, as gsplat's strategies expect.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .render import rasterize
+
+SH_C0 = 0.28209479177387814  # zeroth SH basis constant
+
+
+def rgb_to_sh(rgb: Tensor) -> Tensor:
+    """Colour in [0, 1] -> DC SH coefficient (gsplat adds 0.5 after SH evaluation)."""
+    return (rgb - 0.5) / SH_C0
+
+
+def knn_mean_dist(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
+    """Mean distance of each point to its ``k`` nearest neighbours. ``points [P,3]`` -> ``[P]``."""
+    out = torch.empty(points.shape[0], device=points.device)
+    for i in range(0, points.shape[0], chunk):
+        d2 = torch.cdist(points[i : i + chunk], points).square_()  # [c, P]
+        nearest = d2.topk(min(k + 1, points.shape[0]), dim=1, largest=False).values[:, 1:]  # [c, k]
+        out[i : i + chunk] = nearest.clamp_min(1e-12).mean(dim=1).sqrt()
+    return out
+
+
+def init_splats(points: Tensor, rgbs: Tensor, sh_degree: int, init_opacity: float = 0.1,
+                init_scale: float = 1.0, seed: int = 0) -> Dict[str, Tensor]:
+    """Raw splat tensors from a point cloud ``points [P,3]`` with colours ``rgbs [P,3]`` in [0,1]."""
+    g = torch.Generator().manual_seed(seed)
+    N = points.shape[0]
+    dist = knn_mean_dist(points).clamp_min(1e-7)  # [N]
+    colors = torch.zeros(N, (sh_degree + 1) ** 2, 3)  # [N, K, 3]
+    colors[:, 0] = rgb_to_sh(rgbs)
+    return {
+        "means": points.clone(),
+        "scales": torch.log(dist * init_scale)[:, None].repeat(1, 3),
+        "quats": torch.rand(N, 4, generator=g),
+        "opacities": torch.logit(torch.full((N,), init_opacity)),
+        "sh0": colors[:, :1].clone(),
+        "shN": colors[:, 1:].clone(),
+    }
+
+
+def make_param_dict(tensors: Dict[str, Tensor], device: str) -> torch.nn.ParameterDict:
+    return torch.nn.ParameterDict(
+        {k: torch.nn.Parameter(v.detach().to(device).contiguous()) for k, v in tensors.items()}
+    )
+
+
+def make_optimizers(splats: torch.nn.ParameterDict, lrs: Dict[str, float]) -> Dict[str, torch.optim.Optimizer]:
+    """One Adam per parameter (eps 1e-15, as in 3DGS). ``lrs`` maps parameter name -> lr."""
+    return {
+        name: torch.optim.Adam([{"params": splats[name], "lr": lrs[name], "name": name}], eps=1e-15)
+        for name in splats.keys()
+    }
+
+
+@dataclass
+class RenderOutput:
+    rgb: Tensor  # [C, H, W, 3]
+    alpha: Tensor  # [C, H, W, 1]
+    extra: Optional[Tensor]  # [C, H, W, F] rendered extra channels (semantic features) or None
+    info: Dict
+
+
+def sh_colors(splats: Dict[str, Tensor], viewmats: Tensor, sh_degree: int) -> Tensor:
+    """View-dependent RGB per camera from SH, as gsplat computes it: ``[C, N, 3]``."""
+    from .render import spherical_harmonics
+
+    coeffs = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N, K, 3]
+    campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
+    dirs = splats["means"][None] - campos[:, None]  # [C, N, 3]
+    rgb = spherical_harmonics(sh_degree, dirs, coeffs[None].expand(len(viewmats), -1, -1, -1))
+    return torch.clamp_min(rgb + 0.5, 0.0)
+
+
+def render_splats(
+    splats: Dict[str, Tensor],
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    sh_degree: int,
+    background: Optional[Sequence[float]] = None,
+    extra: Optional[Tensor] = None,  # [N, F]
+    backend: str = "auto",
+) -> RenderOutput:
+    """Render raw splats (activations applied here) from ``C`` cameras.
+
+    With ``extra`` the RGB colours are evaluated from SH here and rasterized together with the
+    extra channels in one pass (``3 + F`` channels); the extra channels see a zero background.
+    """
+    C = viewmats.shape[0]
+    device = viewmats.device
+    bg = None
+    if background is not None:
+        bg = torch.as_tensor(background, dtype=torch.float32, device=device)[None].expand(C, 3)  # [C, 3]
+    common = dict(
+        means=splats["means"],
+        quats=splats["quats"],
+        scales=torch.exp(splats["scales"]),
+        opacities=torch.sigmoid(splats["opacities"]),
+        viewmats=viewmats,
+        Ks=Ks,
+        width=width,
+        height=height,
+        packed=False,
+        backend=backend,
+    )
+    if extra is None:
+        colors = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N, K, 3]
+        img, alpha, info = rasterize(colors=colors, sh_degree=sh_degree, backgrounds=bg, **common)
+        return RenderOutput(img, alpha, None, info)
+    rgb = sh_colors(splats, viewmats, sh_degree)  # [C, N, 3]
+    colors = torch.cat([rgb, extra[None].expand(C, -1, -1)], dim=-1)  # [C, N, 3+F]
+    if bg is not None:
+        bg = torch.cat([bg, torch.zeros(C, extra.shape[1], device=device)], dim=-1)  # [C, 3+F]
+    out, alpha, info = rasterize(colors=colors, sh_degree=None, backgrounds=bg, **common)
+    return RenderOutput(out[..., :3], alpha, out[..., 3:], info)
+
+
+def camera_batch(cameras: List, device: str):
+    """Stack cameras into ``viewmats [C,4,4]``, ``Ks [C,3,3]`` and images ``[C,H,W,3]``."""
+    viewmats = torch.stack([c.viewmat for c in cameras]).to(device)
+    Ks = torch.stack([c.K for c in cameras]).to(device)
+    images = torch.stack([c.image for c in cameras]).to(device)
+    return viewmats, Ks, images
+
+
+def num_sh_bases(degree: int) -> int:
+    return (degree + 1) ** 2
+
+
+def sh_degree_of(splats: Dict[str, Tensor]) -> int:
+    """SH degree stored in ``splats`` (from the number of coefficients)."""
+    K = 1 + (splats["shN"].shape[1] if "shN" in splats else 0)
+    return int(round(math.sqrt(K))) - 1

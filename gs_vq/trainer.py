@@ -1,0 +1,223 @@
+"""The training loop behind ``train.py``: gsplat's recipe on our rasterizer, with plugin hooks.
+
+Per step (one camera): render -> L1 + ``ssim_lambda`` D-SSIM (+ plugin losses) -> backward ->
+Adam -> gsplat ``DefaultStrategy.step_post_backward`` (densify / prune) -> plugins'
+``step_post_backward``. Plugins (VQ, semantics) follow the protocol in ARCHITECTURE.md and are
+called only through these public hooks.
+"""
+
+import json
+import os
+import random
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gsplat.strategy import DefaultStrategy
+from tqdm import tqdm
+
+from .config import TrainConfig, save_config
+from .data import Scene
+from .errors import GsVqError, atomic_path
+from .io.ply import load_ply, save_ply
+from .metrics import dssim_loss
+from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
+
+CKPT_NAME = "ckpt.pt"
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GsVqError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise GsVqError(f"--device must be auto, cpu or cuda, got {name}")
+    return name
+
+
+def background_of(scene: Scene) -> Optional[List[float]]:
+    """Background colour the scene's images were composited on (None for real photos)."""
+    if scene.kind == "colmap":
+        return None
+    return [1.0, 1.0, 1.0] if scene.white_background else [0.0, 0.0, 0.0]
+
+
+def build_plugins(cfg: TrainConfig, scene: Scene, splats, optimizers, device: str) -> Dict[str, object]:
+    """Instantiate the plugins the config asks for (``vq``, ``semantic``)."""
+    plugins: Dict[str, object] = {}
+    if cfg.semantic is not None:
+        from .semantics.plugin import SemanticField
+
+        plugins["semantic"] = SemanticField.from_config(cfg.semantic, scene, splats, optimizers, cfg, device)
+    if cfg.vq is not None:
+        from .vq import VQPlugin
+
+        plugins["vq"] = VQPlugin.from_config(cfg.vq, splats, optimizers, cfg)
+    return plugins
+
+
+class Trainer:
+    """Owns splats, optimizers, the densification strategy and plugins for one scene."""
+
+    def __init__(self, cfg: TrainConfig, scene: Scene, model_path: str):
+        self.cfg, self.scene, self.model_path = cfg, scene, model_path
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.background = background_of(scene)
+        self.step = 0
+        self.train_seconds = 0.0
+        ckpt_path = os.path.join(model_path, CKPT_NAME)
+        ckpt = None
+        if cfg.resume:
+            if not os.path.isfile(ckpt_path):
+                raise GsVqError(f"--resume: no checkpoint at {ckpt_path}")
+            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+            tensors = ckpt["splats"]
+        elif cfg.start_checkpoint:
+            tensors = self._start_tensors(cfg.start_checkpoint)
+        else:
+            tensors = self._initial_tensors()
+        self.splats = make_param_dict(tensors, self.device)
+        self.optimizers = make_optimizers(self.splats, self._lrs())
+        self.strategy = DefaultStrategy(verbose=False, **vars(cfg.strategy))
+        self.strategy.check_sanity(self.splats, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=scene.scene_scale)
+        self.plugins = build_plugins(cfg, scene, self.splats, self.optimizers, self.device)
+        if ckpt is not None:
+            self._restore(ckpt)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _initial_tensors(self) -> Dict[str, torch.Tensor]:
+        points, rgbs = self.scene.points.float(), self.scene.points_rgb.float()
+        if self.cfg.max_init_points and len(points) > self.cfg.max_init_points:
+            g = torch.Generator().manual_seed(self.cfg.seed)
+            keep = torch.randperm(len(points), generator=g)[: self.cfg.max_init_points]
+            points, rgbs = points[keep], rgbs[keep]
+        return init_splats(points, rgbs, self.cfg.sh_degree, self.cfg.init_opacity, self.cfg.init_scale, self.cfg.seed)
+
+    def _start_tensors(self, path: str) -> Dict[str, torch.Tensor]:
+        """Splats of a finished model (its ckpt.pt or a 3DGS ply) to continue from (GOI-style)."""
+        if path.endswith(".ply"):
+            return load_ply(path)
+        if not os.path.isfile(path):
+            raise GsVqError(f"--start_checkpoint: no file at {path}")
+        return torch.load(path, map_location="cpu", weights_only=False)["splats"]
+
+    def _lrs(self) -> Dict[str, float]:
+        c = self.cfg
+        lrs = dict(means=c.means_lr * self.scene.scene_scale, scales=c.scales_lr, quats=c.quats_lr,
+                   opacities=c.opacities_lr, sh0=c.sh0_lr, shN=c.shN_lr)
+        return {k: lrs.get(k, c.sh0_lr) for k in self.splats.keys()}
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> Dict:
+        return {
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "splats": {k: v.detach() for k, v in self.splats.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy_state": self.strategy_state,
+            "plugins": {k: p.state_dict() for k, p in self.plugins.items() if hasattr(p, "state_dict")},
+        }
+
+    def _restore(self, ckpt: Dict) -> None:
+        self.step, self.train_seconds = ckpt["step"], ckpt["train_seconds"]
+        for k, o in self.optimizers.items():
+            o.load_state_dict(ckpt["optimizers"][k])
+        self.strategy_state = ckpt["strategy_state"]
+        for k, p in self.plugins.items():
+            if k in ckpt.get("plugins", {}) and hasattr(p, "load_state_dict"):
+                p.load_state_dict(ckpt["plugins"][k])
+
+    def save_checkpoint(self) -> None:
+        with atomic_path(os.path.join(self.model_path, CKPT_NAME)) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    # ---- one step ---------------------------------------------------------------------------
+    def render_splats_for(self, step: int) -> Dict[str, torch.Tensor]:
+        """The splat tensors to render at ``step``: plugins may substitute quantized ones."""
+        splats: Dict[str, torch.Tensor] = dict(self.splats.items())
+        for p in self.plugins.values():
+            if hasattr(p, "splats_to_render"):
+                splats.update(p.splats_to_render(step, self.splats))
+        return splats
+
+    def train_step(self, step: int, cam) -> Dict[str, float]:
+        cfg = self.cfg
+        viewmats, Ks, gt = camera_batch([cam], self.device)
+        sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
+        splats = self.render_splats_for(step)
+        extras = [p.extra_channels(step, self.splats) for p in self.plugins.values() if hasattr(p, "extra_channels")]
+        extras = [e for e in extras if e is not None]
+        out = render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, self.background,
+                            extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend)
+        self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, out.info)
+        l1 = F.l1_loss(out.rgb, gt)
+        loss = (1.0 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(out.rgb, gt)
+        if cfg.opacity_reg > 0:
+            loss = loss + cfg.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
+        if cfg.scale_reg > 0:
+            loss = loss + cfg.scale_reg * torch.exp(self.splats["scales"]).mean()
+        batch = {"camera": cam, "image": gt, "viewmats": viewmats, "Ks": Ks}
+        for p in self.plugins.values():
+            extra_loss = p.loss(step, batch, out) if hasattr(p, "loss") else None
+            if extra_loss is not None:
+                loss = loss + extra_loss
+        if not torch.isfinite(loss):
+            raise GsVqError(f"loss became {loss.item()} at step {step}: lower the learning rates")
+        loss.backward()
+        means_lr = cfg.means_lr * self.scene.scene_scale * 0.01 ** (step / cfg.iterations)
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = means_lr
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state, step, out.info, packed=False)
+        for p in self.plugins.values():
+            if hasattr(p, "step_post_backward"):
+                p.step_post_backward(step, self.splats, self.optimizers, out.info)
+        mse = F.mse_loss(out.rgb.detach().clamp(0, 1), gt).item()
+        return {"loss": loss.item(), "psnr": -10.0 * np.log10(max(mse, 1e-10))}
+
+    def train(self, progress: bool = True) -> None:
+        """Run from the current step to ``cfg.iterations``, checkpointing as configured."""
+        cams = self.scene.train_cameras
+        if not cams:
+            raise GsVqError("the scene has no training views")
+        order = torch.randperm(len(cams), generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
+        bar = tqdm(range(self.step, self.cfg.iterations), initial=self.step, total=self.cfg.iterations,
+                   disable=not progress, dynamic_ncols=True, desc="train")
+        for step in bar:
+            t0 = time.perf_counter()
+            stats = self.train_step(step, cams[order[step % len(cams)]])
+            self.train_seconds += time.perf_counter() - t0
+            self.step = step + 1
+            if step % self.cfg.log_every == 0:
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=len(self.splats["means"]))
+            every = self.cfg.checkpoint_every
+            if every and self.step % every == 0 and self.step < self.cfg.iterations:
+                self.save_checkpoint()
+        bar.close()
+
+    # ---- outputs ----------------------------------------------------------------------------
+    def export(self) -> Dict[str, int]:
+        """Write ``point_cloud.ply`` (standard 3DGS, the splats as rendered), plugin exports,
+        ``cfg.yaml``, ``train_stats.json`` and the final checkpoint. Returns file sizes."""
+        os.makedirs(self.model_path, exist_ok=True)
+        save_config(self.cfg, os.path.join(self.model_path, "cfg.yaml"))
+        rendered = {k: v.detach() for k, v in self.render_splats_for(self.step).items()}
+        sizes = {"ply_bytes": save_ply(rendered, os.path.join(self.model_path, "point_cloud.ply"))}
+        for p in self.plugins.values():
+            if hasattr(p, "export"):
+                sizes.update(p.export(self.model_path, self.splats) or {})
+        stats = {"iterations": self.step, "train_seconds": round(self.train_seconds, 2),
+                 "num_gaussians": int(len(self.splats["means"])), "device": self.device, **sizes}
+        with atomic_path(os.path.join(self.model_path, "train_stats.json")) as tmp, open(tmp, "w") as f:
+            json.dump(stats, f, indent=2)
+        self.save_checkpoint()
+        return sizes
