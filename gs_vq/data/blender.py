@@ -1,0 +1,167 @@
+"""NeRF-synthetic ("Blender") scenes: ``transforms_{train,test}.json`` + images.
+
+Cameras: each frame's ``transform_matrix`` is camera-to-world with OpenGL axes (y up, looking
+down -z); it is flipped to OpenCV and inverted into the viewmat. ``fx = fy = W / (2 tan(
+camera_angle_x / 2))``, principal point at the image centre (instant-ngp style ``fl_x``, ``fl_y``,
+``cx``, ``cy``, ``w``, ``h`` keys are used instead when present).
+
+Images: RGBA is composited on white or black (``white_background``) and its alpha kept; RGB is used
+as is. Optional extras: ``masks/<file_path>.png`` (object ids, nearest-neighbour downscaled) and
+``labels.json`` (returned as ``Scene.labels``).
+
+Split: train cameras come from ``transforms_train.json`` only and test cameras from
+``transforms_test.json`` always, whatever ``eval`` says (Inria 3DGS instead merges the test views
+into training when ``--eval`` is off; we keep them held out so a run can always be evaluated).
+
+Initial points: no point cloud ships with these scenes, so ``num_random_points`` points are drawn
+uniformly, with random colours, in the cube the train cameras look at (``cameras.look_at_box``),
+which is Inria's ``[-1.3, 1.3]^3`` for NeRF-synthetic and scales with any other setup (tabletop).
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
+from gs_vq.data.images import composite, default_cache_root, error_text, parallel_map, read_image, read_mask
+from gs_vq.errors import GsVqError
+
+# OpenGL camera axes (x right, y up, z backward) -> OpenCV (x right, y down, z forward)
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; any failure is a one-line GsVqError."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise GsVqError(f"file not found: {path}")
+    except (OSError, ValueError) as e:
+        raise GsVqError(f"cannot read {path}: {error_text(e)}")
+
+
+def viewmat_from_blender(transform_matrix: Any) -> np.ndarray:
+    """[4, 4] OpenCV world-to-camera from a NeRF-synthetic OpenGL camera-to-world matrix."""
+    try:
+        c2w = np.asarray(transform_matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        c2w = np.zeros(0)
+    if c2w.shape == (3, 4):
+        c2w = np.vstack([c2w, [0.0, 0.0, 0.0, 1.0]])
+    if c2w.shape != (4, 4) or not np.isfinite(c2w).all() or abs(np.linalg.det(c2w[:3, :3])) < 1e-8:
+        raise GsVqError(f"transform_matrix must be a finite, invertible 4x4 matrix, got {str(transform_matrix)[:60]}")
+    return np.linalg.inv(c2w @ GL_TO_CV)
+
+
+def intrinsics(meta: Dict[str, Any], width: int, height: int, json_path: Path) -> np.ndarray:
+    """[3, 3] K for an image of ``width`` x ``height`` pixels from a transforms file's metadata."""
+    if "fl_x" in meta:  # instant-ngp / nerfstudio keys, in pixels of the original (w, h)
+        w0, h0 = float(meta.get("w", width)), float(meta.get("h", height))
+        sx, sy = width / w0, height / h0
+        fx, fy = float(meta["fl_x"]) * sx, float(meta.get("fl_y", meta["fl_x"])) * sy
+        cx, cy = float(meta.get("cx", w0 / 2)) * sx, float(meta.get("cy", h0 / 2)) * sy
+    elif "camera_angle_x" in meta:
+        fx = fy = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))
+        cx, cy = 0.5 * width, 0.5 * height
+    else:
+        raise GsVqError(f"{json_path} has neither camera_angle_x nor fl_x")
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def _image_path(source: Path, rel: Path) -> Path:
+    path = source / rel
+    return path if path.suffix.lower() in IMAGE_SUFFIXES else path.with_name(path.name + ".png")
+
+
+def load_split(
+    source: Path,
+    split: str,
+    resolution: int,
+    white_background: bool,
+    cache_root: Path,
+    required: bool,
+) -> List[Camera]:
+    """Cameras of ``transforms_<split>.json`` (empty if absent and not ``required``)."""
+    json_path = source / f"transforms_{split}.json"
+    if not json_path.is_file():
+        if required:
+            raise GsVqError(f"{source} has no transforms_{split}.json")
+        return []
+    meta = read_json(json_path)
+    frames = meta.get("frames") if isinstance(meta, dict) else None
+    if not isinstance(frames, list) or not frames or not all(isinstance(f, dict) and "file_path" in f for f in frames):
+        raise GsVqError(f"{json_path} needs a non-empty 'frames' list with file_path and transform_matrix")
+    has_masks = (source / "masks").is_dir()
+
+    def load_one(frame: Dict[str, Any]) -> Camera:
+        rel = Path(os.path.normpath(str(frame["file_path"])))  # e.g. train/r_0
+        if "transform_matrix" not in frame:
+            raise GsVqError(f"{json_path}: frame {rel} has no transform_matrix")
+        pixels = read_image(_image_path(source, rel), resolution, cache_root)  # [H, W, 3|4] uint8
+        height, width = pixels.shape[:2]
+        rgb, alpha = composite(pixels, white_background)
+        mask = read_mask(source / "masks" / rel.with_suffix(".png"), (width, height)) if has_masks else None
+        name = (rel.with_suffix("") if rel.suffix.lower() in IMAGE_SUFFIXES else rel).as_posix()
+        return Camera(
+            name=name,
+            image=rgb,
+            viewmat=torch.from_numpy(viewmat_from_blender(frame["transform_matrix"])).float(),
+            K=torch.from_numpy(intrinsics(meta, width, height, json_path)).float(),
+            width=width,
+            height=height,
+            mask=mask,
+            alpha=alpha,
+        )
+
+    return parallel_map(load_one, frames)
+
+
+def load_blender(
+    source_path: str,
+    resolution: int = 1,
+    white_background: bool = False,
+    cache_dir: Optional[str] = None,
+    num_random_points: int = 100_000,
+    seed: int = 0,
+    kind: str = "blender",
+) -> Scene:
+    """Load a NeRF-synthetic scene; see the module docstring for cameras, split and points.
+
+    Args:
+        source_path: folder with ``transforms_train.json`` (and usually ``transforms_test.json``).
+        resolution: downscale factor, already validated (1, 2, 4, 8).
+        white_background: composite RGBA images on white instead of black.
+        cache_dir: gs_vq cache root for downscaled images.
+        num_random_points: number of random initial points.
+        seed: seed of the random initial points (deterministic by default).
+        kind: recorded in ``Scene.kind`` ("blender", or "demo" for the generated scene).
+    """
+    source = Path(os.path.abspath(source_path))
+    cache_root = default_cache_root(cache_dir)
+    train = load_split(source, "train", resolution, white_background, cache_root, required=True)
+    test = load_split(source, "test", resolution, white_background, cache_root, required=False)
+    labels_path = source / "labels.json"
+    labels = read_json(labels_path) if labels_path.is_file() else None
+    if labels is not None and not isinstance(labels, dict):
+        raise GsVqError(f"{labels_path} must hold a JSON object (id -> label text)")
+    centre, half = look_at_box(train)
+    points, points_rgb = random_points(centre, half, num_random_points, seed)
+    return Scene(
+        train_cameras=train,
+        test_cameras=test,
+        points=points,
+        points_rgb=points_rgb,
+        scene_scale=camera_scene_scale(train),
+        source_path=str(source),
+        kind=kind,
+        white_background=white_background,
+        labels=labels,
+        extra={"init_box": (centre, half)},
+    )

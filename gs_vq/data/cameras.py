@@ -1,0 +1,118 @@
+"""Camera and Scene containers shared by every loader.
+
+Conventions (see ARCHITECTURE.md): ``viewmat`` is world-to-camera with OpenCV axes (x right,
+y down, z forward), ``K`` is in pixels with pixel centres at +0.5, images are float32 ``[H, W, 3]``
+in [0, 1], already composited on the scene's background.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass(repr=False)
+class Camera:
+    """One posed, calibrated view with its ground-truth image."""
+
+    name: str  # unique within the scene, e.g. "image000.png" or "train/r_0"
+    image: Tensor  # [H, W, 3] float32 in [0, 1], composited on the background
+    viewmat: Tensor  # [4, 4] float32, world-to-camera, OpenCV axes
+    K: Tensor  # [3, 3] float32, pixels
+    width: int
+    height: int
+    mask: Optional[Tensor] = None  # [H, W] int64 object ids (0 = background), when the scene has masks
+    alpha: Optional[Tensor] = None  # [H, W] float32 in [0, 1], when the source image had an alpha channel
+
+    def __repr__(self) -> str:
+        extras = "".join(f", {k}" for k in ("mask", "alpha") if getattr(self, k) is not None)
+        return f"Camera({self.name!r}, {self.width}x{self.height}, fx={float(self.K[0, 0]):.2f}{extras})"
+
+    @property
+    def camtoworld(self) -> Tensor:
+        """[4, 4] camera-to-world (OpenCV axes)."""
+        return torch.linalg.inv(self.viewmat.double()).float()
+
+    @property
+    def center(self) -> Tensor:
+        """[3] camera centre in world coordinates."""
+        return self.camtoworld[:3, 3]
+
+
+@dataclass(repr=False)
+class Scene:
+    """Everything a trainer needs from a data set."""
+
+    train_cameras: List[Camera]
+    test_cameras: List[Camera]
+    points: Tensor  # [P, 3] float32 initial point positions (world)
+    points_rgb: Tensor  # [P, 3] float32 initial point colours in [0, 1]
+    scene_scale: float  # world units; 1.1 * max distance of the train camera centres from their mean
+    source_path: str  # absolute path of the data set (the demo scene's: its cache folder)
+    kind: str  # "colmap" | "blender" | "demo"
+    white_background: bool = False
+    labels: Optional[Dict[str, Any]] = None  # contents of labels.json when present
+    extra: Dict[str, Any] = field(default_factory=dict)  # loader-specific notes (e.g. init box)
+
+    def __repr__(self) -> str:
+        return f"Scene({self.summary()})"
+
+    def summary(self) -> str:
+        """One line describing the scene, for logs."""
+        cams = self.train_cameras or self.test_cameras
+        size = f"{cams[0].width}x{cams[0].height}" if cams else "-"
+        return (
+            f"{self.kind} scene {self.source_path}: {len(self.train_cameras)} train / "
+            f"{len(self.test_cameras)} test views at {size}, "
+            f"{self.points.shape[0]} initial points, scene_scale {self.scene_scale:.3f}"
+        )
+
+
+def camera_scene_scale(cameras: List[Camera]) -> float:
+    """Scene scale as gsplat's simple_trainer / Inria 3DGS compute it (world units).
+
+    ``1.1 * max_i ||c_i - mean(c)||`` over the camera centres ``c`` (gsplat's parser gives the
+    max distance and simple_trainer multiplies by 1.1; Inria's ``cameras_extent`` is the same).
+    Falls back to 1.0 for a single camera or coincident centres.
+    """
+    centres = np.stack([c.center.numpy().astype(np.float64) for c in cameras])  # [C, 3]
+    dists = np.linalg.norm(centres - centres.mean(axis=0), axis=1)  # [C]
+    radius = float(dists.max()) if len(dists) else 0.0
+    return 1.1 * radius if radius > 1e-8 else 1.0
+
+
+def look_at_box(cameras: List[Camera], margin: float = 0.9) -> Tuple[np.ndarray, float]:
+    """The cube the cameras look at, as (centre [3], half-extent), world units.
+
+    Rule: the centre is the least-squares point closest to every optical axis; the half-extent is
+    ``margin * median distance(camera, centre) * tan(fov_x / 2)``, i.e. 90% of the half-width of
+    the median view's frustum at the centre. For NeRF-synthetic (cameras at radius 4.03,
+    fov_x 0.691 rad) this is the origin and 1.30, Inria 3DGS's ``[-1.3, 1.3]^3``, and it follows
+    any other camera radius or lens (e.g. the tabletop scene). If the optical axes are nearly
+    parallel (forward-facing captures) the centre is 1 scene scale in front of the mean camera
+    and the half-extent the scene scale.
+    """
+    c2w = np.stack([c.camtoworld.numpy().astype(np.float64) for c in cameras])  # [C, 4, 4]
+    origins, dirs = c2w[:, :3, 3], c2w[:, :3, 2]  # [C, 3], [C, 3] (OpenCV +z looks forward)
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]  # [C, 3, 3]
+    A, b = proj.sum(axis=0), np.einsum("cij,cj->i", proj, origins)
+    centre = np.linalg.lstsq(A, b, rcond=None)[0] if np.linalg.eigvalsh(A)[0] > 0.05 * len(cameras) else None
+    if centre is None or np.median(np.einsum("ci,ci->c", centre - origins, dirs)) <= 0:
+        scale = camera_scene_scale(cameras)
+        return origins.mean(axis=0) + scale * dirs.mean(axis=0), scale
+    dist = float(np.median(np.linalg.norm(origins - centre, axis=1)))
+    half = float(np.median([0.5 * c.width / float(c.K[0, 0]) for c in cameras]))  # tan(fov_x / 2)
+    return centre, margin * dist * half
+
+
+def random_points(centre: np.ndarray, half_extent: float, n: int, seed: int = 0) -> Tuple[Tensor, Tensor]:
+    """``n`` deterministic uniform points in the cube, with uniform random colours.
+
+    Returns ([n, 3] float32 positions, [n, 3] float32 colours in [0, 1]).
+    """
+    g = torch.Generator().manual_seed(seed)
+    xyz = (torch.rand(n, 3, generator=g, dtype=torch.float64) * 2 - 1) * half_extent
+    xyz += torch.as_tensor(centre, dtype=torch.float64)
+    return xyz.float(), torch.rand(n, 3, generator=g)

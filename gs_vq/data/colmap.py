@@ -1,0 +1,165 @@
+"""COLMAP scenes (binary or text models) through pycolmap.
+
+Layout: ``<source>/images/`` and a model (``cameras``, ``images``, ``points3D`` as ``.bin`` or
+``.txt``) in ``<source>/sparse/0`` or ``<source>/sparse``. Only undistorted pinhole cameras
+(PINHOLE, SIMPLE_PINHOLE) are accepted; anything else must be undistorted first with
+``colmap image_undistorter``.
+
+Split: without ``eval`` every registered image trains and there is no test set; with ``eval``
+images sorted by name are held out LLFF-style, ``i % 8 == 0`` is test (Inria 3DGS, gsplat).
+If the image files' size differs from the model's (e.g. LLFF ``images_8`` with a full-size model),
+K is rescaled to the files, as gsplat's parser does. Initial points are points3D (xyz, rgb / 255);
+a model without points gets random points in the box the cameras look at.
+"""
+
+import os
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
+from gs_vq.data.images import composite, default_cache_root, error_text, parallel_map, read_image, scale_K
+from gs_vq.errors import GsVqError
+
+PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
+MODEL_FILES = ("cameras", "images", "points3D")
+LLFF_HOLD = 8
+
+
+def find_sparse_model(source: Path) -> Optional[Path]:
+    """The folder holding the COLMAP model (``sparse/0`` preferred, then ``sparse``), or None."""
+    for folder in (source / "sparse" / "0", source / "sparse"):
+        for ext in (".bin", ".txt"):
+            if all((folder / (name + ext)).is_file() for name in MODEL_FILES):
+                return folder
+    return None
+
+
+def _read_model(source: Path):
+    import pycolmap  # imported here: only COLMAP scenes need it
+
+    folder = find_sparse_model(source)
+    if folder is None:
+        raise GsVqError(
+            f"no COLMAP model in {source / 'sparse'}: expected cameras, images and points3D "
+            "(.bin or .txt) in sparse/0 or sparse"
+        )
+    try:
+        return pycolmap.Reconstruction(str(folder))
+    except Exception as e:
+        raise GsVqError(f"cannot read the COLMAP model in {folder}: {error_text(e)}")
+
+
+def _intrinsics(camera) -> np.ndarray:
+    """[3, 3] K of a PINHOLE / SIMPLE_PINHOLE pycolmap camera; other models raise GsVqError."""
+    model = camera.model.name
+    if model not in PINHOLE_MODELS:
+        raise GsVqError(
+            f"COLMAP camera {camera.camera_id} uses the {model} model; only PINHOLE and SIMPLE_PINHOLE "
+            "are supported: undistort the images first with `colmap image_undistorter`"
+        )
+    p = np.asarray(camera.params, dtype=np.float64)
+    fx, fy, cx, cy = (p[0], p[0], p[1], p[2]) if model == "SIMPLE_PINHOLE" else tuple(p[:4])
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def _viewmat(image) -> np.ndarray:
+    """[4, 4] world-to-camera (COLMAP's cam_from_world is already OpenCV axes)."""
+    rigid = image.cam_from_world
+    rigid = rigid() if callable(rigid) else rigid  # a method in pycolmap >= 3.12, a property before
+    viewmat = np.eye(4)
+    viewmat[:3, :4] = rigid.matrix()
+    return viewmat
+
+
+def load_colmap(
+    source_path: str,
+    resolution: int = 1,
+    eval: bool = False,
+    white_background: bool = False,
+    cache_dir: Optional[str] = None,
+    images_dir: str = "images",
+    num_random_points: int = 100_000,
+) -> Scene:
+    """Load a COLMAP scene; see the module docstring for layout, split and camera rules.
+
+    Args:
+        source_path: scene folder with ``images/`` and ``sparse/[0/]``.
+        resolution: downscale factor, already validated (1, 2, 4, 8).
+        eval: hold out every 8th image (sorted by name) as the test set.
+        white_background: background for images with an alpha channel (rare for COLMAP).
+        cache_dir: gs_vq cache root for downscaled images (default: see ``images.default_cache_root``).
+        images_dir: image folder name inside ``source_path``.
+        num_random_points: only used when the model has no 3D points: that many random points in
+            the box the cameras look at (``cameras.look_at_box``).
+    """
+    source = Path(os.path.abspath(source_path))
+    rec = _read_model(source)
+    Ks = {cid: _intrinsics(cam) for cid, cam in rec.cameras.items()}  # checks every camera model
+    sizes = {cid: (cam.width, cam.height) for cid, cam in rec.cameras.items()}
+    posed = sorted((im for im in rec.images.values() if im.has_pose), key=lambda im: im.name)
+    if not posed:
+        raise GsVqError(f"the COLMAP model in {source} has no registered images")
+    image_root = source / images_dir
+    if not image_root.is_dir():
+        raise GsVqError(f"COLMAP scene {source} has no {images_dir}/ folder")
+    cache_root = default_cache_root(cache_dir)
+    views = [(im.name, im.camera_id, _viewmat(im)) for im in posed]  # plain data for the loader threads
+
+    def load_one(view: Tuple[str, int, np.ndarray]) -> Camera:
+        name, camera_id, viewmat = view
+        pixels = read_image(image_root / name, resolution, cache_root)  # [H, W, 3|4] uint8
+        height, width = pixels.shape[:2]
+        model_width, model_height = sizes[camera_id]
+        K = scale_K(Ks[camera_id], width / model_width, height / model_height)
+        rgb, alpha = composite(pixels, white_background)
+        return Camera(
+            name=name,
+            image=rgb,
+            viewmat=torch.from_numpy(viewmat).float(),
+            K=torch.from_numpy(K).float(),
+            width=width,
+            height=height,
+            alpha=alpha,
+        )
+
+    cameras = parallel_map(load_one, views)
+    train, test = split_llff(cameras, eval)
+    points, points_rgb = _points(rec)
+    extra = {}
+    if points.shape[0] == 0:  # e.g. a model from known poses without triangulation
+        extra["init_box"] = look_at_box(train)
+        points, points_rgb = random_points(*extra["init_box"], num_random_points)
+    return Scene(
+        train_cameras=train,
+        test_cameras=test,
+        points=points,
+        points_rgb=points_rgb,
+        scene_scale=camera_scene_scale(train),
+        source_path=str(source),
+        kind="colmap",
+        white_background=white_background,
+        extra=extra,
+    )
+
+
+def split_llff(cameras: List[Camera], eval: bool, hold: int = LLFF_HOLD) -> Tuple[List[Camera], List[Camera]]:
+    """(train, test): with ``eval`` index ``i % hold == 0`` is test (cameras sorted by name)."""
+    if not eval:
+        return list(cameras), []
+    return (
+        [c for i, c in enumerate(cameras) if i % hold != 0],
+        [c for i, c in enumerate(cameras) if i % hold == 0],
+    )
+
+
+def _points(rec) -> Tuple[torch.Tensor, torch.Tensor]:
+    """points3D as ([P, 3] float32 xyz, [P, 3] float32 rgb in [0, 1]), sorted by point id."""
+    ids = sorted(rec.points3D.keys())
+    if not ids:
+        return torch.zeros(0, 3), torch.zeros(0, 3)
+    xyz = np.stack([rec.points3D[i].xyz for i in ids]).astype(np.float32)  # [P, 3]
+    rgb = np.stack([rec.points3D[i].color for i in ids]).astype(np.float32) / 255.0  # [P, 3]
+    return torch.from_numpy(xyz), torch.from_numpy(rgb)
