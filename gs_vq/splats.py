@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .render import rasterize
+from .render.projection import sh_colors
 
 SH_C0 = 0.28209479177387814  # zeroth SH basis constant
 
@@ -73,17 +74,6 @@ class RenderOutput:
     info: Dict
 
 
-def sh_colors(splats: Dict[str, Tensor], viewmats: Tensor, sh_degree: int) -> Tensor:
-    """View-dependent RGB per camera from SH, as gsplat computes it: ``[C, N, 3]``."""
-    from .render import spherical_harmonics
-
-    coeffs = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N, K, 3]
-    campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
-    dirs = splats["means"][None] - campos[:, None]  # [C, N, 3]
-    rgb = spherical_harmonics(sh_degree, dirs, coeffs[None].expand(len(viewmats), -1, -1, -1))
-    return torch.clamp_min(rgb + 0.5, 0.0)
-
-
 def render_splats(
     splats: Dict[str, Tensor],
     viewmats: Tensor,  # [C, 4, 4]
@@ -121,7 +111,8 @@ def render_splats(
         colors = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N, K, 3]
         img, alpha, info = rasterize(colors=colors, sh_degree=sh_degree, backgrounds=bg, **common)
         return RenderOutput(img, alpha, None, info)
-    rgb = sh_colors(splats, viewmats, sh_degree)  # [C, N, 3]
+    coeffs = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N, K, 3]
+    rgb = sh_colors(sh_degree, splats["means"], coeffs, viewmats)  # [C, N, 3]
     colors = torch.cat([rgb, extra[None].expand(C, -1, -1)], dim=-1)  # [C, N, 3+F]
     if bg is not None:
         bg = torch.cat([bg, torch.zeros(C, extra.shape[1], device=device)], dim=-1)  # [C, 3+F]

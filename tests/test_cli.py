@@ -1,0 +1,77 @@
+"""End to end through the CLIs: train the demo scene briefly, export, render, resume; bad input
+gives one line on stderr and exit code 2."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gs_vq.io import load_ply
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--iterations", "30", "--config", str(ROOT / "tests" / "tiny.yaml"), "--quiet"]
+
+
+def run(script, *args):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
+                          cwd=str(ROOT), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    model = tmp_path_factory.mktemp("model")
+    r = run("train.py", "-m", str(model), *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return model
+
+
+def test_train_writes_outputs(trained):
+    for name in ("point_cloud.ply", "cfg.yaml", "ckpt.pt", "train_stats.json"):
+        assert (trained / name).is_file(), name
+    splats = load_ply(str(trained / "point_cloud.ply"))
+    ckpt = torch.load(trained / "ckpt.pt", weights_only=False)
+    assert ckpt["step"] == 30
+    for k in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        assert torch.equal(splats[k], ckpt["splats"][k]), k  # the ply is exactly the trained model
+
+
+def test_render_and_results(trained):
+    r = run("render.py", "-m", str(trained), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((trained / "results.json").read_text())
+    for key in ("psnr", "ssim", "lpips", "num_gaussians", "ply_bytes", "iterations", "train_seconds", "split"):
+        assert key in res, key
+    assert res["iterations"] == 30 and res["split"] == "test" and res["psnr"] > 10
+    n_views = res["num_views"]
+    assert len(os.listdir(trained / "test" / "renders")) == n_views == len(os.listdir(trained / "test" / "gt"))
+
+
+def test_resume_continues(trained, tmp_path):
+    model = tmp_path / "m"
+    assert run("train.py", "-m", str(model), *TINY[:1], "20", *TINY[2:]).returncode == 0
+    r = run("train.py", "-m", str(model), "--resume", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torch.load(model / "ckpt.pt", weights_only=False)["step"] == 30
+
+
+@pytest.mark.parametrize("script,args,msg", [
+    ("train.py", ["-s", "/nonexistent/scene"], "not found"),
+    ("train.py", ["-r", "3"], "resolution"),
+    ("render.py", ["-m", "/nonexistent/model"], "not found"),
+])
+def test_bad_input_one_line_exit_2(script, args, msg):
+    r = run(script, *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0], r.stderr
+
+
+def test_corrupt_ply_in_render(trained, tmp_path):
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n")
+    r = run("render.py", "-m", str(trained), "--ply", str(bad), "--quiet")
+    assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
