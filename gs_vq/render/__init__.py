@@ -1,0 +1,176 @@
+"""Rasterization backends behind one function with ``gsplat.rasterization``'s signature.
+
+``rasterize(...)`` calls ``gsplat.rasterization`` for CUDA tensors and our CPU rasterizer
+otherwise: EWA projection + SH in torch (:mod:`.projection`), compositing either in pure torch
+with a hand-written backward (:mod:`.composite`) or in a compiled C++/OpenMP kernel
+(:mod:`.ext`, same maths, built on first use). The result and the ``info`` dict follow gsplat
+1.5.3 (classic mode, pinhole cameras), so gsplat's ``DefaultStrategy`` runs on top unchanged.
+"""
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import GsVqError
+from .composite import composite_torch
+from .projection import project_gaussians, sh_colors
+
+__all__ = ["rasterize", "resolve_backend"]
+
+RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+BACKENDS = ("auto", "gsplat", "torch", "cpp")
+# gsplat's tile size; reported in info (the CPU paths work per pixel / per row).
+TILE_SIZE = 16
+
+
+def resolve_backend(backend: str, is_cuda: bool) -> str:
+    """``"auto"`` -> ``"gsplat"`` on CUDA, else ``"cpp"`` if the kernel builds, else ``"torch"``."""
+    if backend not in BACKENDS:
+        raise GsVqError(f"unknown rasterizer backend {backend!r}; expected one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    if is_cuda:
+        return "gsplat"
+    from . import ext
+
+    return "cpp" if ext.available() else "torch"
+
+
+def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode):
+    N, C = means.shape[0], viewmats.shape[0]
+    expected = {"means": (means, (N, 3)), "quats": (quats, (N, 4)), "scales": (scales, (N, 3)),
+                "opacities": (opacities, (N,)), "viewmats": (viewmats, (C, 4, 4)),
+                "Ks": (Ks, (C, 3, 3))}
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise GsVqError(f"rasterize: {name} has shape {tuple(tensor.shape)}, expected {shape}")
+    if render_mode not in RENDER_MODES:
+        raise GsVqError(f"rasterize: render_mode {render_mode!r} not in {RENDER_MODES}")
+    if sh_degree is None:
+        ok = (colors.dim() == 2 and colors.shape[0] == N) or (
+            colors.dim() == 3 and colors.shape[:2] == (C, N))
+        what = "[N, D] or [C, N, D] features"
+    else:
+        ok = colors.shape[-1] == 3 and ((colors.dim() == 3 and colors.shape[0] == N) or (
+            colors.dim() == 4 and colors.shape[:2] == (C, N)))
+        ok = ok and (sh_degree + 1) ** 2 <= colors.shape[-2] and 0 <= sh_degree <= 3
+        what = f"[N, K, 3] or [C, N, K, 3] SH coefficients with K >= {(sh_degree or 0) + 1}^2"
+    if not ok:
+        raise GsVqError(f"rasterize: colors has shape {tuple(colors.shape)}, expected {what}")
+
+
+def _features(colors, means, viewmats, sh_degree, C, N) -> Tensor:
+    """Per-camera features ``[C, N, D]`` (SH evaluated to RGB when ``sh_degree`` is set)."""
+    if sh_degree is not None:
+        return sh_colors(sh_degree, means, colors, viewmats)
+    if colors.dim() == 2:
+        return colors[None].expand(C, N, colors.shape[-1])
+    return colors
+
+
+def _with_depth(render_mode, feats, depths, backgrounds, C):
+    """Append (or substitute) the depth channel as gsplat does for the depth render modes."""
+    if render_mode in ("RGB+D", "RGB+ED"):
+        feats = torch.cat([feats, depths[..., None]], -1)
+        if backgrounds is not None:
+            backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, 1)], -1)
+    elif render_mode in ("D", "ED"):
+        feats = depths[..., None]
+        if backgrounds is not None:
+            backgrounds = backgrounds.new_zeros(C, 1)
+    return feats, backgrounds
+
+
+def rasterize(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+    opacities: Tensor,  # [N]
+    colors: Tensor,  # [N, K, 3] / [C, N, K, 3] (SH) or [N, D] / [C, N, D]
+    viewmats: Tensor,  # [C, 4, 4]
+    Ks: Tensor,  # [C, 3, 3]
+    width: int,
+    height: int,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    sh_degree: Optional[int] = None,
+    packed: bool = False,
+    backgrounds: Optional[Tensor] = None,  # [C, D]
+    render_mode: str = "RGB",
+    absgrad: bool = False,
+    backend: str = "auto",
+) -> Tuple[Tensor, Tensor, Dict]:
+    """Render ``N`` 3D Gaussians into ``C`` pinhole cameras, like ``gsplat.rasterization``.
+
+    Args:
+        means, quats, scales, opacities: Gaussians with activations applied (scales are
+            standard deviations in world units, opacities in [0, 1], quats ``wxyz``).
+        colors: SH coefficients when ``sh_degree`` is given (RGB = max(SH(dir) + 0.5, 0)), or
+            any post-activation features (D channels, per Gaussian or per camera).
+        viewmats: world-to-camera, OpenCV axes. Ks: intrinsics in pixels. width, height: pixels.
+        backgrounds: per-camera colour ``[C, D]`` added as ``T_final * background``.
+        render_mode: "RGB" (features), "D" (accumulated depth), "ED" (expected depth, i.e.
+            accumulated depth / alpha), "RGB+D", "RGB+ED" (depth as the last channel).
+        absgrad: also give ``info["means2d"].absgrad`` after backward.
+        backend: "auto" (gsplat on CUDA, else "cpp" if it builds, else "torch"), "gsplat",
+            "torch" or "cpp".
+
+    Returns:
+        ``render_colors [C, H, W, X]``, ``render_alphas [C, H, W, 1]`` and ``info`` with
+        ``means2d`` (``[C, N, 2]``, or ``[nnz, 2]`` when packed; its ``.grad`` is what
+        DefaultStrategy reads), ``radii`` (int32 ``[C, N, 2]`` / ``[nnz, 2]``), ``depths``,
+        ``conics``, ``opacities``, ``gaussian_ids``/``camera_ids`` (``[nnz]`` when packed, else
+        None), ``width``, ``height``, ``n_cameras``, ``tile_size``, ``backend``.
+    """
+    _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode)
+    backend = resolve_backend(backend, means.is_cuda)
+    if backend == "gsplat":
+        import gsplat
+
+        render, alphas, info = gsplat.rasterization(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree,
+            packed=packed, backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad)
+        info["backend"] = "gsplat"
+        return render, alphas, info
+    if means.is_cuda:
+        raise GsVqError(f"rasterize: backend {backend!r} runs on CPU tensors only")
+
+    C, N = viewmats.shape[0], means.shape[0]
+    radii, means2d, depths, conics = project_gaussians(
+        means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
+        near_plane=near_plane, far_plane=far_plane, opacities=opacities)
+    feats = _features(colors, means, viewmats, sh_degree, C, N)  # [C, N, D]
+    feats, backgrounds = _with_depth(render_mode, feats, depths, backgrounds, C)
+    opas = opacities[None].expand(C, N)  # [C, N]
+    camera_ids = gaussian_ids = None
+    if packed:
+        camera_ids, gaussian_ids = torch.nonzero((radii > 0).all(-1), as_tuple=True)  # [nnz]
+        means2d, radii = means2d[camera_ids, gaussian_ids], radii[camera_ids, gaussian_ids]
+        depths, conics = depths[camera_ids, gaussian_ids], conics[camera_ids, gaussian_ids]
+        opas, feats = opas[camera_ids, gaussian_ids], feats[camera_ids, gaussian_ids]
+        image_ids = camera_ids
+    else:
+        image_ids = torch.arange(C).repeat_interleave(N)  # [C * N]
+
+    flat = (means2d.reshape(-1, 2), conics.reshape(-1, 3), feats.reshape(-1, feats.shape[-1]),
+            opas.reshape(-1), radii.reshape(-1, 2), depths.reshape(-1).detach(), image_ids)
+    absgrad_to = means2d if absgrad else None
+    if backend == "cpp":
+        from .ext import composite_cpp
+
+        render, alphas = composite_cpp(*flat, C, width, height, backgrounds, absgrad_to)
+    else:
+        render, alphas = composite_torch(*flat, C, width, height, backgrounds, absgrad_to)
+    if render_mode in ("ED", "RGB+ED"):
+        render = torch.cat([render[..., :-1], render[..., -1:] / alphas.clamp(min=1e-10)], -1)
+
+    info = {
+        "camera_ids": camera_ids, "gaussian_ids": gaussian_ids, "batch_ids": None,
+        "radii": radii, "means2d": means2d, "depths": depths, "conics": conics,
+        "opacities": opas, "width": width, "height": height, "n_cameras": C, "n_batches": 1,
+        "tile_size": TILE_SIZE, "backend": backend,
+    }
+    return render, alphas, info

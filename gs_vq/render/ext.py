@@ -1,0 +1,140 @@
+"""The compiled C++/OpenMP compositing kernel (``_ext/rasterize.cpp``) and its autograd Function.
+
+Built on first use with ``torch.utils.cpp_extension.load`` into ``$GS_VQ_CACHE`` or
+``~/.cache/gs_vq/ext`` (about a minute once; later imports load the cached library). A failed
+build is logged once and :func:`available` turns False, so ``backend="auto"`` falls back to the
+pure-torch path; ``GS_VQ_NO_EXT=1`` skips the build entirely.
+"""
+
+import hashlib
+import logging
+import os
+import platform
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import GsVqError
+from .projection import ALPHA_THRESHOLD, MAX_ALPHA, T_EPS
+
+log = logging.getLogger(__name__)
+_SOURCE = os.path.join(os.path.dirname(__file__), "_ext", "rasterize.cpp")
+_module = None
+_failed: Optional[str] = None
+
+
+def _build_dir() -> str:
+    """Cache folder keyed by the source, torch version and machine (the flags are -O3 only)."""
+    root = os.environ.get("GS_VQ_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gs_vq"))
+    with open(_SOURCE, "rb") as f:
+        key = hashlib.sha1(f.read() + torch.__version__.encode() + platform.machine().encode())
+    path = os.path.join(root, "ext", key.hexdigest()[:12])
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def load():
+    """The compiled module, building it if needed; None when disabled or the build failed."""
+    global _module, _failed
+    if _module is not None or _failed is not None:
+        return _module
+    if os.environ.get("GS_VQ_NO_EXT") == "1":
+        _failed = "disabled by GS_VQ_NO_EXT=1"
+        return None
+    try:
+        from torch.utils.cpp_extension import load as load_ext
+
+        _module = load_ext(name="gs_vq_rasterize", sources=[_SOURCE],
+                           extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                           build_directory=_build_dir(), verbose=False)
+    except Exception as e:  # compiler missing, headers broken, ...: fall back to torch
+        _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+        log.warning("gs_vq C++ rasterizer unavailable, using the torch path (%s)", _failed)
+    return _module
+
+
+def available() -> bool:
+    """Whether the compiled kernel can be used (builds it on the first call)."""
+    return load() is not None
+
+
+def _module_or_raise():
+    module = load()
+    if module is None:
+        raise GsVqError(f"C++ rasterizer unavailable ({_failed}); use backend='torch'")
+    return module
+
+
+def _consts():
+    return ALPHA_THRESHOLD, MAX_ALPHA, T_EPS
+
+
+class _CompositeCpp(torch.autograd.Function):
+    """Same contract as :class:`.composite._CompositeTorch`, computed by the C++ kernel."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, backgrounds, radii, depths, image_ids,
+                n_images: int, width: int, height: int, absgrad_to: Optional[Tensor]):
+        module = _module_or_raise()
+        visible = torch.nonzero((radii > 0).all(-1), as_tuple=True)[0]  # [M']
+        order = visible[torch.argsort(depths[visible], stable=True)]  # depth order, ties by id
+        tensors = [t.contiguous() for t in (means2d, conics, colors, opacities)]
+        bg = None if backgrounds is None else backgrounds.contiguous()
+        out, alphas, t_final, offsets, ids, n_used = module.forward(
+            *tensors, bg, radii.contiguous(), image_ids.contiguous(), order, width, height,
+            n_images, *_consts())
+        ctx.save_for_backward(*tensors, bg, order, offsets, ids, n_used, t_final)
+        ctx.dims = (n_images, width, height)
+        ctx.absgrad_to = absgrad_to
+        return out, alphas
+
+    @staticmethod
+    def backward(ctx, v_out, v_alphas):
+        (means2d, conics, colors, opacities, bg, order, offsets, ids, n_used,
+         t_final) = ctx.saved_tensors
+        n_images, width, height = ctx.dims
+        absgrad = ctx.absgrad_to is not None
+        v_means2d, v_conics, v_colors, v_opacities, v_abs = _module_or_raise().backward(
+            means2d, conics, colors, opacities, bg, order, offsets, ids, n_used, t_final,
+            v_out.contiguous(), v_alphas.contiguous(), absgrad, width, height, n_images,
+            *_consts())
+        if absgrad:
+            ctx.absgrad_to.absgrad = v_abs.reshape(ctx.absgrad_to.shape)
+        v_bg = None
+        if bg is not None and ctx.needs_input_grad[4]:
+            v_bg = (v_out * t_final.reshape(n_images, height, width, 1)).sum((1, 2))
+        return (v_means2d, v_conics, v_colors, v_opacities, v_bg,
+                None, None, None, None, None, None, None)
+
+
+def composite_cpp(
+    means2d: Tensor,  # [M, 2]
+    conics: Tensor,  # [M, 3]
+    colors: Tensor,  # [M, D]
+    opacities: Tensor,  # [M]
+    radii: Tensor,  # [M, 2] int32
+    depths: Tensor,  # [M]
+    image_ids: Tensor,  # [M] int64
+    n_images: int,
+    width: int,
+    height: int,
+    backgrounds: Optional[Tensor] = None,  # [I, D]
+    absgrad_to: Optional[Tensor] = None,
+) -> Tuple[Tensor, Tensor]:
+    """C++ twin of :func:`.composite.composite_torch` (same arguments and results).
+
+    Features wider than the kernel's channel limit are rendered in chunks (the alpha of the
+    first chunk is returned, as gsplat does).
+    """
+    module = _module_or_raise()
+    limit, D = int(module.max_channels), colors.shape[-1]
+    chunks = []
+    for lo in range(0, D, limit):
+        bg = None if backgrounds is None else backgrounds[:, lo:lo + limit]
+        target = absgrad_to if lo == 0 else None
+        chunks.append(_CompositeCpp.apply(means2d, conics, colors[:, lo:lo + limit], opacities,
+                                          bg, radii, depths, image_ids, n_images, width, height,
+                                          target))
+    out = chunks[0][0] if len(chunks) == 1 else torch.cat([c[0] for c in chunks], -1)
+    return out, chunks[0][1]
