@@ -53,16 +53,18 @@ def init_splats(points: Tensor, rgbs: Tensor, sh_degree: int, init_opacity: floa
 
 
 def make_param_dict(tensors: Dict[str, Tensor], device: str) -> torch.nn.ParameterDict:
+    """Wrap raw tensors as parameters; non-float entries (e.g. plugin codes) get no gradient."""
     return torch.nn.ParameterDict(
-        {k: torch.nn.Parameter(v.detach().to(device).contiguous()) for k, v in tensors.items()}
+        {k: torch.nn.Parameter(v.detach().to(device).contiguous(), requires_grad=v.is_floating_point())
+         for k, v in tensors.items()}
     )
 
 
 def make_optimizers(splats: torch.nn.ParameterDict, lrs: Dict[str, float]) -> Dict[str, torch.optim.Optimizer]:
-    """One Adam per parameter (eps 1e-15, as in 3DGS). ``lrs`` maps parameter name -> lr."""
+    """One Adam per trainable parameter (eps 1e-15, as in 3DGS). ``lrs``: name -> lr."""
     return {
-        name: torch.optim.Adam([{"params": splats[name], "lr": lrs[name], "name": name}], eps=1e-15)
-        for name in splats.keys()
+        name: torch.optim.Adam([{"params": p, "lr": lrs[name], "name": name}], eps=1e-15)
+        for name, p in splats.items() if p.requires_grad
     }
 
 

@@ -112,7 +112,7 @@ class Trainer:
         c = self.cfg
         lrs = dict(means=c.means_lr * self.scene.scene_scale, scales=c.scales_lr, quats=c.quats_lr,
                    opacities=c.opacities_lr, sh0=c.sh0_lr, shN=c.shN_lr)
-        return {k: lrs.get(k, c.sh0_lr) for k in self.splats.keys()}
+        return {k: lrs.get(k, c.sh0_lr) for k, p in self.splats.items() if p.requires_grad}
 
     # ---- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> Dict:
@@ -184,13 +184,15 @@ class Trainer:
         mse = F.mse_loss(out.rgb.detach().clamp(0, 1), gt).item()
         return {"loss": loss.item(), "psnr": -10.0 * np.log10(max(mse, 1e-10))}
 
-    def train(self, progress: bool = True) -> None:
-        """Run from the current step to ``cfg.iterations``, checkpointing as configured."""
+    def train(self, progress: bool = True, until: Optional[int] = None) -> None:
+        """Run from the current step to ``until`` (default ``cfg.iterations``), checkpointing as
+        configured. Schedules always see the full ``cfg.iterations`` run."""
+        until = self.cfg.iterations if until is None else min(until, self.cfg.iterations)
         cams = self.scene.train_cameras
         if not cams:
             raise GsVqError("the scene has no training views")
         order = torch.randperm(len(cams), generator=torch.Generator().manual_seed(self.cfg.seed + self.step))
-        bar = tqdm(range(self.step, self.cfg.iterations), initial=self.step, total=self.cfg.iterations,
+        bar = tqdm(range(self.step, until), initial=self.step, total=until,
                    disable=not progress, dynamic_ncols=True, desc="train")
         for step in bar:
             t0 = time.perf_counter()
