@@ -152,7 +152,7 @@ class Trainer:
         viewmats, Ks, gt = camera_batch([cam], self.device)
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
         splats = self.render_splats_for(step)
-        extras = [p.extra_channels(step, self.splats) for p in self.plugins.values() if hasattr(p, "extra_channels")]
+        extras = [p.extra_channels(step, splats) for p in self.plugins.values() if hasattr(p, "extra_channels")]
         extras = [e for e in extras if e is not None]
         out = render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, self.background,
                             extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend)
