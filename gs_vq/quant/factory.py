@@ -1,0 +1,49 @@
+"""Quantizers from config dicts (as read from YAML): ``build_quantizer({"type": "pq", ...})``."""
+
+import inspect
+from typing import Any, Dict, Mapping
+
+from ..errors import GsVqError
+from .additive import AdditiveQuantizer
+from .base import Quantizer
+from .product import ProductQuantizer, VectorQuantizer
+from .residual import ResidualQuantizer
+from .scalar import ScalarQuantizer
+from .soft import SoftIndexQuantizer
+
+QUANTIZERS: Dict[str, type] = {
+    "vq": VectorQuantizer,
+    "pq": ProductQuantizer,
+    "rvq": ResidualQuantizer,
+    "rq": ResidualQuantizer,
+    "aq": AdditiveQuantizer,
+    "lsq": AdditiveQuantizer,
+    "fsq": ScalarQuantizer,
+    "sq": ScalarQuantizer,
+    "soft": SoftIndexQuantizer,
+}
+
+
+def build_quantizer(config: Mapping[str, Any]) -> Quantizer:
+    """Construct a quantizer from ``{"type": name, **constructor arguments}``.
+
+    Types: ``vq``, ``pq``, ``rvq`` (``rq``), ``aq`` (``lsq``), ``fsq`` (``sq``), ``soft``. The other
+    keys are the class's constructor arguments (``dim`` is required), e.g.
+    ``{"type": "pq", "dim": 45, "num_subvectors": 5, "codebook_size": 256}``.
+    """
+    params = dict(config)
+    kind = params.pop("type", None)
+    if kind not in QUANTIZERS:
+        raise GsVqError(f"unknown quantizer type {kind!r}: expected one of {', '.join(QUANTIZERS)}")
+    cls = QUANTIZERS[kind]
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    if cls is VectorQuantizer:
+        accepted |= set(inspect.signature(ProductQuantizer.__init__).parameters) - {
+            "self", "num_subvectors"
+        }
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise GsVqError(f"quantizer {kind!r} has no option(s) {', '.join(unknown)}")
+    if "dim" not in params:
+        raise GsVqError(f"quantizer {kind!r} needs 'dim'")
+    return cls(**params)
