@@ -1,0 +1,152 @@
+"""Quantization-aware training against plain training, side by side, on real scenes.
+
+    python bench/vq_scene.py                          # fern -r 2 and lego -r 4: cpu, vq, vq_small
+    python bench/vq_scene.py --scenes lego --presets vq --steps_scaler 0.25   # a quick look
+
+Each scene is trained with the CPU preset (``cpu``) and with each VQ preset from the same seed.
+Quality is measured on the held-out views: the plain run from its MODEL/point_cloud.ply, the VQ
+runs from MODEL/compressed.ply as loaded back (so the numbers are those of the file). Sizes:
+the standard ply of each model and its compressed.ply; ratio = standard / compressed (same
+model). Time: training steps only (evaluation excluded); "extra" is relative to the plain run,
+and "hooks" is the time spent inside the VQ plugin's k-means fits and updates.
+Prints a table and writes bench/results/vq_scene.json. Data: ../shared/data beside the project.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from gs_vq.config import make_config  # noqa: E402
+from gs_vq.data import load_scene  # noqa: E402
+from gs_vq.errors import atomic_path  # noqa: E402
+from gs_vq.evaluate import evaluate  # noqa: E402
+from gs_vq.io.compressed import load_compressed_splats  # noqa: E402
+from gs_vq.io.ply import load_ply  # noqa: E402
+from gs_vq.trainer import Trainer  # noqa: E402
+
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+SCENES = {
+    "lego": dict(resolution=4, white_background=True),
+    "fern": dict(resolution=2, white_background=False),
+}
+
+
+def scaled(preset: str, factor: float) -> dict:
+    """Overrides that shorten a preset's schedule by ``factor`` (like gsplat's steps_scaler)."""
+    if factor == 1.0:
+        return {}
+    cfg = make_config(preset)
+    s = lambda v: max(1, int(round(v * factor)))  # noqa: E731
+    out = {"iterations": s(cfg.iterations), "sh_degree_interval": s(cfg.sh_degree_interval),
+           "strategy": {k: s(getattr(cfg.strategy, k)) for k in
+                        ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every")}}
+    if cfg.vq is not None:
+        vq = {k: s(cfg.vq[k]) for k in ("vq_every", "prune_window", "prune_every")
+              if cfg.vq.get(k)}
+        if cfg.vq.get("vq_start") is not None:
+            vq["vq_start"] = s(cfg.vq["vq_start"])
+        out["vq"] = vq
+    return out
+
+
+def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) -> dict:
+    opts = SCENES[name]
+    model = os.path.join(out_root, f"{name}_{preset}")
+    cfg = make_config(preset, {"source_path": os.path.join(SHARED, name), "eval": True, "seed": seed,
+                               "checkpoint_every": 0, "model_path": model, **opts,
+                               **scaled(preset, factor)})
+    trainer = Trainer(cfg, scene, model)
+    wall = time.perf_counter()
+    trainer.train(progress=False)
+    wall = time.perf_counter() - wall
+    sizes = trainer.export()
+    vq = cfg.vq is not None
+    path = os.path.join(model, "compressed.ply" if vq else "point_cloud.ply")
+    splats = load_compressed_splats(path) if vq else load_ply(path)
+    with torch.no_grad():
+        scores = evaluate(splats, scene.test_cameras, trainer.background, trainer.device,
+                          backend=cfg.backend, progress=False)
+    plugin = trainer.plugins.get("vq")
+    row = {"scene": name, **opts, "preset": preset, "iterations": cfg.iterations, "seed": seed,
+           "psnr": round(scores["psnr"], 3), "ssim": round(scores["ssim"], 4),
+           "num_gaussians": int(splats["means"].shape[0]),
+           "ply_bytes": os.path.getsize(os.path.join(model, "point_cloud.ply")),
+           "file_bytes": os.path.getsize(path), "rendered": os.path.basename(path),
+           "train_seconds": round(trainer.train_seconds, 1), "wall_seconds": round(wall, 1),
+           "model_path": model}
+    if vq:
+        row.update(compressed_bytes=sizes["compressed_bytes"], compression_ratio=sizes["compression_ratio"],
+                   bits_per_gaussian=sizes["bits_per_gaussian"], vq_pruned=sizes.get("vq_pruned"),
+                   hook_seconds=round(sum(plugin.seconds.values()), 1) if plugin else None,
+                   vq_seconds=sizes.get("vq_seconds"))
+    print(f"  {name:5s} {preset:9s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  N {row['num_gaussians']:6d}  "
+          f"{row['file_bytes'] / 1e6:7.3f} MB  train {row['train_seconds']:7.1f} s", flush=True)
+    return row
+
+
+def compare(rows: list) -> list:
+    """Add, to every VQ row, its differences to the plain run of the same scene."""
+    base = {r["scene"]: r for r in rows if r["preset"] == "cpu"}
+    for r in rows:
+        b = base.get(r["scene"])
+        if r["preset"] != "cpu" and b is not None:
+            r["psnr_drop"] = round(b["psnr"] - r["psnr"], 3)
+            r["extra_time"] = round(r["train_seconds"] / max(b["train_seconds"], 1e-9) - 1.0, 4)
+            if r.get("hook_seconds") is not None:
+                r["hook_share"] = round(r["hook_seconds"] / max(b["train_seconds"], 1e-9), 4)
+    return rows
+
+
+def table(rows: list) -> str:
+    head = ["scene", "preset", "PSNR", "SSIM", "Gaussians", "std ply (MB)", "compressed (kB)", "ratio",
+            "train (s)", "extra time", "VQ hooks", "PSNR drop"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        vq = r["preset"] != "cpu"
+        cells = [r["scene"], r["preset"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", str(r["num_gaussians"]),
+                 f"{r['ply_bytes'] / 1e6:.2f}",
+                 f"{r['compressed_bytes'] / 1e3:.1f}" if vq else "-",
+                 f"{r['compression_ratio']:.1f}x" if vq else "-",
+                 f"{r['train_seconds']:.0f}",
+                 f"{100 * r['extra_time']:+.1f}%" if "extra_time" in r else "-",
+                 f"{100 * r['hook_share']:.1f}%" if "hook_share" in r else "-",
+                 f"{r['psnr_drop']:+.2f}" if "psnr_drop" in r else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenes", nargs="+", default=["fern", "lego"], choices=sorted(SCENES))
+    p.add_argument("--presets", nargs="+", default=["vq", "vq_small"], help="VQ presets (configs/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps_scaler", type=float, default=1.0, help="shorten every schedule by this factor")
+    p.add_argument("--models", default=os.path.join(ROOT, "output", "bench_vq"))
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "vq_scene.json"))
+    args = p.parse_args()
+    rows = []
+    for name in args.scenes:
+        opts = SCENES[name]
+        cfg = make_config("cpu", opts)
+        print(f"== {name} -r {opts['resolution']}: cpu vs {', '.join(args.presets)}, seed {args.seed}, "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+        scene = load_scene(os.path.join(SHARED, name), resolution=opts["resolution"], eval=True,
+                           white_background=opts["white_background"], num_random_points=cfg.init_num_points)
+        for preset in ["cpu"] + args.presets:
+            rows.append(run(name, scene, preset, args.seed, args.steps_scaler, args.models))
+            compare(rows)
+            with atomic_path(args.out) as tmp, open(tmp, "w") as fh:  # partial results survive
+                json.dump({"steps_scaler": args.steps_scaler, "rows": rows}, fh, indent=2)
+    print("\n" + table(rows))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

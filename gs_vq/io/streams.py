@@ -1,0 +1,223 @@
+"""Bit-level building blocks of the compressed ply: fixed-width bit packing, Morton codes,
+fixed-point positions and opacities, and the lossless stream codecs.
+
+Everything here is NumPy on the CPU and deterministic: the writer and the reader (and the VQ
+plugin when it snaps a model to the stored precision) call the same functions, so a value that
+went through ``dequantize(quantize(x))`` once comes back bit-identical the second time.
+"""
+
+import lzma
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+
+
+def index_bits(k: int) -> int:
+    """Fewest bits that can hold an index into a codebook of ``k`` entries: ceil(log2 k)."""
+    if k < 1:
+        raise ValueError(f"codebook size must be >= 1, got {k}")
+    return int(math.ceil(math.log2(k))) if k > 1 else 0
+
+
+# --------------------------------------------------------------------------- bit packing
+def pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Pack unsigned integers with exactly ``bits`` bits each, least significant bit first.
+
+    Args:
+        values: [N] non-negative integers < 2**bits.
+        bits: 0..64 bits per value; 0 gives an empty payload.
+    Returns:
+        ceil(N * bits / 8) bytes.
+    """
+    values = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1)
+    if bits == 0 or values.size == 0:
+        return b""
+    shifts = np.arange(bits, dtype=np.uint64)
+    planes = ((values[:, None] >> shifts[None, :]) & np.uint64(1)).astype(np.uint8)  # [N, bits]
+    return np.packbits(planes.reshape(-1), bitorder="little").tobytes()
+
+
+def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``count`` values of ``bits`` bits -> [count] uint64."""
+    if bits == 0 or count == 0:
+        return np.zeros(count, dtype=np.uint64)
+    need = (count * bits + 7) // 8
+    if len(data) < need:
+        raise ValueError(f"bit stream holds {len(data)} bytes, {need} needed")
+    flat = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=need), bitorder="little")
+    planes = flat[: count * bits].reshape(count, bits).astype(np.uint64)  # [count, bits]
+    return (planes << np.arange(bits, dtype=np.uint64)[None, :]).sum(axis=1, dtype=np.uint64)
+
+
+# --------------------------------------------------------------------------- Morton order
+def morton_encode(q: np.ndarray, bits: int) -> np.ndarray:
+    """Interleave the bits of [N, 3] grid coordinates (each < 2**bits, bits <= 21) -> [N] uint64."""
+    q = q.astype(np.uint64)
+    code = np.zeros(q.shape[0], dtype=np.uint64)
+    one = np.uint64(1)
+    for b in range(bits):
+        for axis in range(3):
+            code |= ((q[:, axis] >> np.uint64(b)) & one) << np.uint64(3 * b + axis)
+    return code
+
+
+def morton_decode(code: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of :func:`morton_encode`: [N] uint64 -> [N, 3] uint64."""
+    code = code.astype(np.uint64)
+    q = np.zeros((code.shape[0], 3), dtype=np.uint64)
+    one = np.uint64(1)
+    for b in range(bits):
+        for axis in range(3):
+            q[:, axis] |= ((code >> np.uint64(3 * b + axis)) & one) << np.uint64(b)
+    return q
+
+
+# --------------------------------------------------------------------------- fixed point
+@dataclass(frozen=True)
+class PositionGrid:
+    """Uniform grid of ``2**bits`` cells per axis: ``x = lo + q * step`` (float32 arithmetic).
+
+    The declared precision of a stored position is ``step / 2`` per axis (world units).
+    """
+
+    lo: Tuple[float, float, float]
+    step: Tuple[float, float, float]
+    bits: int
+
+    @classmethod
+    def fit(cls, means: np.ndarray, bits: int) -> "PositionGrid":
+        """Smallest grid with ``bits`` bits per axis covering [N, 3] ``means``."""
+        if not 1 <= bits <= 21:
+            raise ValueError(f"position bits must be in 1..21, got {bits}")
+        means = np.asarray(means, dtype=np.float32).reshape(-1, 3)
+        lo = means.min(axis=0) if len(means) else np.zeros(3, np.float32)
+        hi = means.max(axis=0) if len(means) else np.ones(3, np.float32)
+        step = np.maximum((hi.astype(np.float64) - lo) / (2**bits - 1), 1e-12)
+        # round the step up so that lo + (2**bits - 1) * step covers hi in float32
+        step = np.nextafter(step.astype(np.float32), np.float32(np.inf))
+        return cls(tuple(float(v) for v in lo), tuple(float(v) for v in step), bits)
+
+    @property
+    def precision(self) -> Tuple[float, float, float]:
+        """Largest error per axis (world units): half a step plus float32 rounding."""
+        lo, step = np.asarray(self.lo, np.float64), np.asarray(self.step, np.float64)
+        big = np.maximum(np.abs(lo), np.abs(lo + step * (2**self.bits - 1))).astype(np.float32)
+        return tuple(float(v) for v in step / 2 + 2 * np.spacing(big).astype(np.float64))
+
+    def quantize(self, means: np.ndarray) -> np.ndarray:
+        """[N, 3] float -> [N, 3] int64 cell indices (clamped to the grid)."""
+        lo, step = np.asarray(self.lo, np.float64), np.asarray(self.step, np.float64)
+        q = np.rint((np.asarray(means, np.float64) - lo) / step)
+        return np.clip(q, 0, 2**self.bits - 1).astype(np.int64)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        """[N, 3] cell indices -> [N, 3] float32 cell centres."""
+        lo, step = np.asarray(self.lo, np.float32), np.asarray(self.step, np.float32)
+        return (lo + q.astype(np.float32) * step).astype(np.float32)
+
+
+def quantize_opacity(logits: np.ndarray, bits: int) -> np.ndarray:
+    """Opacity logits [N] -> [N] int64 bins of ``sigmoid`` in [0, 1] with ``2**bits`` equal bins."""
+    alpha = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+    return np.clip(np.floor(alpha * 2**bits), 0, 2**bits - 1).astype(np.int64)
+
+
+def dequantize_opacity(q: np.ndarray, bits: int) -> np.ndarray:
+    """Bins -> float32 logits of the bin centres (never exactly 0 or 1 after ``sigmoid``)."""
+    alpha = (np.asarray(q, np.float64) + 0.5) / 2**bits
+    return np.log(alpha / (1.0 - alpha)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- codecs
+def _byte_planes(values: np.ndarray, width: int) -> bytes:
+    """[N] uint -> ``width`` planes of N bytes each (lowest byte first)."""
+    le = values.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :width]
+    return np.ascontiguousarray(le.T).tobytes()
+
+
+def _from_byte_planes(data: bytes, width: int, count: int) -> np.ndarray:
+    planes = np.frombuffer(data, dtype=np.uint8, count=width * count).reshape(width, count)
+    out = np.zeros((count, 8), dtype=np.uint8)
+    out[:, :width] = planes.T
+    return out.reshape(-1).view("<u8").astype(np.uint64)
+
+
+def _xz(data: bytes) -> bytes:
+    # a dictionary no larger than the data: same output, far less set-up time on small streams
+    lzma2 = {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
+             "dict_size": min(max(len(data), 4096), 64 << 20)}
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=[lzma2])
+
+
+def _unxz(data: bytes) -> bytes:
+    return lzma.decompress(data, format=lzma.FORMAT_XZ)
+
+
+_ENCODERS: Dict[str, Callable[[np.ndarray, int], bytes]] = {
+    "packed": pack_bits,
+    "packed+xz": lambda v, bits: _xz(pack_bits(v, bits)),
+    "planes+xz": lambda v, bits: _xz(_byte_planes(v, max(1, (bits + 7) // 8))),
+    "planes+zlib": lambda v, bits: zlib.compress(_byte_planes(v, max(1, (bits + 7) // 8)), 9),
+}
+
+_DECODERS: Dict[str, Callable[[bytes, int, int], np.ndarray]] = {
+    "packed": unpack_bits,
+    "packed+xz": lambda d, bits, n: unpack_bits(_unxz(d), bits, n),
+    "planes+xz": lambda d, bits, n: _from_byte_planes(_unxz(d), max(1, (bits + 7) // 8), n),
+    "planes+zlib": lambda d, bits, n: _from_byte_planes(
+        zlib.decompress(d), max(1, (bits + 7) // 8), n),
+}
+
+CODECS = tuple(_ENCODERS)
+
+
+def encode_uints(values: np.ndarray, bits: int, codecs=CODECS) -> Tuple[str, bytes]:
+    """Losslessly code [N] integers < 2**bits with whichever of ``codecs`` is smallest.
+
+    Returns:
+        (codec name, payload). "packed" is the plain ``bits``-per-value layout; the others
+        entropy-code it (xz = LZMA2, zlib = DEFLATE).
+    """
+    values = np.asarray(values).astype(np.uint64).reshape(-1)
+    if bits == 0:
+        return "packed", b""
+    best = None
+    for name in codecs:
+        payload = _ENCODERS[name](values, bits)
+        if best is None or len(payload) < len(best[1]):
+            best = (name, payload)
+    return best
+
+
+def decode_uints(codec: str, payload: bytes, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`encode_uints` -> [count] uint64. Raises ValueError on bad input."""
+    if codec not in _DECODERS:
+        raise ValueError(f"unknown stream codec {codec!r}")
+    if bits == 0:
+        return np.zeros(count, dtype=np.uint64)
+    try:
+        values = _DECODERS[codec](payload, bits, count)
+    except (lzma.LZMAError, zlib.error, EOFError) as e:
+        raise ValueError(f"undecodable {codec} stream ({e})") from None
+    if values.shape != (count,):
+        raise ValueError(f"{codec} stream holds {values.size} values, {count} expected")
+    if bits < 64 and count and int(values.max()) >= 2**bits:
+        raise ValueError(f"{codec} stream has a value out of its {bits}-bit range")
+    return values
+
+
+def encode_deltas(sorted_codes: np.ndarray) -> Tuple[str, int, bytes]:
+    """Code an ascending [N] uint64 sequence as its first value and gaps -> (codec, bits, payload)."""
+    gaps = np.diff(sorted_codes.astype(np.uint64), prepend=np.uint64(0))  # [N]
+    bits = max(1, int(gaps.max()).bit_length()) if len(gaps) else 1
+    codec, payload = encode_uints(gaps, bits)
+    return codec, bits, payload
+
+
+def decode_deltas(codec: str, payload: bytes, bits: int, count: int) -> np.ndarray:
+    """Inverse of :func:`encode_deltas` -> [count] uint64."""
+    gaps = decode_uints(codec, payload, bits, count)
+    return np.cumsum(gaps, dtype=np.uint64)

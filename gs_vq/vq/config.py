@@ -1,0 +1,109 @@
+"""VQ options: the ``vq:`` section of a YAML preset (configs/vq.yaml, configs/vq_small.yaml).
+
+Steps are training steps; bit counts are per value. Each entry of ``attributes`` names a splat
+key and how to quantize it: a ``gs_vq.quant.build_quantizer`` spec (``type`` and its
+constructor options, e.g. ``{type: vq, codebook_size: 4096}`` or
+``{type: rvq, num_stages: 2, codebook_size: 256}``; ``dim`` is filled in) plus ``precision``, the
+codebook storage (``float16`` or ``float32``). Presets merge onto the defaults below; ``null``
+removes an entry.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from ..errors import GsVqError
+
+# attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
+KNOWN_ATTRIBUTES = ("sh0", "shN", "scales", "quats", "features")
+
+
+def compact3d_attributes() -> Dict[str, Dict[str, Any]]:
+    """Compact3D's codebooks: 4096 entries for DC colour, scales and rotations, 512 for shN.
+
+    Compact3D sized them for scenes of millions of Gaussians; ``max_k_fraction`` caps them for
+    small scenes (at N/16 entries by default, so every codeword keeps ~16 members on average).
+    """
+    return {
+        "sh0": {"type": "vq", "codebook_size": 4096},
+        "shN": {"type": "vq", "codebook_size": 512},
+        "scales": {"type": "vq", "codebook_size": 4096},
+        "quats": {"type": "vq", "codebook_size": 4096},
+    }
+
+
+@dataclass
+class VQConfig:
+    """Quantization-aware training and compressed export."""
+
+    # --- schedule (steps) ---
+    vq_start: Optional[int] = None  # first quantized step; None = when densification stops
+    vq_every: int = 100  # re-assign codes every this many steps (k-means warm-started)
+    init_iters: int = 5  # k-means iterations of the first fit at vq_start
+    refresh_iters: int = 2  # k-means iterations (assign + update) of each refresh, >= 1
+    max_samples: int = 131072  # fit codebooks on at most this many Gaussians (0 = all); all are assigned
+    seed: int = 0
+    # --- what is quantized ---
+    attributes: Dict[str, Any] = field(default_factory=compact3d_attributes)
+    precision: str = "float16"  # default codebook storage for entries that do not set one
+    max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
+    # --- opacity regularisation and pruning, in a window after vq_start ---
+    opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window
+    prune_opa: float = 0.005  # prune Gaussians whose sigmoid(opacity) is below this (0 = never)
+    prune_window: int = 500  # the window: [vq_start, vq_start + prune_window)
+    prune_every: int = 100  # prune every this many steps inside the window
+    # --- export (MODEL/compressed.ply) ---
+    pos_bits: int = 16  # bits per axis of positions (32 = float32, lossless)
+    opacity_bits: int = 8  # bits of sigmoid(opacity) (32 = float32 logits, lossless)
+    raw_precision: str = "float16"  # storage of attributes that are not quantized
+    snap: bool = True  # at the last step, round means/opacities/codebooks to what is stored
+    export_supersplat: bool = False  # also write MODEL/supersplat.compressed.ply (gsplat)
+
+    @classmethod
+    def from_dict(cls, data: Optional[Dict[str, Any]]) -> "VQConfig":
+        """Build from a YAML ``vq:`` mapping (unknown keys are an error)."""
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise GsVqError(f"unknown vq config key(s): {', '.join(unknown)}")
+        attrs = compact3d_attributes()
+        for name, spec in (data.pop("attributes", None) or {}).items():
+            if spec is None or (isinstance(spec, dict) and spec.get("type") in (None, "none")):
+                attrs.pop(name, None)
+            elif isinstance(spec, dict):
+                attrs[name] = dict(spec)
+            else:
+                raise GsVqError(f"vq.attributes.{name} must be a mapping with a 'type', got {spec!r}")
+        cfg = cls(attributes=attrs, **data)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.refresh_iters < 1 or self.init_iters < 1:
+            raise GsVqError("vq.refresh_iters and vq.init_iters must be >= 1")
+        if self.vq_every < 1:
+            raise GsVqError(f"vq.vq_every must be >= 1, got {self.vq_every}")
+        if self.vq_start is not None and self.vq_start < 0:
+            raise GsVqError(f"vq.vq_start must be >= 0, got {self.vq_start}")
+        for name, spec in self.attributes.items():
+            if name not in KNOWN_ATTRIBUTES:
+                raise GsVqError(f"vq.attributes: cannot quantize '{name}' "
+                                f"(known: {', '.join(KNOWN_ATTRIBUTES)})")
+            if spec.get("precision", self.precision) not in ("float16", "float32"):
+                raise GsVqError(f"vq.attributes.{name}.precision must be float16 or float32")
+        if not (1 <= self.pos_bits <= 21 or self.pos_bits == 32):
+            raise GsVqError(f"vq.pos_bits must be 1..21 or 32, got {self.pos_bits}")
+        if not (1 <= self.opacity_bits <= 16 or self.opacity_bits == 32):
+            raise GsVqError(f"vq.opacity_bits must be 1..16 or 32, got {self.opacity_bits}")
+        if self.raw_precision not in ("float16", "float32"):
+            raise GsVqError("vq.raw_precision must be float16 or float32")
+        if self.prune_every < 1 or self.prune_window < 0:
+            raise GsVqError("vq.prune_every must be >= 1 and vq.prune_window >= 0")
+
+    def quantizer_spec(self, name: str) -> Dict[str, Any]:
+        """The ``build_quantizer`` spec of attribute ``name`` (without the plugin's own keys)."""
+        return {k: v for k, v in self.attributes[name].items() if k != "precision"}
+
+    def codebook_precision(self, name: str) -> str:
+        return self.attributes[name].get("precision", self.precision)

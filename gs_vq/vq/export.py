@@ -1,0 +1,115 @@
+"""From a trained VQ model to MODEL/compressed.ply (and optionally SuperSplat's compressed ply).
+
+:func:`snap_splats` rounds the full-precision tensors the file does not store exactly (means to
+the position grid, opacities to their bins, unquantized attributes to ``raw_precision``) in
+place, so that after :meth:`VQPlugin.finalize` the trained model, MODEL/point_cloud.ply and the
+loaded compressed.ply render the same scene.
+"""
+
+import os
+from typing import Any, Dict, Set
+
+import numpy as np
+import torch
+
+from ..io import streams as S
+from ..io.compressed import LOSSLESS, CodedAttribute, CompressedScene, write_compressed
+from .config import KNOWN_ATTRIBUTES
+
+COMPRESSED_NAME = "compressed.ply"
+STANDARD_NAME = "point_cloud.ply"
+
+
+@torch.no_grad()
+def snap_splats(splats, cfg, quantized: Set[str]):
+    """Round means, opacities and unquantized attributes in place. Returns the PositionGrid
+    (None when positions are stored losslessly)."""
+    grid = None
+    means = splats["means"]
+    if cfg.pos_bits != LOSSLESS:
+        m = means.detach().cpu().numpy()
+        grid = S.PositionGrid.fit(m, cfg.pos_bits)
+        means.data.copy_(torch.from_numpy(grid.dequantize(grid.quantize(m))))
+    opac = splats["opacities"]
+    if cfg.opacity_bits != LOSSLESS:
+        o = opac.detach().cpu().numpy()
+        q = S.quantize_opacity(o, cfg.opacity_bits)
+        opac.data.copy_(torch.from_numpy(S.dequantize_opacity(q, cfg.opacity_bits)).reshape(opac.shape))
+    if cfg.raw_precision == "float16":
+        for name in raw_attributes(splats, quantized):
+            splats[name].data.copy_(splats[name].detach().half().float())
+    return grid
+
+
+def raw_attributes(splats, quantized: Set[str]):
+    """Splat attributes stored unquantized (float16/32) in compressed.ply."""
+    return [k for k in KNOWN_ATTRIBUTES if k in splats.keys() and k not in quantized]
+
+
+def compressed_scene(plugin, splats) -> CompressedScene:
+    """The plugin's current model as a :class:`CompressedScene` (Gaussians in splat order)."""
+    from .plugin import CODES_KEY
+
+    codes = splats[CODES_KEY].detach().cpu()
+    attributes = [
+        CodedAttribute(name, slot.shape, [t.detach().cpu().float() for t in slot.tables()],
+                       codes[:, slot.cols], slot.file_combine(), slot.precision)
+        for name, slot in plugin.slots.items()
+    ]
+    raw = {k: splats[k].detach().cpu().float() for k in raw_attributes(splats, set(plugin.slots))}
+    shn = splats["shN"] if "shN" in splats.keys() else None
+    meta = {"sh_degree": int(round((1 + (shn.shape[1] if shn is not None else 0)) ** 0.5)) - 1,
+            "generator": "gs_vq.vq"}
+    return CompressedScene(
+        means=splats["means"].detach().cpu().float(),
+        opacities=splats["opacities"].detach().cpu().float().reshape(-1),
+        attributes=attributes, raw=raw, raw_precision=plugin.cfg.raw_precision, meta=meta,
+        grid=plugin.grid, opacity_bits=plugin.cfg.opacity_bits)
+
+
+def standard_ply_bytes(splats) -> int:
+    """Size of the standard 3DGS ply of ``splats`` (as gs_vq.io.ply writes it), computed."""
+    n = splats["means"].shape[0]
+    floats = 3 + 3 + 3 + 1 + 3 + 4  # xyz, normals, f_dc, opacity, scales, rots
+    if "shN" in splats.keys():
+        floats += int(np.prod(splats["shN"].shape[1:]))
+    if "features" in splats.keys():
+        floats += int(np.prod(splats["features"].shape[1:]))
+    header = 80 + 24 * floats  # "property float name\n" lines
+    return header + 4 * floats * n
+
+
+def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
+    """Write MODEL/compressed.ply; returns ``compressed_bytes``, ``compression_ratio`` (standard
+    ply bytes / compressed bytes) and ``bits_per_gaussian`` of each part."""
+    path = os.path.join(model_path, COMPRESSED_NAME)
+    report = write_compressed(path, compressed_scene(plugin, splats), pos_bits=plugin.cfg.pos_bits,
+                              opacity_bits=plugin.cfg.opacity_bits)
+    std_path = os.path.join(model_path, STANDARD_NAME)
+    std = os.path.getsize(std_path) if os.path.isfile(std_path) else standard_ply_bytes(splats)
+    out = {
+        "compressed_bytes": report["bytes"],
+        "compression_ratio": round(std / max(report["bytes"], 1), 3),
+        "bits_per_gaussian": report["bits_per_gaussian"],
+        "vq_num_gaussians": report["count"],
+        "vq_pruned": plugin.num_pruned,
+        "vq_seconds": {k: round(v, 2) for k, v in plugin.seconds.items()},
+    }
+    if plugin.grid is not None:
+        out["position_precision"] = [float(v) for v in plugin.grid.precision]
+    if plugin.cfg.export_supersplat:
+        out["supersplat_bytes"] = export_supersplat(plugin, splats, model_path)
+    return out
+
+
+def export_supersplat(plugin, splats, model_path: str) -> int:
+    """gsplat's ``export_splats(format="ply_compressed")`` of the rendered (decoded) splats."""
+    from gsplat import export_splats
+
+    rendered = {**{k: v.detach() for k, v in splats.items()},
+                **{k: v.detach() for k, v in plugin.quantized(splats).items()}}
+    path = os.path.join(model_path, "supersplat.compressed.ply")
+    export_splats(means=rendered["means"], scales=rendered["scales"], quats=rendered["quats"],
+                  opacities=rendered["opacities"], sh0=rendered["sh0"], shN=rendered["shN"],
+                  format="ply_compressed", save_to=path)
+    return os.path.getsize(path)

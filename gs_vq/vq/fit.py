@@ -1,0 +1,104 @@
+"""Fitting and refreshing the plugin's quantizers (all k-means lives in gs_vq.quant)."""
+
+import inspect
+from typing import Any, Dict, List, Tuple
+
+from torch import Tensor
+
+from ..errors import GsVqError
+from ..quant import QUANTIZERS, VectorQuantizer, build_quantizer, kmeans
+from .config import VQConfig
+from .slot import Slot
+
+# quantizers whose per-vector state cannot follow densification (trainable per-row logits)
+UNSUPPORTED = {"soft": "its per-Gaussian logits do not follow densification and pruning"}
+
+
+def _accepts(kind: str, option: str) -> bool:
+    cls = QUANTIZERS[kind]
+    names = set(inspect.signature(cls.__init__).parameters)
+    for base in cls.__mro__[1:]:  # VectorQuantizer forwards **kwargs to ProductQuantizer
+        if "kwargs" in names and "__init__" in vars(base):
+            names |= set(inspect.signature(base.__init__).parameters)
+    return option in names
+
+
+def quantizer_spec(cfg: VQConfig, name: str, n: int, dim: int) -> Dict[str, Any]:
+    """The ``build_quantizer`` spec of attribute ``name`` for ``n`` vectors of ``dim``.
+
+    Fills ``dim``, and, unless the entry sets them, ``iters`` (``cfg.init_iters``), ``seed`` and
+    ``max_points`` (``cfg.max_samples``); caps ``codebook_size`` at ``n`` (k-means needs K <= N)
+    and at ``max_k_fraction * n`` when that is set.
+    """
+    spec = cfg.quantizer_spec(name)
+    kind = spec.get("type")
+    if kind not in QUANTIZERS:
+        raise GsVqError(f"vq.attributes.{name}: unknown quantizer type {kind!r} "
+                        f"(expected one of {', '.join(QUANTIZERS)})")
+    if kind in UNSUPPORTED:
+        raise GsVqError(f"vq.attributes.{name}: quantizer type {kind!r} cannot be trained by the "
+                        f"VQ plugin: {UNSUPPORTED[kind]}")
+    spec["dim"] = dim
+    defaults = {"iters": cfg.init_iters, "seed": cfg.seed,
+                "max_points": cfg.max_samples or None}
+    for option, value in defaults.items():
+        if option not in spec and _accepts(kind, option):
+            spec[option] = value
+    if "codebook_size" in spec:
+        k = int(spec["codebook_size"])
+        if cfg.max_k_fraction > 0:
+            k = min(k, max(2, int(cfg.max_k_fraction * n)))
+        spec["codebook_size"] = max(1, min(k, n))
+        if spec.get("max_points") is not None:  # k-means needs K <= points
+            spec["max_points"] = max(int(spec["max_points"]), spec["codebook_size"])
+    return spec
+
+
+def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
+                shapes: Dict[str, Tuple[int, ...]]) -> Tuple[Dict[str, Slot], List[Tensor]]:
+    """Fit one quantizer per configured attribute present in ``vectors`` ({name: [N, d]}).
+
+    Returns the slots (codes in columns 1.. of the code table, in config order) and the code
+    columns ``[N, M]`` of each.
+    """
+    slots: Dict[str, Slot] = {}
+    columns: List[Tensor] = []
+    start = 1  # column 0 holds the row tags
+    for name in cfg.attributes:
+        if name not in vectors:
+            continue
+        x = vectors[name]  # [N, d]
+        spec = quantizer_spec(cfg, name, x.shape[0], x.shape[1])
+        quantizer = build_quantizer(spec).to(x.device).fit(x)
+        codes = quantizer.encode(x)  # [N, M]
+        slot = Slot(name, shapes[name], quantizer, start, codes.shape[1],
+                    cfg.codebook_precision(name), spec)
+        slot.choose_combine(codes, spec["type"])
+        quantizer.update_codebooks_from_assignments(x, codes)
+        slots[name] = slot
+        columns.append(codes)
+        start += codes.shape[1]
+    if not slots:
+        raise GsVqError(f"vq: none of the configured attributes ({', '.join(cfg.attributes)}) "
+                        "is in the splats")
+    return slots, columns
+
+
+def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
+    """``refresh_iters`` k-means iterations (assign to the nearest codeword, then move every
+    codeword to its members' mean) warm-started from the current codebooks. Returns the final
+    assignments [N, M] of ``x`` [N, d]; the codewords end as their members' means."""
+    q = slot.quantizer
+    extra = max(cfg.refresh_iters, 1) - 1  # iterations before the final assignment
+    if isinstance(q, VectorQuantizer) and x.shape[0] >= q.codebook_sizes[0]:
+        # one codebook: k-means' own final assignment pass gives the codes
+        r = kmeans(x, q.codebook_sizes[0], iters=extra, metric=q.metric, seed=cfg.seed,
+                   init_centroids=q.codebook_0, chunk_size=q.kmeans_args["chunk_size"])
+        q.codebook_0.copy_(r.centroids)
+        codes = r.assignments[:, None]
+    else:
+        if extra and x.shape[0] >= max(q.codebook_sizes):  # k-means needs K <= N
+            q.refit(x, iters=extra)
+        codes = q.encode(x)
+    q.update_codebooks_from_assignments(x, codes)
+    return codes

@@ -1,0 +1,280 @@
+"""VQ plugin: straight-through gradients, the refresh schedule, consistency under gsplat's
+densification ops, pruning, checkpoints and configuration."""
+
+import pytest
+import torch
+from gsplat.strategy import ops
+
+from gs_vq.errors import GsVqError
+from gs_vq.vq import CODES_KEY, VQConfig, VQPlugin
+from gs_vq.vq.attributes import canonical_quats, to_vectors
+
+SMALL = {"sh0": {"type": "vq", "codebook_size": 16}, "shN": {"type": "vq", "codebook_size": 8},
+         "scales": {"type": "vq", "codebook_size": 16}, "quats": {"type": "vq", "codebook_size": 16}}
+
+
+def make_splats(n=400, seed=0, features=0):
+    g = torch.Generator().manual_seed(seed)
+    t = {
+        "means": torch.randn(n, 3, generator=g),
+        "scales": torch.randn(n, 3, generator=g) * 0.3 - 3.0,
+        "quats": torch.randn(n, 4, generator=g),
+        "opacities": torch.randn(n, generator=g) * 2.0,
+        "sh0": torch.randn(n, 1, 3, generator=g),
+        "shN": torch.randn(n, 3, 3, generator=g) * 0.1,
+    }
+    if features:
+        t["features"] = torch.randn(n, features, generator=g)
+    splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in t.items()})
+    optimizers = {k: torch.optim.Adam([splats[k]], lr=1e-2) for k in splats.keys()}
+    return splats, optimizers
+
+
+def make_plugin(splats, optimizers, **kw):
+    cfg = VQConfig.from_dict({"vq_start": 2, "vq_every": 5, "init_iters": 3, "refresh_iters": 2,
+                              "attributes": SMALL, "opacity_reg": 0.0, "prune_opa": 0.0,
+                              "max_k_fraction": 0.0, **kw})
+    return VQPlugin(cfg, splats, optimizers)
+
+
+def train_steps(plugin, splats, optimizers, steps):
+    """A toy training loop calling the hooks in the trainer's order."""
+    for step in steps:
+        over = plugin.splats_to_render(step, splats)
+        rendered = {**{k: v for k, v in splats.items() if k != CODES_KEY}, **over}
+        loss = sum(v.square().mean() for v in rendered.values())
+        extra = plugin.loss(step)
+        (loss + (extra if extra is not None else 0.0)).backward()
+        for opt in optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        plugin.step_post_backward(step, splats, optimizers, None)
+
+
+def test_nothing_before_vq_start_then_quantized_values():
+    splats, opts = make_splats()
+    plugin = make_plugin(splats, opts)
+    assert plugin.splats_to_render(0, splats) == {} and plugin.splats_to_render(1, splats) == {}
+    assert CODES_KEY not in splats
+    over = plugin.splats_to_render(2, splats)
+    assert set(over) == {"sh0", "shN", "scales", "quats"}
+    for name, value in over.items():
+        assert value.shape == splats[name].shape
+        assert len(torch.unique(to_vectors(name, value.detach()), dim=0)) <= 16  # codewords only
+    assert splats[CODES_KEY].shape == (400, 5) and not splats[CODES_KEY].requires_grad
+
+
+def test_straight_through_gradient_reaches_full_precision_parameters():
+    splats, opts = make_splats(features=4)
+    plugin = make_plugin(splats, opts, attributes={**SMALL, "features": {"type": "vq", "codebook_size": 8}})
+    over = plugin.splats_to_render(2, splats)
+    weights = {k: torch.randn_like(v) for k, v in over.items()}
+    sum((weights[k] * v).sum() for k, v in over.items()).backward()
+    for name in ("sh0", "shN", "scales", "features"):
+        assert torch.allclose(splats[name].grad, weights[name]), name  # identity Jacobian
+    # quats: the gradient of the canonical (normalised) quaternion, passed straight through
+    q = splats["quats"].detach().clone().requires_grad_(True)
+    (weights["quats"] * canonical_quats(q)).sum().backward()
+    assert torch.allclose(splats["quats"].grad, q.grad, atol=1e-6)
+    assert splats["means"].grad is None and splats["opacities"].grad is None
+
+
+@pytest.mark.parametrize("start,every", [(2, 5), (0, 1), (3, 4)])
+def test_refresh_happens_exactly_every_vq_every_steps(start, every):
+    splats, opts = make_splats(n=200)
+    plugin = make_plugin(splats, opts, vq_start=start, vq_every=every)
+    calls = []
+    original = plugin._refresh
+    plugin._refresh = lambda s, step: (calls.append(step), original(s, step))
+    train_steps(plugin, splats, opts, range(14))
+    expected = [s for s in range(14) if s > start and (s - start) % every == 0]
+    assert calls == expected == plugin.refresh_steps
+    # evaluation calls at an already-run step (or step=None) never refresh again
+    plugin.splats_to_render(13, splats)
+    plugin.splats_to_render(None, splats)
+    assert plugin.refresh_steps == expected
+
+
+def test_codes_fixed_between_refreshes_and_codewords_are_member_means():
+    splats, opts = make_splats()
+    plugin = make_plugin(splats, opts)
+    train_steps(plugin, splats, opts, range(0, 3))  # fitted at 2
+    codes = splats[CODES_KEY].detach().clone()
+    train_steps(plugin, splats, opts, range(3, 7))
+    assert torch.equal(codes, splats[CODES_KEY]) and plugin.refresh_steps == []
+    train_steps(plugin, splats, opts, range(7, 8))  # refresh at 7
+    plugin.splats_to_render(8, splats)  # not a refresh step: codewords <- member means
+    slot = plugin.slots["sh0"]
+    x = to_vectors("sh0", splats["sh0"].detach())
+    c = splats[CODES_KEY][:, slot.cols][:, 0]
+    table = slot.tables()[0]
+    for k in torch.unique(c)[:5]:
+        assert torch.allclose(table[k], x[c == k].mean(0), atol=1e-6)
+    assert plugin.refresh_steps == [7]
+
+
+def untagged(slot):
+    """The slot's columns in the code table without its tag column."""
+    return slice(slot.start - 1, slot.start - 1 + slot.num_codes)
+
+
+def _decoded(plugin, splats):
+    return {k: v.detach() for k, v in plugin.quantized(splats).items()}
+
+
+def test_duplicate_split_remove_keep_indices_consistent():
+    splats, opts = make_splats(n=300)
+    plugin = make_plugin(splats, opts)
+    train_steps(plugin, splats, opts, range(0, 4))
+    state = {"grad2d": torch.zeros(300)}
+    codes0 = splats[CODES_KEY][:, 1:].clone()
+    n0 = len(splats["means"])
+
+    # duplicate: old rows keep their codes, each copy shares its source's codes
+    mask = torch.zeros(n0, dtype=torch.bool)
+    mask[::7] = True
+    ops.duplicate(splats, opts, state, mask)
+    plugin.step_post_backward(4, splats, opts, None)
+    codes = splats[CODES_KEY][:, 1:]
+    src = torch.where(mask)[0]
+    assert codes.shape[0] == n0 + len(src) == len(splats["means"]) == len(state["grad2d"])
+    untouched = torch.ones(n0, dtype=torch.bool)
+    untouched[src] = False
+    assert torch.equal(codes[:n0][untouched], codes0[untouched])
+    assert torch.equal(codes[n0:], codes[src])
+    assert torch.equal(splats[CODES_KEY][:, 0], torch.arange(len(codes)))  # tags renumbered
+    assert opts["sh0"].state[splats["sh0"]]["exp_avg"].shape[0] == len(codes)
+
+    # split: the rest keep their codes; children get the codes of their new (halved) values
+    codes1 = splats[CODES_KEY][:, 1:].clone()
+    n1 = len(codes1)
+    mask = torch.zeros(n1, dtype=torch.bool)
+    mask[1::5] = True
+    rest = torch.where(~mask)[0]
+    ops.split(splats, opts, state, mask)
+    plugin.step_post_backward(4, splats, opts, None)
+    codes = splats[CODES_KEY][:, 1:]
+    assert codes.shape[0] == len(splats["means"]) == len(rest) + 2 * int(mask.sum())
+    assert torch.equal(codes[: len(rest)], codes1[rest])
+    children = slice(len(rest), None)
+    for name, slot in plugin.slots.items():
+        x = to_vectors(name, splats[name].detach())[children]
+        assert torch.equal(codes[children][:, untagged(slot)], slot.quantizer.encode(x)), name
+
+    # remove: kept rows keep exactly their codes, in order
+    codes2 = splats[CODES_KEY][:, 1:].clone()
+    mask = torch.rand(len(codes2), generator=torch.Generator().manual_seed(1)) < 0.3
+    ops.remove(splats, opts, state, mask)
+    plugin.step_post_backward(5, splats, opts, None)
+    assert torch.equal(splats[CODES_KEY][:, 1:], codes2[~mask])
+    over = plugin.splats_to_render(6, splats)
+    assert all(v.shape[0] == len(splats["means"]) for v in over.values())
+    train_steps(plugin, splats, opts, range(6, 9))  # keeps training, refresh at 7 included
+    assert plugin.refresh_steps == [7]
+
+
+def test_relocation_with_n_unchanged_follows():
+    """MCMC-style relocation (gsplat's ops.relocate copies live rows onto dead ones; its opacity
+    maths needs CUDA, so the copy is done here with the same gsplat helper): N stays, the
+    overwritten rows and their sources get codes for their current values, the rest keep theirs."""
+    splats, opts = make_splats(n=200)
+    plugin = make_plugin(splats, opts)
+    train_steps(plugin, splats, opts, range(0, 3))
+    codes0 = splats[CODES_KEY][:, 1:].clone()
+    dead, src = torch.arange(10), torch.arange(100, 110)
+
+    def param_fn(name, p):
+        p = p.detach().clone()
+        if name == "scales":
+            p[src] -= 0.5  # relocation changes the sources' scales too
+        p[dead] = p[src]
+        return torch.nn.Parameter(p, requires_grad=p.requires_grad)
+
+    ops._update_param_with_optimizer(param_fn, lambda key, v: v, splats, opts)
+    plugin.step_post_backward(3, splats, opts, None)
+    codes = splats[CODES_KEY][:, 1:]
+    moved = torch.zeros(200, dtype=torch.bool)
+    moved[dead] = moved[src] = True
+    assert torch.equal(codes[~moved], codes0[~moved])
+    for name, slot in plugin.slots.items():
+        fresh = slot.quantizer.encode(to_vectors(name, splats[name].detach())[moved])
+        assert torch.equal(codes[moved][:, untagged(slot)], fresh), name
+    assert torch.equal(codes[dead], codes[src])
+
+
+def test_opacity_regularisation_and_pruning_window():
+    splats, opts = make_splats(n=300)
+    plugin = make_plugin(splats, opts, opacity_reg=0.01, prune_opa=0.2, prune_window=6, prune_every=2)
+    assert plugin.loss(1) is None
+    train_steps(plugin, splats, opts, range(0, 3))
+    assert plugin.loss(3) is not None and plugin.loss(8) is None
+    before = len(splats["means"])
+    train_steps(plugin, splats, opts, range(3, 10))  # prunes at 4, 6 (window [2, 8))
+    assert plugin.num_pruned > 0 and len(splats["means"]) == before - plugin.num_pruned
+    assert torch.sigmoid(splats["opacities"]).min() >= 0.2 or plugin.num_pruned < before
+    assert splats[CODES_KEY].shape[0] == len(splats["means"])
+    for name, opt in opts.items():
+        assert opt.state[splats[name]]["exp_avg"].shape[0] == len(splats["means"])
+
+
+@pytest.mark.parametrize("finalized", [False, True])
+def test_state_dict_round_trip(tmp_path, finalized):
+    splats, opts = make_splats(n=300)
+    plugin = make_plugin(splats, opts)
+    train_steps(plugin, splats, opts, range(0, 9))
+    if finalized:
+        plugin.finalize()
+    torch.save(plugin.state_dict(), tmp_path / "vq.pt")
+    state = torch.load(tmp_path / "vq.pt", weights_only=True)
+    before = _decoded(plugin, splats)
+    # a fresh run: splats without the code table, as a checkpoint's float tensors give them back
+    fresh = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone())
+                                    for k, v in splats.items() if k != CODES_KEY})
+    other = make_plugin(fresh, opts)
+    other.load_state_dict(state)
+    assert other.refresh_steps == plugin.refresh_steps == [7]
+    assert torch.equal(fresh[CODES_KEY], splats[CODES_KEY])
+    after = _decoded(other, fresh)
+    for k in before:
+        assert torch.equal(before[k], after[k])
+    assert other.frozen == finalized and (other.grid == plugin.grid)
+
+
+def test_config_errors_and_attribute_selection():
+    with pytest.raises(GsVqError):
+        VQConfig.from_dict({"vq_evry": 3})
+    with pytest.raises(GsVqError):
+        VQConfig.from_dict({"attributes": {"means": {"type": "vq"}}})
+    cfg = VQConfig.from_dict({"attributes": {"shN": None, "features": {"type": "rvq", "num_stages": 2}}})
+    assert set(cfg.attributes) == {"sh0", "scales", "quats", "features"}
+    splats, opts = make_splats(n=100)
+    plugin = VQPlugin(VQConfig.from_dict({"attributes": {"shN": {"type": "soft"}}}), splats, opts)
+    with pytest.raises(GsVqError, match="soft"):
+        plugin.splats_to_render(0, splats)
+    # "features" configured but absent from the splats: skipped
+    plugin = make_plugin(splats, opts, attributes={**SMALL, "features": {"type": "vq", "codebook_size": 4}})
+    assert "features" not in plugin.splats_to_render(2, splats)
+
+
+def test_codebooks_capped_for_small_scenes():
+    splats, opts = make_splats(n=1000)
+    plugin = VQPlugin(VQConfig.from_dict({"vq_start": 0, "init_iters": 2}), splats, opts)  # Compact3D sizes
+    plugin.splats_to_render(0, splats)
+    sizes = {k: s.quantizer.codebook_sizes[0] for k, s in plugin.slots.items()}
+    assert sizes == {"sh0": 62, "shN": 62, "scales": 62, "quats": 62}  # N/16
+    assert plugin.slots["sh0"].spec["codebook_size"] == 62
+
+
+@pytest.mark.parametrize("kind,spec", [
+    ("rvq", {"type": "rvq", "num_stages": 2, "codebook_size": 8, "beam_size": 2}),
+    ("pq", {"type": "pq", "num_subvectors": 3, "codebook_size": 8}),
+    ("fsq", {"type": "fsq", "levels": 8}),
+])
+def test_other_quantizers_train_and_decode_like_the_file(kind, spec):
+    splats, opts = make_splats(n=200)
+    plugin = make_plugin(splats, opts, attributes={**SMALL, "shN": spec})
+    train_steps(plugin, splats, opts, range(0, 8))
+    slot = plugin.slots["shN"]
+    codes = splats[CODES_KEY][:, slot.cols]
+    assert torch.allclose(slot.decode(codes), slot.quantizer.decode(codes), atol=1e-5)
+    assert slot.combine == ("concat" if kind in ("pq", "fsq") else "sum")
