@@ -1,0 +1,33 @@
+"""Language-queryable semantics: 2D feature maps, per-Gaussian features, a semantic codebook, queries.
+
+- :mod:`.features`  2D feature maps (masks + labels, or dense open_clip) on disk, with a CLI
+  (``python -m gs_vq.semantics.features``)
+- :mod:`.encoders`  text encoders (MiniLM, open_clip text tower), recorded in the maps' meta.json
+- :mod:`.codebook`  decoder + K-entry codebook and the cos / CE / entropy losses
+- :mod:`.plugin`    :class:`SemanticField`, the training plugin (``--semantic``)
+- :mod:`.query`     relevancy per codebook entry, masks, IoU; :class:`SemanticHead` (export file)
+- :mod:`.evaluate`  heatmaps, masks, PCA pictures, mIoU for ``render.py``
+- :mod:`.cli`       ``render.py``'s ``--query`` / ``--semantic`` / ``--eval-queries`` options
+
+Names are imported lazily (so ``python -m gs_vq.semantics.features`` runs its module only once).
+"""
+
+import importlib
+
+_EXPORTS = {
+    "cli": ["add_render_args", "run_semantic_render", "wants_semantics"],
+    "codebook": ["SemanticCodebook", "code_ce_loss", "cosine_loss", "entropy_loss", "semantic_losses"],
+    "encoders": ["EncoderSpec", "load_text_encoder"],
+    "evaluate": ["evaluate_queries", "render_pca", "render_queries"],
+    "features": ["FeatureMaps", "compute_clip_features", "compute_label_features", "load_features"],
+    "plugin": ["SemanticConfig", "SemanticField", "add_feature_param"],
+    "query": ["CANONICAL_NEGATIVES", "HEAD_NAME", "SemanticHead", "entry_relevancy", "query_mask"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'gs_vq.semantics' has no attribute '{name}'")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -1,0 +1,131 @@
+"""Render-time semantics: query heatmaps and masks, PCA pictures, and mIoU against ground-truth masks.
+
+Used by ``render.py --query TEXT`` / ``--semantic`` / ``--eval-queries labels.json``. Each view is
+rendered once (RGB + the per-Gaussian features) and decoded into entry weights ``[H, W, K]``;
+every query then costs one ``K``-vector product per pixel.
+"""
+
+import os
+import re
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ..errors import GsVqError
+from .query import MASK_RULES, SemanticHead, extra_queries, iou_counts, label_queries, query_mask
+from .visualize import overlay, pca_basis, pca_colors
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a query text."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "query"
+
+
+@torch.no_grad()
+def view_weights(splats: Dict[str, Tensor], cameras: Sequence, head: SemanticHead, background, device: str,
+                 backend: str = "auto") -> Iterator[Tuple[object, Tensor, Tensor]]:
+    """Yield ``(camera, rgb [H, W, 3], weights [H, W, K])`` per camera (one render each)."""
+    from ..evaluate import render_views
+
+    if "features" not in splats:
+        raise GsVqError("the model has no per-Gaussian semantic features: train it with --semantic")
+    if splats["features"].shape[1] != head.codebook.feature_dim:
+        raise GsVqError(f"the model's features have {splats['features'].shape[1]} channels, its semantic head "
+                        f"expects {head.codebook.feature_dim}")
+    head.codebook.to(device)
+    for cam, out in render_views(splats, cameras, background, device, backend, extra=splats["features"]):
+        yield cam, out.rgb[0].clamp(0, 1), head.weights(out.extra[0])
+
+
+def _stem(cam) -> str:
+    return os.path.splitext(os.path.basename(cam.name))[0]
+
+
+def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], out_dir: str, background,
+                   device: str, backend: str = "auto", rule: str = "codebook", threshold: float = 0.5,
+                   progress: bool = True) -> Dict[str, List[str]]:
+    """For each query and view write ``out_dir/<query>/<view>_heatmap.png`` (relevance score
+    colormapped over the render) and ``<view>_mask.png``. Returns query -> written files."""
+    from ..evaluate import save_png
+
+    scores = head.entry_scores(list(texts), rule).to(device)  # [T, K]
+    written: Dict[str, List[str]] = {t: [] for t in texts}
+    views = view_weights(splats, cameras, head, background, device, backend)
+    for cam, rgb, w in tqdm(views, total=len(cameras), disable=not progress, desc="queries", dynamic_ncols=True):
+        for text, e in zip(texts, scores):
+            score, mask = query_mask(w, e, rule, threshold)
+            folder = os.path.join(out_dir, slug(text))
+            for suffix, img in (("heatmap", overlay(rgb, score)), ("mask", mask.float())):
+                path = os.path.join(folder, f"{_stem(cam)}_{suffix}.png")
+                save_png(img, path)
+                written[text].append(path)
+    return written
+
+
+def render_pca(splats, cameras, head: SemanticHead, out_dir: str, background, device: str,
+               backend: str = "auto", progress: bool = True) -> List[str]:
+    """Write ``out_dir/<view>.png``: the decoded features coloured by their first 3 PCA axes."""
+    from ..evaluate import save_png
+
+    codes = head.codebook.unit_codes().detach()
+    basis = pca_basis(codes, head.active)
+    paths = []
+    views = view_weights(splats, cameras, head, background, device, backend)
+    for cam, _, w in tqdm(views, total=len(cameras), disable=not progress, desc="pca", dynamic_ncols=True):
+        path = os.path.join(out_dir, f"{_stem(cam)}.png")
+        save_png(pca_colors(w, codes, basis), path)
+        paths.append(path)
+    return paths
+
+
+def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, background, device: str,
+                     backend: str = "auto", rule: str = "codebook", threshold: float = 0.5,
+                     out_dir: Optional[str] = None, progress: bool = True) -> Dict:
+    """IoU of every label query (ids of labels.json but 0) and extra query (``"queries"``) against
+    the ground-truth masks of ``cameras``, pooled over views (sum of intersections / sum of unions).
+
+    Returns ``{"miou", "miou_extra", "iou": {label: IoU}, "iou_extra": {text: IoU},
+    "miou_by_rule": {rule: {"labels", "extra"}}, ...}`` (``miou`` under ``rule``; every rule of
+    :data:`~gs_vq.semantics.query.MASK_RULES` is scored from the same renders). With ``out_dir``,
+    also writes each predicted mask (under ``rule``) as ``out_dir/<query>/<view>_mask.png``.
+    """
+    from ..evaluate import save_png
+
+    if not cameras or any(c.mask is None for c in cameras):
+        raise GsVqError("--eval-queries needs ground-truth masks (masks/ folder) for every evaluated view")
+    if rule not in MASK_RULES:
+        raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
+    labelled, extra = label_queries(labels), extra_queries(labels)
+    queries = labelled + extra
+    if not queries:
+        raise GsVqError("labels.json defines no queries")
+    texts = [t for t, _ in queries]
+    scores = {r: head.entry_scores(texts, r).to(device) for r in MASK_RULES}  # rule -> [T, K]
+    inter = {r: torch.zeros(len(queries)) for r in MASK_RULES}
+    union = {r: torch.zeros(len(queries)) for r in MASK_RULES}
+    views = view_weights(splats, cameras, head, background, device, backend)
+    for cam, _, w in tqdm(views, total=len(cameras), disable=not progress, desc="eval-queries", dynamic_ncols=True):
+        gt_ids = cam.mask.to(device)
+        for q, (text, ids) in enumerate(queries):
+            gt = torch.isin(gt_ids, torch.as_tensor(ids, device=device))
+            for r in MASK_RULES:
+                _, pred = query_mask(w, scores[r][q], r, threshold)
+                i, u = iou_counts(pred, gt)
+                inter[r][q] += i
+                union[r][q] += u
+                if out_dir and r == rule:
+                    save_png(pred.float(), os.path.join(out_dir, slug(text), f"{_stem(cam)}_mask.png"))
+    n = len(labelled)
+    mean = lambda v: round(float(v.mean()), 4) if len(v) else None  # noqa: E731
+    by_rule = {}
+    for r in MASK_RULES:
+        iou = inter[r] / union[r].clamp_min(1)
+        by_rule[r] = {"labels": mean(iou[:n]), "extra": mean(iou[n:])}
+        if r == rule:
+            per_label = {t: round(float(v), 4) for (t, _), v in zip(labelled, iou[:n])}
+            per_extra = {t: round(float(v), 4) for (t, _), v in zip(extra, iou[n:])}
+    return {"miou": by_rule[rule]["labels"], "miou_extra": by_rule[rule]["extra"], "iou": per_label,
+            "iou_extra": per_extra, "miou_by_rule": by_rule, "mask_rule": rule, "threshold": threshold,
+            "num_query_views": len(cameras), "encoder": head.encoder.name}

