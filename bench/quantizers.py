@@ -33,8 +33,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
+# As gs_vq itself does on import: passive OpenMP waiting, set before torch and faiss load OpenMP
+# (busy waiting stalls every parallel op on a shared CPU), the same for both libraries.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 

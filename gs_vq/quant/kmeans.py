@@ -67,21 +67,22 @@ def _kmeanspp(
     and the sampling is a ``searchsorted`` on the cumulative sum.
     """
     s = x.shape[0]
-    w = torch.ones(s, device=x.device) if weights is None else weights.float()
     uniforms = torch.rand(k, generator=gen, dtype=torch.float64).to(x.device)  # [k]
     x_sq = x.square().sum(dim=1)  # [S]
     centres = x.new_empty(k, x.shape[1])  # [k, D]
     d2 = torch.full((s,), float("inf"), device=x.device)  # [S]
-    prob = w.double()  # first centre: proportional to weight only
+    new = torch.empty_like(d2)
+    cdf = torch.empty(s, dtype=torch.float64, device=x.device)
+    # The first centre is drawn proportionally to the weights alone.
+    prob = torch.ones(s, device=x.device) if weights is None else weights.float()
     for j in range(k):
-        cdf = prob.cumsum(0)  # [S]
+        torch.cumsum(prob, 0, dtype=torch.float64, out=cdf)  # [S]
         pick = torch.searchsorted(cdf, (uniforms[j] * cdf[-1]).reshape(1), right=True)
-        pick = pick.clamp_max_(s - 1)
-        centres[j] = x.index_select(0, pick)[0]
-        c = centres[j]
-        new = (x_sq - 2.0 * (x @ c) + c.square().sum()).clamp_min_(0.0)  # [S]
+        c = x.index_select(0, pick.clamp_max_(s - 1))[0]  # [D]
+        centres[j] = c
+        torch.addmv(x_sq, x, c, alpha=-2.0, out=new).add_(c.square().sum()).clamp_min_(0.0)
         torch.minimum(d2, new, out=d2)
-        prob = (w * d2).double()
+        prob = d2 if weights is None else weights * d2
     return centres
 
 
