@@ -45,7 +45,8 @@ def background_of(scene: Scene) -> Optional[List[float]]:
     return [1.0, 1.0, 1.0] if scene.white_background else [0.0, 0.0, 0.0]
 
 
-def build_plugins(cfg: TrainConfig, scene: Scene, splats, optimizers, device: str) -> Dict[str, object]:
+def build_plugins(cfg: TrainConfig, scene: Scene, splats, optimizers, device: str,
+                  strategy_state: Optional[Dict] = None) -> Dict[str, object]:
     """Instantiate the plugins the config asks for (``vq``, ``semantic``)."""
     plugins: Dict[str, object] = {}
     if cfg.semantic is not None:
@@ -55,7 +56,7 @@ def build_plugins(cfg: TrainConfig, scene: Scene, splats, optimizers, device: st
     if cfg.vq is not None:
         from .vq import VQPlugin
 
-        plugins["vq"] = VQPlugin.from_config(cfg.vq, splats, optimizers, cfg)
+        plugins["vq"] = VQPlugin.from_config(cfg.vq, splats, optimizers, cfg, strategy_state=strategy_state)
     return plugins
 
 
@@ -87,7 +88,7 @@ class Trainer:
         self.strategy = DefaultStrategy(verbose=False, **vars(cfg.strategy))
         self.strategy.check_sanity(self.splats, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=scene.scene_scale)
-        self.plugins = build_plugins(cfg, scene, self.splats, self.optimizers, self.device)
+        self.plugins = build_plugins(cfg, scene, self.splats, self.optimizers, self.device, self.strategy_state)
         if ckpt is not None:
             self._restore(ckpt)
 
@@ -129,7 +130,7 @@ class Trainer:
         self.step, self.train_seconds = ckpt["step"], ckpt["train_seconds"]
         for k, o in self.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][k])
-        self.strategy_state = ckpt["strategy_state"]
+        self.strategy_state.update(ckpt["strategy_state"])  # in place: plugins hold a reference
         for k, p in self.plugins.items():
             if k in ckpt.get("plugins", {}) and hasattr(p, "load_state_dict"):
                 p.load_state_dict(ckpt["plugins"][k])

@@ -248,9 +248,10 @@ def test_config_errors_and_attribute_selection():
     cfg = VQConfig.from_dict({"attributes": {"shN": None, "features": {"type": "rvq", "num_stages": 2}}})
     assert set(cfg.attributes) == {"sh0", "scales", "quats", "features"}
     splats, opts = make_splats(n=100)
-    plugin = VQPlugin(VQConfig.from_dict({"attributes": {"shN": {"type": "soft"}}}), splats, opts)
-    with pytest.raises(GsVqError, match="soft"):
-        plugin.splats_to_render(0, splats)
+    with pytest.raises(GsVqError, match="soft"):  # at start-up, not at vq_start
+        VQPlugin(VQConfig.from_dict({"attributes": {"shN": {"type": "soft"}}}), splats, opts)
+    with pytest.raises(GsVqError, match="num_stage"):
+        VQPlugin(VQConfig.from_dict({"attributes": {"shN": {"type": "rvq", "num_stage": 2}}}), splats, opts)
     # "features" configured but absent from the splats: skipped
     plugin = make_plugin(splats, opts, attributes={**SMALL, "features": {"type": "vq", "codebook_size": 4}})
     assert "features" not in plugin.splats_to_render(2, splats)

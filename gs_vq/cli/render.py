@@ -64,6 +64,14 @@ def main(argv=None) -> None:
         "split": args.split,
         "num_views": len(cameras),
     }
+    compressed = os.path.join(model, "compressed.ply")
+    if os.path.isfile(compressed) and results["ply_bytes"]:
+        from ..io.compressed import describe_compressed
+
+        info = describe_compressed(compressed)
+        results.update(compressed_bytes=info["bytes"],
+                       compression_ratio=round(results["ply_bytes"] / info["bytes"], 3),
+                       bits_per_gaussian=info["bits_per_gaussian"])
     results_path = os.path.join(model, "results.json")
     with atomic_path(results_path) as tmp, open(tmp, "w") as f:
         json.dump({**read_json(results_path), **results}, f, indent=2)

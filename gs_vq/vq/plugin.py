@@ -72,6 +72,19 @@ class VQPlugin:
         self.seconds = {"fit": 0.0, "refresh": 0.0, "update": 0.0, "sync": 0.0}  # wall time
         self._last_step: Optional[int] = None
         self._codes: Optional[torch.nn.Parameter] = None
+        self._check_specs()
+
+    def _check_specs(self) -> None:
+        """Build (without fitting) each configured quantizer now, so a bad option fails at
+        start-up rather than at ``vq_start``."""
+        from ..quant import build_quantizer
+        from .fit import quantizer_spec
+
+        n = max(int(self.splats["means"].shape[0]), 1)
+        for name in self.cfg.attributes:
+            if name in self.splats:
+                dim = to_vectors(name, self.splats[name][:1].detach()).shape[1]
+                build_quantizer(quantizer_spec(self.cfg, name, n, dim))
 
     @classmethod
     def from_config(cls, vq: Optional[Dict[str, Any]], splats, optimizers, train_cfg=None,

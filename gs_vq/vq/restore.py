@@ -2,8 +2,6 @@
 
 from typing import Any, Dict
 
-import torch
-
 from ..io.streams import PositionGrid
 from ..quant import build_quantizer
 from .slot import Slot
