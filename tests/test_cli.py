@@ -75,3 +75,21 @@ def test_corrupt_ply_in_render(trained, tmp_path):
     bad.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n")
     r = run("render.py", "-m", str(trained), "--ply", str(bad), "--quiet")
     assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_semantic_train_and_queries(tmp_path):
+    """--semantic on the demo scene (it has masks/ and labels.json), then queries through render.py."""
+    model = tmp_path / "sem"
+    r = run("train.py", "-m", str(model), "--semantic", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from gs_vq.data import demo_scene_path
+
+    labels_json = Path(demo_scene_path()) / "labels.json"
+    r = run("render.py", "-m", str(model), "--quiet", "--query", "red ball", "--semantic",
+            "--eval-queries", str(labels_json))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((model / "results.json").read_text())
+    assert 0.0 <= res["miou"] <= 1.0 and set(res["iou"]) >= {"red ball"}
+    n_views = res["num_views"]
+    assert len(list((model / "test" / "queries" / "red_ball").glob("*_mask.png"))) == n_views
+    assert len(list((model / "test" / "semantic_pca").glob("*.png"))) == n_views
