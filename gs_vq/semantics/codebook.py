@@ -97,6 +97,11 @@ class SemanticCodebook(nn.Module):
             raise GsVqError("no 2D features to initialise the semantic codebook from")
         if chunks[0].shape[-1] != self.code_dim:
             raise GsVqError(f"2D features are {chunks[0].shape[-1]}-d, the codebook is {self.code_dim}-d")
+        # label maps hold a few distinct vectors per view: cluster those (k-means on heavily
+        # duplicated points is slow), as long as enough remain for K entries
+        unique = [torch.unique(c, dim=0) for c in chunks]
+        if sum(min(len(u), k_per_view) for u in unique) >= self.num_codes:
+            chunks = unique
         total = sum(min(len(c), k_per_view) for c in chunks)
         if total < self.num_codes:
             raise GsVqError(f"only {total} first-level k-means centres for a {self.num_codes}-entry codebook: "

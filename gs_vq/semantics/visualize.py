@@ -12,13 +12,13 @@ _RAMP = torch.tensor([
     [0.10, 0.80, 0.75],
     [0.45, 0.95, 0.30],
     [0.95, 0.80, 0.15],
-    [0.90, 0.30, 0.05],
-    [0.48, 0.02, 0.01],
+    [0.95, 0.45, 0.05],
+    [0.85, 0.05, 0.05],
 ])
 
 
 def colormap(x: Tensor) -> Tensor:
-    """``x [...]`` in [0, 1] -> ``[..., 3]`` RGB in [0, 1] (piecewise-linear ramp, dark blue to dark red)."""
+    """``x [...]`` in [0, 1] -> ``[..., 3]`` RGB in [0, 1] (piecewise-linear ramp, dark blue to red)."""
     ramp = _RAMP.to(x.device)
     t = x.float().clamp(0, 1) * (len(ramp) - 1)
     i = t.floor().long().clamp(max=len(ramp) - 2)
@@ -26,10 +26,12 @@ def colormap(x: Tensor) -> Tensor:
     return ramp[i] * (1 - f) + ramp[i + 1] * f
 
 
-def overlay(image: Tensor, score: Tensor, alpha: float = 0.6) -> Tensor:
-    """Blend a colormapped ``score [H, W]`` over ``image [H, W, 3]``, more where the score is high."""
+def overlay(image: Tensor, score: Tensor, alpha: float = 0.85) -> Tensor:
+    """A colormapped ``score [H, W]`` over a dimmed grey version of ``image [H, W, 3]``, opaque
+    where the score is high (the object's own colours cannot hide the heatmap)."""
+    grey = (0.5 * image.mean(dim=-1, keepdim=True)).expand_as(image)
     a = alpha * score.clamp(0, 1)[..., None]
-    return image * (1 - a) + colormap(score) * a
+    return grey * (1 - a) + colormap(score) * a
 
 
 def pca_basis(codes: Tensor, active: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
