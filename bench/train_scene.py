@@ -23,11 +23,7 @@ from gs_vq.errors import atomic_path  # noqa: E402
 from gs_vq.evaluate import evaluate  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
 
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
-SCENES = {
-    "lego": dict(resolution=4, white_background=True),
-    "fern": dict(resolution=2, white_background=False),
-}
+from scenes import SCENES, SHARED  # noqa: E402  (bench/scenes.py)
 
 
 def run_scene(name: str, preset: str, iterations: int, eval_every: int, overrides: dict) -> dict:

@@ -31,11 +31,7 @@ from gs_vq.io.compressed import load_compressed_splats  # noqa: E402
 from gs_vq.io.ply import load_ply  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
 
-SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
-SCENES = {
-    "lego": dict(resolution=4, white_background=True),
-    "fern": dict(resolution=2, white_background=False),
-}
+from scenes import SCENES, SHARED  # noqa: E402  (bench/scenes.py)
 
 
 def scaled(preset: str, factor: float) -> dict:
