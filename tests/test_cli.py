@@ -92,4 +92,4 @@ def test_semantic_train_and_queries(tmp_path):
     assert 0.0 <= res["miou"] <= 1.0 and set(res["iou"]) >= {"red ball"}
     n_views = res["num_views"]
     assert len(list((model / "test" / "queries" / "red_ball").glob("*_mask.png"))) == n_views
-    assert len(list((model / "test" / "semantic_pca").glob("*.png"))) == n_views
+    assert len(list((model / "test" / "semantic").glob("*.png"))) == n_views

@@ -12,6 +12,7 @@ from ..data import load_scene
 from ..errors import GsVqError, atomic_path
 from ..evaluate import evaluate
 from ..io import load_splats
+from ..semantics.cli import add_render_args, run_semantic_render, wants_semantics
 from ..trainer import background_of, resolve_device
 
 
@@ -23,45 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-s", "--source_path", help="override the scene folder recorded in MODEL/cfg.yaml")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
-    p.add_argument("--query", action="append", metavar="TEXT",
-                   help="open-vocabulary query (repeatable): heatmaps and masks in MODEL/<split>/queries/")
-    p.add_argument("--semantic", action="store_true", help="PCA colouring of the semantic features")
-    p.add_argument("--eval-queries", dest="eval_queries", metavar="LABELS_JSON",
-                   help="IoU of every label / extra query against the views' ground-truth masks")
-    p.add_argument("--mask-rule", dest="mask_rule", default="codebook",
-                   help="how a relevance map becomes a mask (see gs_vq.semantics.query.MASK_RULES)")
     p.add_argument("--quiet", action="store_true")
+    add_render_args(p)  # --query, --semantic, --eval-queries, --mask-rule, --threshold
     return p
-
-
-def semantic_outputs(args, model: str, splats, cameras, background, device: str) -> dict:
-    """Queries, PCA pictures and query IoU for a model trained with ``--semantic``."""
-    if not (args.query or args.semantic or args.eval_queries):
-        return {}
-    from ..semantics.evaluate import evaluate_queries, render_pca, render_queries
-    from ..semantics.query import SemanticHead
-
-    head = SemanticHead.load(model, device=device)
-    out = os.path.join(model, args.split)
-    results = {}
-    if args.query:
-        render_queries(splats, cameras, head, args.query, os.path.join(out, "queries"), background, device,
-                       args.backend, rule=args.mask_rule, progress=not args.quiet)
-    if args.semantic:
-        render_pca(splats, cameras, head, os.path.join(out, "semantic_pca"), background, device, args.backend,
-                   progress=not args.quiet)
-    if args.eval_queries:
-        if not os.path.isfile(args.eval_queries):
-            raise GsVqError(f"labels file not found: {args.eval_queries}")
-        with open(args.eval_queries) as f:
-            try:
-                labels = json.load(f)
-            except json.JSONDecodeError as e:
-                raise GsVqError(f"cannot parse {args.eval_queries}: {e}") from None
-        results = evaluate_queries(splats, cameras, head, labels, background, device, args.backend,
-                                   rule=args.mask_rule, out_dir=os.path.join(out, "query_masks"),
-                                   progress=not args.quiet)
-    return results
 
 
 def read_json(path: str) -> dict:
@@ -88,7 +53,10 @@ def main(argv=None) -> None:
     splats = load_splats(ply_path, device=device)
     scores = evaluate(splats, cameras, background_of(scene), device, out_dir=os.path.join(model, args.split),
                       backend=args.backend, progress=not args.quiet)
-    semantic = semantic_outputs(args, model, splats, cameras, background_of(scene), device)
+    semantic = {}
+    if wants_semantics(args):
+        semantic = run_semantic_render(args, model, args.split, splats, cameras, scene.source_path,
+                                       background_of(scene), device, args.backend, progress=not args.quiet)
     stats = read_json(os.path.join(model, "train_stats.json"))
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {
