@@ -74,6 +74,13 @@ class TrainConfig:
     semantic: Optional[Dict[str, Any]] = None  # enabled when not None (``--semantic``)
 
 
+def check_keys(cls, data: Dict[str, Any], section: str) -> None:
+    """Raise a one-line :class:`GsVqError` naming the keys of ``data`` that dataclass ``cls`` lacks."""
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise GsVqError(f"unknown {section} config key(s): {', '.join(unknown)}")
+
+
 def _from_dict(cls, data: Dict[str, Any], where: str):
     """Build dataclass ``cls`` from ``data``, recursing into dataclass-typed fields."""
     names = {f.name: f for f in dataclasses.fields(cls)}

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import check_keys
 from ..errors import GsVqError
 from .codebook import CODEBOOK_INITS, SemanticCodebook, semantic_losses
 from .features import FeatureMaps, compute_label_features, default_features_dir, load_features, read_meta
@@ -59,10 +60,7 @@ class SemanticConfig:
     @classmethod
     def from_dict(cls, d: Optional[Dict[str, Any]]) -> "SemanticConfig":
         d = dict(d or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GsVqError(f"unknown semantic config key(s): {', '.join(unknown)}")
+        check_keys(cls, d, "semantic")
         cfg = cls(**d)
         if cfg.codebook_init not in CODEBOOK_INITS:
             raise GsVqError(f"semantic codebook_init must be one of {CODEBOOK_INITS}, got {cfg.codebook_init}")

@@ -8,10 +8,10 @@ codebook storage (``float16`` or ``float32``). Presets merge onto the defaults b
 removes an entry.
 """
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from ..config import check_keys
 from ..errors import GsVqError
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
@@ -63,10 +63,7 @@ class VQConfig:
     def from_dict(cls, data: Optional[Dict[str, Any]]) -> "VQConfig":
         """Build from a YAML ``vq:`` mapping (unknown keys are an error)."""
         data = dict(data or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise GsVqError(f"unknown vq config key(s): {', '.join(unknown)}")
+        check_keys(cls, data, "vq")
         attrs = compact3d_attributes()
         for name, spec in (data.pop("attributes", None) or {}).items():
             if spec is None or (isinstance(spec, dict) and spec.get("type") in (None, "none")):
