@@ -50,6 +50,18 @@ def test_render_and_results(trained):
     assert len(os.listdir(trained / "test" / "renders")) == n_views == len(os.listdir(trained / "test" / "gt"))
 
 
+def test_render_at_another_resolution(trained, tmp_path):
+    from PIL import Image
+
+    r = run("render.py", "-m", str(trained), "--quiet", "-r", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((trained / "results.json").read_text())
+    assert res["resolution"] == 2
+    half = Image.open(next((trained / "test" / "gt").iterdir())).size
+    run("render.py", "-m", str(trained), "--quiet")  # back to the trained resolution
+    assert Image.open(next((trained / "test" / "gt").iterdir())).size == tuple(2 * v for v in half)
+
+
 def test_resume_continues(trained, tmp_path):
     model = tmp_path / "m"
     assert run("train.py", "-m", str(model), *TINY[:1], "20", *TINY[2:]).returncode == 0

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--ply", help="render this ply (standard 3DGS or gs-vq compressed) instead of MODEL/point_cloud.ply")
     p.add_argument("-s", "--source_path", help="override the scene folder recorded in MODEL/cfg.yaml")
+    p.add_argument("-r", "--resolution", type=int, choices=[1, 2, 4, 8],
+                   help="image downscale factor (default: the one the model was trained at)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
     p.add_argument("--quiet", action="store_true")
@@ -44,7 +46,7 @@ def main(argv=None) -> None:
         raise GsVqError(f"model folder not found: {model}")
     cfg = load_config(os.path.join(model, "cfg.yaml"))
     device = resolve_device(args.device)
-    scene = load_scene(args.source_path or cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
+    scene = load_scene(args.source_path or cfg.source_path, resolution=args.resolution or cfg.resolution, eval=cfg.eval,
                        white_background=cfg.white_background)
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     if not cameras:
@@ -69,6 +71,7 @@ def main(argv=None) -> None:
         "train_seconds": stats.get("train_seconds"),
         "split": args.split,
         "num_views": len(cameras),
+        "resolution": args.resolution or cfg.resolution,
         **semantic,
     }
     compressed = os.path.join(model, "compressed.ply")
