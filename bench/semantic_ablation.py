@@ -29,7 +29,9 @@ from gs_vq.semantics.evaluate import evaluate_queries  # noqa: E402
 from gs_vq.semantics.features import compute_label_features, default_features_dir  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
 
-SCENE = os.path.join(os.path.dirname(ROOT), "shared", "data", "tabletop")
+from scenes import SHARED  # noqa: E402  (bench/scenes.py)
+
+SCENE = os.path.join(SHARED, "tabletop")
 VARIANTS = [  # (name, codebook_init, entropy_weight)
     ("kmeans + entropy", "kmeans", 0.1),
     ("kmeans, no entropy", "kmeans", 0.0),
