@@ -105,3 +105,21 @@ def test_semantic_train_and_queries(tmp_path):
     n_views = res["num_views"]
     assert len(list((model / "test" / "queries" / "red_ball").glob("*_mask.png"))) == n_views
     assert len(list((model / "test" / "semantic").glob("*.png"))) == n_views
+
+
+def test_semantic_vq_queries_from_compressed(tmp_path):
+    """--semantic --vq: the features are quantized into compressed.ply and queries run from it."""
+    from gs_vq.data import demo_scene_path
+    from gs_vq.io.compressed import describe_compressed
+
+    model = tmp_path / "semvq"
+    r = run("train.py", "-m", str(model), "--semantic", "--vq", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "features.index" in describe_compressed(str(model / "compressed.ply"))["bits_per_gaussian"]
+    labels_json = Path(demo_scene_path()) / "labels.json"
+    r = run("render.py", "-m", str(model), "--quiet", "--ply", str(model / "compressed.ply"),
+            "--query", "red ball", "--eval-queries", str(labels_json))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((model / "results.json").read_text())
+    assert res["rendered_ply"].endswith("compressed.ply") and 0.0 <= res["miou"] <= 1.0
+    assert res["compression_ratio"] > 1

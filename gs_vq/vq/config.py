@@ -32,6 +32,12 @@ def compact3d_attributes() -> Dict[str, Dict[str, Any]]:
     }
 
 
+def default_attributes() -> Dict[str, Dict[str, Any]]:
+    """Compact3D's four codebooks plus one for the semantic features (used when they are trained,
+    ``--semantic``; LEGaussians quantizes its per-Gaussian features the same way)."""
+    return {**compact3d_attributes(), "features": {"type": "vq", "codebook_size": 256}}
+
+
 @dataclass
 class VQConfig:
     """Quantization-aware training and compressed export."""
@@ -44,7 +50,7 @@ class VQConfig:
     max_samples: int = 131072  # fit codebooks on at most this many Gaussians (0 = all); all are assigned
     seed: int = 0
     # --- what is quantized ---
-    attributes: Dict[str, Any] = field(default_factory=compact3d_attributes)
+    attributes: Dict[str, Any] = field(default_factory=default_attributes)
     precision: str = "float16"  # default codebook storage for entries that do not set one
     max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
     # --- opacity regularisation and pruning, in a window after vq_start ---
@@ -64,7 +70,7 @@ class VQConfig:
         """Build from a YAML ``vq:`` mapping (unknown keys are an error)."""
         data = dict(data or {})
         check_keys(cls, data, "vq")
-        attrs = compact3d_attributes()
+        attrs = default_attributes()
         for name, spec in (data.pop("attributes", None) or {}).items():
             if spec is None or (isinstance(spec, dict) and spec.get("type") in (None, "none")):
                 attrs.pop(name, None)
