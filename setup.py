@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Compact, language-aware 3D Gaussian Splatting on gsplat: vector quantization and semantic features",
     packages=find_packages(include=["gs_vq", "gs_vq.*"]),
-    package_data={"gs_vq.render": ["_ext/*.cpp"]},
+    package_data={"gs_vq.render": ["_ext/*.cpp"], "gs_vq.quant": ["_ext/*.cpp"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

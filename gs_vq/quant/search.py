@@ -5,7 +5,9 @@ Squared Euclidean distances are computed through one matrix product per chunk,
 ``[chunk, K]`` distance block of the current chunk exists at any time. The same code runs on
 CPU and CUDA tensors, in float32.
 
-On CPU the rows are split into one shard per thread, run concurrently (:mod:`.parallel`).
+On CPU the rows are split into one shard per thread, run concurrently (:mod:`.parallel`), and
+codes of at most 16 dims go through a compiled kernel (:mod:`.ext`) that keeps each point's
+distances in cache and never writes the ``[chunk, K]`` block.
 
 ``metric="cosine"`` normalises points and codes to unit length first; the squared distance between
 unit vectors is ``2 - 2 cos``, so the nearest code is the one of largest cosine similarity.
@@ -16,6 +18,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import ext
 from ..errors import GsVqError
 from .parallel import cpu_sharded, map_shards
 
@@ -152,12 +155,19 @@ def iter_nearest(
     shift = centroids.mean(dim=0)  # [D]
     ct, c_sq = _padded_codes(centroids, shift)
     rows = chunk_size or default_chunk_size(ct.shape[1])
-    block = torch.empty(min(rows, max(n_points, 1)), ct.shape[1], device=ct.device)  # [rows, Kp]
+    fused = ext.usable(ct, dim)  # low D on CPU: the compiled kernel, no [n, K] block
+    if fused:
+        ct, c_sq = ct[:, :k].T.contiguous(), c_sq[:k].contiguous()  # [K, D], [K]
+    else:
+        block = torch.empty(min(rows, max(n_points, 1)), ct.shape[1], device=ct.device)  # [rows, Kp]
     for start in range(0, n_points, rows):
         xc = prepare(x[start : start + rows].to(ct.device), metric)  # [n, D]
         xs = xc - shift
-        dist = torch.addmm(c_sq, xs, ct, alpha=-2.0, out=block[: xs.shape[0]])  # [n, Kp]
-        idx = _row_argmin(dist).clamp_max_(k - 1)  # [n]
+        if fused:
+            idx = ext.nearest_small(xs.contiguous(), ct, c_sq)  # [n]
+        else:
+            dist = torch.addmm(c_sq, xs, ct, alpha=-2.0, out=block[: xs.shape[0]])  # [n, Kp]
+            idx = _row_argmin(dist).clamp_max_(k - 1)  # [n]
         # The expanded form loses precision to cancellation; the winner's distance is cheap to
         # recompute exactly (O(n D) against the O(n K D) product).
         d2 = (xc - centroids.index_select(0, idx)).square().sum(dim=1)  # [n]

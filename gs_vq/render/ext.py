@@ -1,20 +1,18 @@
 """The compiled C++/OpenMP compositing kernel (``_ext/rasterize.cpp``) and its autograd Function.
 
-Built on first use with ``torch.utils.cpp_extension.load`` into ``$GS_VQ_CACHE`` or
-``~/.cache/gs_vq/ext`` (about a minute once; later imports load the cached library). A failed
-build is logged once and :func:`available` turns False, so ``backend="auto"`` falls back to the
+Built on first use by :mod:`gs_vq.cext` (about a minute once, then cached). A failed build is
+logged once and :func:`available` turns False, so ``backend="auto"`` falls back to the
 pure-torch path; ``GS_VQ_NO_EXT=1`` skips the build entirely.
 """
 
-import hashlib
 import logging
 import os
-import platform
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from ..cext import build
 from ..errors import GsVqError
 from .projection import ALPHA_THRESHOLD, MAX_ALPHA, T_EPS
 
@@ -24,33 +22,11 @@ _module = None
 _failed: Optional[str] = None
 
 
-def _build_dir() -> str:
-    """Cache folder keyed by the source, torch version and machine (the flags are -O3 only)."""
-    root = os.environ.get("GS_VQ_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gs_vq"))
-    with open(_SOURCE, "rb") as f:
-        key = hashlib.sha1(f.read() + torch.__version__.encode() + platform.machine().encode())
-    path = os.path.join(root, "ext", key.hexdigest()[:12])
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
 def load():
     """The compiled module, building it if needed; None when disabled or the build failed."""
     global _module, _failed
-    if _module is not None or _failed is not None:
-        return _module
-    if os.environ.get("GS_VQ_NO_EXT") == "1":
-        _failed = "disabled by GS_VQ_NO_EXT=1"
-        return None
-    try:
-        from torch.utils.cpp_extension import load as load_ext
-
-        _module = load_ext(name="gs_vq_rasterize", sources=[_SOURCE],
-                           extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"],
-                           build_directory=_build_dir(), verbose=False)
-    except Exception as e:  # compiler missing, headers broken, ...: fall back to torch
-        _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-        log.warning("gs_vq C++ rasterizer unavailable, using the torch path (%s)", _failed)
+    if _module is None and _failed is None:
+        _module, _failed = build("gs_vq_rasterize", _SOURCE, "C++ rasterizer", "the torch path", log)
     return _module
 
 

@@ -1,0 +1,69 @@
+"""Build and load gs_vq's C++/OpenMP kernels on first use (``torch.utils.cpp_extension.load``).
+
+Each kernel is one source file compiled into ``$GS_VQ_CACHE`` or ``~/.cache/gs_vq/ext``, in a
+folder keyed by the source, the torch version and the machine (about a minute once; later
+imports load the cached library). Every kernel has a pure-torch twin: a failed build is logged
+once and its caller falls back; ``GS_VQ_NO_EXT=1`` skips every build.
+"""
+
+import hashlib
+import logging
+import os
+import platform
+from typing import Any, Optional, Tuple
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+FLAGS = ["-O3", "-fopenmp"]
+NATIVE = "-march=native"  # only for kernels that ask for it; the cache key then names the CPU
+
+
+def _cpu() -> bytes:
+    """This CPU's model and feature flags (Linux), so a native build is never reused elsewhere."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith((b"model name", b"flags"))]
+        return b"\n".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor().encode()
+
+
+def build_dir(source: str, flags=tuple(FLAGS)) -> str:
+    """Cache folder of ``source``'s build with compiler ``flags``."""
+    root = os.environ.get("GS_VQ_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gs_vq"))
+    with open(source, "rb") as f:
+        key = hashlib.sha1(f.read() + torch.__version__.encode() + platform.machine().encode())
+    if NATIVE in flags:
+        key.update(_cpu())
+    path = os.path.join(root, "ext", key.hexdigest()[:12])
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def build(name: str, source: str, what: str, fallback: str,
+          logger: Optional[logging.Logger] = None, native: bool = False) -> Tuple[Optional[Any], Optional[str]]:
+    """Compile (or load the cached) module ``name`` from ``source``.
+
+    With ``native`` it is first built for this CPU (``-march=native``), then, if the compiler
+    refuses that, for the generic target. Returns ``(module, None)`` or, when disabled or the
+    build fails, ``(None, reason)``; a failure is logged once as a warning naming ``what`` is
+    unavailable and the ``fallback``.
+    """
+    if os.environ.get("GS_VQ_NO_EXT") == "1":
+        return None, "disabled by GS_VQ_NO_EXT=1"
+    from torch.utils.cpp_extension import load as load_ext
+
+    reason = ""
+    for flags in ([FLAGS + [NATIVE]] if native else []) + [FLAGS]:
+        try:
+            module = load_ext(name=name, sources=[source], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                              build_directory=build_dir(source, tuple(flags)), verbose=False)
+            return module, None
+        except Exception as e:  # compiler missing, headers broken, ...: the caller falls back
+            lines = str(e).strip().splitlines()
+            reason = f"{type(e).__name__}: {lines[-1] if lines else ''}"
+    (logger or log).warning("gs_vq %s unavailable, using %s (%s)", what, fallback, reason)
+    return None, reason
