@@ -96,9 +96,11 @@ def _from_dict(cls, data: Dict[str, Any], where: str):
 
 
 def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    """``over`` onto ``base``, mapping by mapping; a mapping with a ``type`` (a quantizer spec)
+    replaces the base's whole, so options of another quantizer type are not carried over."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "type" not in value:
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
