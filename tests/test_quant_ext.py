@@ -51,14 +51,8 @@ def test_kmeans_same_without_kernel(monkeypatch):
     assert torch.equal(a.assignments, b.assignments) or abs(a.mse - b.mse) < 1e-3 * a.mse
 
 
-def test_failed_build_falls_back(tmp_path, monkeypatch, caplog):
-    broken = tmp_path / "broken.cpp"
-    broken.write_text("this is not C++;\n")
-    monkeypatch.setattr(ext, "_SOURCE", str(broken))
-    monkeypatch.setattr(ext, "_module", None)
-    monkeypatch.setattr(ext, "_failed", None)
-    monkeypatch.setenv("GS_VQ_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("GS_VQ_NO_EXT", raising=False)
+def test_failed_build_falls_back(broken_build, caplog):
+    broken_build(ext)
     x = torch.randn(50, 3)
     with caplog.at_level(logging.WARNING, logger="gs_vq.quant.ext"):
         assert not ext.usable(x, 3)

@@ -33,14 +33,8 @@ def test_no_ext_env_forces_torch_path():
     assert out == ["False", "torch"]
 
 
-def test_failed_build_falls_back_and_logs(tmp_path, monkeypatch, caplog):
-    broken = tmp_path / "broken.cpp"
-    broken.write_text("this is not C++;\n")
-    monkeypatch.setattr(ext, "_SOURCE", str(broken))
-    monkeypatch.setattr(ext, "_module", None)
-    monkeypatch.setattr(ext, "_failed", None)
-    monkeypatch.setenv("GS_VQ_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("GS_VQ_NO_EXT", raising=False)
+def test_failed_build_falls_back_and_logs(broken_build, caplog):
+    broken_build(ext)
     with caplog.at_level(logging.WARNING, logger="gs_vq.render.ext"):
         assert not ext.available()
     assert "using the torch path" in caplog.text
