@@ -136,6 +136,21 @@ def test_sum_quantizer_update_lowers_error(fitted):
         assert float((q.decode(codes) - x).square().mean()) <= before + 1e-6
 
 
+def test_sum_quantizer_update_equals_explicit_residual_targets(fitted):
+    """The co-occurrence form of the block coordinate step gives the codebooks of the explicit
+    one (x minus the other books' codewords, member means, book after book)."""
+    x, qs = fitted
+    for name in ("rvq", "aq"):
+        fast, slow = build_quantizer(CONFIGS[name]), build_quantizer(CONFIGS[name])
+        fast.load_state_dict(qs[name].state_dict())
+        slow.load_state_dict(qs[name].state_dict())
+        codes = fast.encode(x)
+        fast.update_codebooks_from_assignments(x, codes)
+        slow._update_by_residuals(x, codes)
+        for a, b in zip(fast.codebooks, slow.codebooks):
+            assert torch.allclose(a, b, atol=1e-5), name
+
+
 def test_refit_warm_start_keeps_or_lowers_error(fitted):
     x, qs = fitted
     for name in ("vq", "pq"):

@@ -14,7 +14,10 @@ from ..errors import GsVqError
 from .base import Quantizer
 from .kmeans import kmeans
 from .parallel import cpu_sharded, map_shards
-from .search import default_chunk_size, nearest, segment_mean
+from .search import default_chunk_size, nearest, segment_mean, segment_sum
+
+# Largest K * K co-occurrence table the codebook update builds (4 MiB of float32 at K = 1024).
+_MAX_PAIR_TABLE = 1 << 20
 
 
 @cpu_sharded
@@ -130,9 +133,36 @@ class SumQuantizer(Quantizer):
 
     def _update_from_assignments(self, x: Tensor, codes: Tensor) -> None:
         """Block coordinate step: code ``j`` of codebook ``m`` becomes the mean, over its members,
-        of ``x`` minus the other codebooks' codewords. Empty codes keep their value."""
+        of ``x`` minus the other codebooks' codewords. Empty codes keep their value.
+
+        By linearity the member sums of the other codewords are co-occurrence counts times
+        codebooks: ``sum_{i: b_im = j} C_l[b_il] = (P_ml @ C_l)[j]`` with ``P_ml [K, K]``
+        counting rows coded ``j`` in book ``m`` and ``j'`` in book ``l``. So one segment sum
+        of ``x`` per codebook replaces several passes over ``[N, D]`` (the training plugin
+        calls this every step). Books are updated in order, each with the others' latest values.
+        """
         codes = codes.to(self.codebook_0.device)
         x = x.to(self.codebook_0.device)
+        tables = self.codebooks
+        k = tables[0].shape[0]
+        if k * k > _MAX_PAIR_TABLE:  # pair counts too large: explicit residual targets
+            return self._update_by_residuals(x, codes)
+        sums, counts = zip(*(segment_sum(x, codes[:, m], k) for m in range(len(tables))))
+        pairs = {}
+        for m in range(len(tables)):
+            for l in range(m + 1, len(tables)):
+                pair = torch.bincount(codes[:, m] * k + codes[:, l], minlength=k * k)
+                pairs[m, l] = pair.view(k, k).to(x.dtype)  # [K, K]
+                pairs[l, m] = pairs[m, l].T
+        for m, table in enumerate(tables):
+            target = sums[m].clone()  # [K, D]
+            for l, other in enumerate(tables):
+                if l != m:
+                    target -= pairs[m, l] @ other
+            filled = counts[m] > 0
+            table.copy_(torch.where(filled[:, None], target / counts[m].clamp_min(1)[:, None], table))
+
+    def _update_by_residuals(self, x: Tensor, codes: Tensor) -> None:
         x_hat = self._decode(codes)
         for m, table in enumerate(self.codebooks):
             own = table.index_select(0, codes[:, m])

@@ -1,0 +1,93 @@
+"""Nearest-code search (the VQ plugin's refresh): gs_vq.quant.assign against faiss's flat index.
+
+    python bench/nearest.py                 # a minute or so, 1 thread
+    python bench/nearest.py --threads 2
+
+For each shape (points N, codes K, dims D, the sizes of a small scene's attributes), the
+median of --repeats runs of: ours with the compiled kernel (D <= 16), ours by matrix products
+(the kernel disabled), and faiss.IndexFlatL2.search(k=1) (index built outside the timing), all
+on the same float32 data. "agree" is the share of points given the same code as faiss (float
+near-ties may differ). Prints a table; writes bench/results/nearest.json.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as gs_vq does, before torch / faiss load
+
+import faiss  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from gs_vq.errors import atomic_path  # noqa: E402
+from gs_vq.quant import assign, ext  # noqa: E402
+
+SHAPES = [  # (N, K, D): DC colour / scales, rotations, semantic features, wider vectors, shN
+    (50_000, 4096, 3), (50_000, 4096, 4), (50_000, 256, 8), (50_000, 256, 16),
+    (200_000, 4096, 3), (50_000, 512, 45),
+]
+
+
+def median_time(fn, repeats: int):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return out, statistics.median(times)
+
+
+def matrix_products(x, codes):
+    saved = ext._module, ext._failed
+    ext._module, ext._failed = None, "disabled for the benchmark"
+    try:
+        return assign(x, codes)
+    finally:
+        ext._module, ext._failed = saved
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "nearest.json"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    kernel = ext.load() is not None
+    print(f"threads {args.threads}, kernel {'built' if kernel else 'unavailable: ' + str(ext._failed)}, "
+          f"torch {torch.__version__}, faiss {faiss.__version__}")
+    print("| N | K | D | kernel ms | matrix products ms | faiss flat ms | faiss / kernel | agree |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for n, k, d in SHAPES:
+        g = torch.Generator().manual_seed(n + k + d)
+        x, codes = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+        index = faiss.IndexFlatL2(d)
+        index.add(codes.numpy())
+        ref, t_faiss = median_time(lambda: index.search(x.numpy(), 1)[1][:, 0], args.repeats)
+        mine, t_mm = median_time(lambda: matrix_products(x, codes), args.repeats)
+        t_kernel = None
+        if kernel and d <= ext.MAX_DIM:
+            mine, t_kernel = median_time(lambda: assign(x, codes), args.repeats)
+        agree = float((mine.numpy() == ref).mean())
+        row = {"n": n, "k": k, "d": d, "kernel_s": t_kernel, "matrix_products_s": t_mm, "faiss_s": t_faiss,
+               "agree": round(agree, 5)}
+        rows.append(row)
+        best = t_kernel if t_kernel is not None else t_mm
+        kernel_ms = f"{1e3 * t_kernel:.1f}" if t_kernel is not None else "-"
+        print(f"| {n} | {k} | {d} | {kernel_ms} | {1e3 * t_mm:.1f} | {1e3 * t_faiss:.1f} | "
+              f"{t_faiss / best:.2f}x | {agree:.4f} |", flush=True)
+    with atomic_path(args.out) as tmp, open(tmp, "w") as fh:
+        json.dump({"threads": args.threads, "kernel": kernel, "rows": rows}, fh, indent=2)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
