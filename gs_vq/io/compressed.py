@@ -49,7 +49,7 @@ def decode_codes(codebooks: Sequence[Tensor], codes: Tensor, combine: str) -> Te
     Returns:
         [N, d] with d = d_0 (sum) or sum_m d_m (concat).
     """
-    parts = [cb[codes[:, m]] for m, cb in enumerate(codebooks)]
+    parts = [cb.index_select(0, codes[:, m].contiguous()) for m, cb in enumerate(codebooks)]
     if combine == "concat":
         return torch.cat(parts, dim=-1)
     if combine != "sum":
