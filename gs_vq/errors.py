@@ -5,14 +5,32 @@ Library code raises :class:`GsVqError` with a single-line message for anything a
 ``error: <message>`` and exit with status 2 instead of showing a traceback.
 """
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 
 class GsVqError(RuntimeError):
     """A user-facing error; its message is one line."""
+
+
+def error_text(e: BaseException) -> str:
+    """The first line of an exception's message (or its type name), for one-line GsVqErrors."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def read_json(path) -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed file is a one-line GsVqError."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise GsVqError(f"file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise GsVqError(f"cannot read {path}: {error_text(e)}") from None
 
 
 @contextmanager

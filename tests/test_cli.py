@@ -89,6 +89,17 @@ def test_corrupt_ply_in_render(trained, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_corrupt_side_file_in_render(trained, tmp_path):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(trained, model)
+    (model / "train_stats.json").write_text("{not json")
+    r = run("render.py", "-m", str(model), "--quiet")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "train_stats.json" in lines[0], r.stderr
+
+
 def test_semantic_train_and_queries(tmp_path):
     """--semantic on the demo scene (it has masks/ and labels.json), then queries through render.py."""
     model = tmp_path / "sem"

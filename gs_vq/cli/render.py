@@ -4,12 +4,10 @@ import argparse
 import json
 import os
 
-import torch
-
 from . import guarded
 from ..config import load_config
 from ..data import load_scene
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
 from ..semantics.cli import add_render_args, run_semantic_render, wants_semantics
@@ -31,11 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_json(path: str) -> dict:
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+def read_json_or_empty(path: str) -> dict:
+    """A model's JSON side file (train_stats.json, results.json); {} when there is none."""
+    return read_json(path) if os.path.isfile(path) else {}
 
 
 @guarded
@@ -59,7 +55,7 @@ def main(argv=None) -> None:
     if wants_semantics(args):
         semantic = run_semantic_render(args, model, args.split, splats, cameras, scene.source_path,
                                        background_of(scene), device, args.backend, progress=not args.quiet)
-    stats = read_json(os.path.join(model, "train_stats.json"))
+    stats = read_json_or_empty(os.path.join(model, "train_stats.json"))
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {
         **{k: (round(v, 4) if v is not None else None) for k, v in scores.items()},
@@ -84,7 +80,7 @@ def main(argv=None) -> None:
                        bits_per_gaussian=info["bits_per_gaussian"])
     results_path = os.path.join(model, "results.json")
     with atomic_path(results_path) as tmp, open(tmp, "w") as f:
-        json.dump({**read_json(results_path), **results}, f, indent=2)
+        json.dump({**read_json_or_empty(results_path), **results}, f, indent=2)
     print(json.dumps(results))
 
 

@@ -9,7 +9,6 @@ import torch
 from . import guarded
 from ..config import make_config, read_preset
 from ..data import load_scene
-from ..errors import GsVqError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,6 @@ uniformly, with random colours, in the cube the train cameras look at (``cameras
 which is Inria's ``[-1.3, 1.3]^3`` for NeRF-synthetic and scales with any other setup (tabletop).
 """
 
-import json
 import math
 import os
 from pathlib import Path
@@ -28,23 +27,12 @@ import numpy as np
 import torch
 
 from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
-from gs_vq.data.images import composite, default_cache_root, error_text, parallel_map, read_image, read_mask
-from gs_vq.errors import GsVqError
+from gs_vq.data.images import composite, default_cache_root, parallel_map, read_image, read_mask
+from gs_vq.errors import GsVqError, read_json
 
 # OpenGL camera axes (x right, y up, z backward) -> OpenCV (x right, y down, z forward)
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; any failure is a one-line GsVqError."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise GsVqError(f"file not found: {path}")
-    except (OSError, ValueError) as e:
-        raise GsVqError(f"cannot read {path}: {error_text(e)}")
 
 
 def viewmat_from_blender(transform_matrix: Any) -> np.ndarray:

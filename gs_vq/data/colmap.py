@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
-from gs_vq.data.images import composite, default_cache_root, error_text, parallel_map, read_image, scale_K
-from gs_vq.errors import GsVqError
+from gs_vq.data.images import composite, default_cache_root, parallel_map, read_image, scale_K
+from gs_vq.errors import GsVqError, error_text
 
 PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 MODEL_FILES = ("cameras", "images", "points3D")

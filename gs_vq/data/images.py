@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from gs_vq.errors import GsVqError, atomic_path
+from gs_vq.errors import GsVqError, atomic_path, error_text
 
 RESOLUTIONS = (1, 2, 4, 8)
 
@@ -58,12 +58,6 @@ def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
     K[0, :] *= sx
     K[1, :] *= sy
     return K
-
-
-def error_text(e: BaseException) -> str:
-    """The first line of an exception's message (or its type name), for one-line GsVqErrors."""
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
 
 
 def _open(path: Path) -> Image.Image:

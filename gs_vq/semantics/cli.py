@@ -6,11 +6,10 @@ the loaded splats and cameras to :func:`run_semantic_render`, whose returned dic
 """
 
 import argparse
-import json
 import os
 from typing import Dict, Sequence
 
-from ..errors import GsVqError
+from ..errors import GsVqError, read_json
 from .evaluate import evaluate_queries, render_pca, render_queries
 from .query import HEAD_NAME, MASK_RULES, SemanticHead
 
@@ -38,11 +37,7 @@ def read_labels(path_or_name: str, source_path: str) -> Dict:
     path = path_or_name if os.path.isfile(path_or_name) else os.path.join(source_path or "", path_or_name)
     if not os.path.isfile(path):
         raise GsVqError(f"--eval-queries: no file {path_or_name} (nor in the scene folder {source_path})")
-    try:
-        with open(path) as f:
-            labels = json.load(f)
-    except (OSError, ValueError) as e:
-        raise GsVqError(f"cannot read {path}: {e}") from None
+    labels = read_json(path)
     if not isinstance(labels, dict):
         raise GsVqError(f"{path} must map ids to label text")
     return labels

@@ -11,7 +11,6 @@ Preprocessing (resize + CLIP mean/std) is done here in torch.
 
 import importlib
 import importlib.util
-import json
 import os
 import sys
 import types
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import GsVqError
+from ..errors import GsVqError, read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's dataset mean / std (open_clip.constants)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -104,11 +103,7 @@ def model_config(name_or_path: str) -> Dict[str, Any]:
         path = os.path.join(spec.submodule_search_locations[0], "model_configs", name_or_path + ".json")
         if not os.path.isfile(path):
             raise GsVqError(f"unknown open_clip model '{name_or_path}': give a name from open_clip's model_configs/ or a JSON config file")
-    try:
-        with open(path) as f:
-            cfg = json.load(f)
-    except (OSError, ValueError) as e:
-        raise GsVqError(f"cannot read open_clip config {path}: {e}") from None
+    cfg = read_json(path)
     if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
         raise GsVqError(f"{path} is not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)")
     text = cfg["text_cfg"]

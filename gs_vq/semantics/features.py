@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError, atomic_path, read_json
 from .encoders import MINILM_NAME, EncoderSpec, TextEncoder, encode_texts, load_text_encoder
 
 META_NAME = "meta.json"
@@ -116,11 +116,7 @@ def read_meta(features_dir: str) -> Dict:
     path = os.path.join(features_dir, META_NAME)
     if not os.path.isfile(path):
         raise GsVqError(f"no feature maps in {features_dir} (no {META_NAME}): run python -m gs_vq.semantics.features")
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise GsVqError(f"cannot read {path}: {e}") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or not {"encoder", "dim", "views"} <= set(meta):
         raise GsVqError(f"{path} is not a gs-vq feature meta file (needs encoder, dim, views)")
     return meta
