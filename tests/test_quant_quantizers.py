@@ -37,6 +37,13 @@ def fitted():
     return x, {name: build_quantizer(CONFIGS[name]).fit(x) for name in HARD}
 
 
+def copy_of(qs, name):
+    """A new quantizer holding the module-wide fitted one's state (tests may change it)."""
+    q = build_quantizer(CONFIGS[name])
+    q.load_state_dict(qs[name].state_dict())
+    return q
+
+
 @pytest.mark.parametrize("name", HARD)
 def test_encode_decode_shapes_and_round_trip(fitted, name):
     x, qs = fitted
@@ -72,8 +79,7 @@ def test_straight_through_gradient_is_identity(fitted, name):
 @pytest.mark.parametrize("name", HARD)
 def test_state_dict_round_trip(fitted, name):
     x, qs = fitted
-    fresh = build_quantizer(CONFIGS[name])
-    fresh.load_state_dict(qs[name].state_dict())
+    fresh = copy_of(qs, name)
     assert torch.equal(fresh.encode(x), qs[name].encode(x))
     assert torch.equal(fresh.quantize(x), qs[name].quantize(x))
 
@@ -128,8 +134,7 @@ def test_update_codebooks_from_assignments_sets_member_means():
 def test_sum_quantizer_update_lowers_error(fitted):
     x, qs = fitted
     for name in ("rvq", "aq"):
-        q = build_quantizer(CONFIGS[name])
-        q.load_state_dict(qs[name].state_dict())
+        q = copy_of(qs, name)
         codes = q.encode(x)
         before = float((q.decode(codes) - x).square().mean())
         q.update_codebooks_from_assignments(x, codes)
@@ -141,9 +146,7 @@ def test_sum_quantizer_update_equals_explicit_residual_targets(fitted):
     one (x minus the other books' codewords, member means, book after book)."""
     x, qs = fitted
     for name in ("rvq", "aq"):
-        fast, slow = build_quantizer(CONFIGS[name]), build_quantizer(CONFIGS[name])
-        fast.load_state_dict(qs[name].state_dict())
-        slow.load_state_dict(qs[name].state_dict())
+        fast, slow = copy_of(qs, name), copy_of(qs, name)
         codes = fast.encode(x)
         fast.update_codebooks_from_assignments(x, codes)
         slow._update_by_residuals(x, codes)
@@ -154,8 +157,7 @@ def test_sum_quantizer_update_equals_explicit_residual_targets(fitted):
 def test_refit_warm_start_keeps_or_lowers_error(fitted):
     x, qs = fitted
     for name in ("vq", "pq"):
-        q = build_quantizer(CONFIGS[name])
-        q.load_state_dict(qs[name].state_dict())
+        q = copy_of(qs, name)
         before = q.mse(x)
         assert q.refit(x, iters=2) is q and q.mse(x) <= before + 1e-6
 
@@ -217,8 +219,7 @@ def test_build_quantizer_rejects_bad_configs():
 @pytest.mark.parametrize("name", HARD)
 def test_quantizers_run_on_cuda(fitted, name):
     x, qs = fitted
-    q = build_quantizer(CONFIGS[name])
-    q.load_state_dict(qs[name].state_dict())
+    q = copy_of(qs, name)
     q = q.cuda()
     codes = q.encode(x.cuda())
     assert codes.is_cuda and (codes.cpu() == qs[name].encode(x)).float().mean() > 0.95
