@@ -44,12 +44,8 @@ def median_time(fn, repeats: int):
 
 
 def matrix_products(x, codes):
-    saved = ext._module, ext._failed
-    ext._module, ext._failed = None, "disabled for the benchmark"
-    try:
+    with ext.KERNEL.disabled("disabled for the benchmark"):
         return assign(x, codes)
-    finally:
-        ext._module, ext._failed = saved
 
 
 def main() -> None:
@@ -61,7 +57,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     kernel = ext.load() is not None
-    print(f"threads {args.threads}, kernel {'built' if kernel else 'unavailable: ' + str(ext._failed)}, "
+    print(f"threads {args.threads}, kernel {'built' if kernel else 'unavailable: ' + str(ext.KERNEL.failed)}, "
           f"torch {torch.__version__}, faiss {faiss.__version__}")
     print("| N | K | D | kernel ms | matrix products ms | faiss flat ms | ours / faiss (time) | agree |")
     print("|---|---|---|---|---|---|---|---|")

@@ -10,7 +10,8 @@ import hashlib
 import logging
 import os
 import platform
-from typing import Any, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Tuple
 
 import torch
 
@@ -67,3 +68,36 @@ def build(name: str, source: str, what: str, fallback: str,
             reason = f"{type(e).__name__}: {lines[-1] if lines else ''}"
     (logger or log).warning("gs_vq %s unavailable, using %s (%s)", what, fallback, reason)
     return None, reason
+
+
+class Kernel:
+    """One compiled kernel, built on the first :meth:`load` (arguments as :func:`build`).
+
+    ``module`` is the loaded module, ``failed`` why there is none; once either is set,
+    :meth:`load` does not try again.
+    """
+
+    def __init__(self, name: str, source: str, what: str, fallback: str,
+                 logger: Optional[logging.Logger] = None, native: bool = False):
+        self.name, self.source, self.what, self.fallback = name, source, what, fallback
+        self.logger, self.native = logger, native
+        self.module: Optional[Any] = None
+        self.failed: Optional[str] = None
+
+    def load(self) -> Optional[Any]:
+        """The compiled module, building it if needed; None when disabled or the build failed."""
+        if self.module is None and self.failed is None:
+            self.module, self.failed = build(self.name, self.source, self.what, self.fallback,
+                                             self.logger, self.native)
+        return self.module
+
+    @contextmanager
+    def disabled(self, reason: str = "disabled") -> Iterator[None]:
+        """Within the block, behave as if the kernel were unavailable (to time or test the
+        fallback against it)."""
+        saved = self.module, self.failed
+        self.module, self.failed = None, reason
+        try:
+            yield
+        finally:
+            self.module, self.failed = saved

@@ -9,15 +9,15 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def broken_build(tmp_path, monkeypatch):
-    """Point a kernel module (``gs_vq.render.ext`` or ``gs_vq.quant.ext``) at a source that does
-    not compile, with a fresh cache and builds enabled; returns the function that does it."""
+    """Point a kernel (``gs_vq.render.ext.KERNEL`` or ``gs_vq.quant.ext.KERNEL``) at a source
+    that does not compile, with a fresh cache and builds enabled; returns the function that does it."""
 
-    def apply(ext_module) -> None:
+    def apply(kernel) -> None:
         broken = tmp_path / "broken.cpp"
         broken.write_text("this is not C++;\n")
-        monkeypatch.setattr(ext_module, "_SOURCE", str(broken))
-        monkeypatch.setattr(ext_module, "_module", None)
-        monkeypatch.setattr(ext_module, "_failed", None)
+        monkeypatch.setattr(kernel, "source", str(broken))
+        monkeypatch.setattr(kernel, "module", None)
+        monkeypatch.setattr(kernel, "failed", None)
         monkeypatch.setenv("GS_VQ_CACHE", str(tmp_path / "cache"))
         monkeypatch.delenv("GS_VQ_NO_EXT", raising=False)
 

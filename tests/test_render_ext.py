@@ -34,7 +34,7 @@ def test_no_ext_env_forces_torch_path():
 
 
 def test_failed_build_falls_back_and_logs(broken_build, caplog):
-    broken_build(ext)
+    broken_build(ext.KERNEL)
     with caplog.at_level(logging.WARNING, logger="gs_vq.render.ext"):
         assert not ext.available()
     assert "using the torch path" in caplog.text

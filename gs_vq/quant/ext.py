@@ -6,26 +6,15 @@ Built on first use by :mod:`gs_vq.cext`; when it is unavailable (no compiler,
 
 import logging
 import os
-from typing import Optional
-
 from torch import Tensor
 
-from ..cext import build
+from ..cext import Kernel
 
 log = logging.getLogger(__name__)
-_SOURCE = os.path.join(os.path.dirname(__file__), "_ext", "nearest.cpp")
 MAX_DIM = 16  # wider vectors: BLAS matrix products are faster
-_module = None
-_failed: Optional[str] = None
-
-
-def load():
-    """The compiled module, building it if needed; None when disabled or the build failed."""
-    global _module, _failed
-    if _module is None and _failed is None:
-        _module, _failed = build("gs_vq_nearest", _SOURCE, "C++ nearest-code search",
-                                 "matrix products", log, native=True)
-    return _module
+KERNEL = Kernel("gs_vq_nearest", os.path.join(os.path.dirname(__file__), "_ext", "nearest.cpp"),
+                "C++ nearest-code search", "matrix products", log, native=True)
+load = KERNEL.load  # the compiled module (built on first call), or None
 
 
 def usable(x: Tensor, dim: int) -> bool:

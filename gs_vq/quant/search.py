@@ -153,18 +153,20 @@ def iter_nearest(
     # Distances are translation invariant; centring on the codes' mean keeps |x|^2 - 2x.c + |c|^2
     # accurate in float32 when the data sit far from the origin (log-scales, for example).
     shift = centroids.mean(dim=0)  # [D]
-    ct, c_sq = _padded_codes(centroids, shift)
-    rows = chunk_size or default_chunk_size(ct.shape[1])
-    fused = ext.usable(ct, dim)  # low D on CPU: the compiled kernel, no [n, K] block
+    fused = ext.usable(centroids, dim)  # low D on CPU: the compiled kernel, no [n, K] block
     if fused:
-        ct, c_sq = ct[:, :k].T.contiguous(), c_sq[:k].contiguous()  # [K, D], [K]
+        codes = (centroids - shift).contiguous()  # [K, D]
+        c_sq = codes.square().sum(dim=1)  # [K]
+        rows = chunk_size or default_chunk_size(k)
     else:
+        ct, c_sq = _padded_codes(centroids, shift)  # [D, Kp], [Kp]
+        rows = chunk_size or default_chunk_size(ct.shape[1])
         block = torch.empty(min(rows, max(n_points, 1)), ct.shape[1], device=ct.device)  # [rows, Kp]
     for start in range(0, n_points, rows):
-        xc = prepare(x[start : start + rows].to(ct.device), metric)  # [n, D]
+        xc = prepare(x[start : start + rows].to(centroids.device), metric)  # [n, D]
         xs = xc - shift
         if fused:
-            idx = ext.nearest_small(xs.contiguous(), ct, c_sq)  # [n]
+            idx = ext.nearest_small(xs.contiguous(), codes, c_sq)  # [n]
         else:
             dist = torch.addmm(c_sq, xs, ct, alpha=-2.0, out=block[: xs.shape[0]])  # [n, Kp]
             idx = _row_argmin(dist).clamp_max_(k - 1)  # [n]

@@ -12,22 +12,14 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..cext import build
+from ..cext import Kernel
 from ..errors import GsVqError
 from .projection import ALPHA_THRESHOLD, MAX_ALPHA, T_EPS
 
 log = logging.getLogger(__name__)
-_SOURCE = os.path.join(os.path.dirname(__file__), "_ext", "rasterize.cpp")
-_module = None
-_failed: Optional[str] = None
-
-
-def load():
-    """The compiled module, building it if needed; None when disabled or the build failed."""
-    global _module, _failed
-    if _module is None and _failed is None:
-        _module, _failed = build("gs_vq_rasterize", _SOURCE, "C++ rasterizer", "the torch path", log)
-    return _module
+KERNEL = Kernel("gs_vq_rasterize", os.path.join(os.path.dirname(__file__), "_ext", "rasterize.cpp"),
+                "C++ rasterizer", "the torch path", log)
+load = KERNEL.load  # the compiled module (built on first call), or None
 
 
 def available() -> bool:
@@ -38,7 +30,7 @@ def available() -> bool:
 def _module_or_raise():
     module = load()
     if module is None:
-        raise GsVqError(f"C++ rasterizer unavailable ({_failed}); use backend='torch'")
+        raise GsVqError(f"C++ rasterizer unavailable ({KERNEL.failed}); use backend='torch'")
     return module
 
 
