@@ -14,6 +14,7 @@ from gs_vq.quant import (
     beam_search,
     build_quantizer,
     least_squares_codebooks,
+    straight_through,
 )
 
 CONFIGS = {
@@ -70,10 +71,15 @@ def test_straight_through_gradient_is_identity(fitted, name):
     x, qs = fitted
     xg = x[:50].clone().requires_grad_(True)
     y = qs[name](xg)
-    assert torch.allclose(y.detach(), qs[name].quantize(x[:50]))
+    assert torch.equal(y.detach(), qs[name].quantize(x[:50]))  # exactly the quantized value
     upstream = torch.randn_like(y)
     y.backward(upstream)
     assert torch.equal(xg.grad, upstream)
+
+
+def test_straight_through_rejects_mismatched_shapes():
+    with pytest.raises(GsVqError, match="shapes differ"):
+        straight_through(torch.zeros(4, 3), torch.zeros(4, 2, requires_grad=True))
 
 
 @pytest.mark.parametrize("name", HARD)

@@ -14,7 +14,7 @@ Everything runs on CPU and CUDA tensors alike, in float32, chunked so that memor
 """
 
 from .additive import AdditiveQuantizer, least_squares_codebooks
-from .base import Quantizer, bits_for
+from .base import Quantizer, bits_for, straight_through
 from .factory import QUANTIZERS, build_quantizer
 from .kmeans import KMeansResult, hierarchical_kmeans, kmeans
 from .product import ProductQuantizer, VectorQuantizer
@@ -42,4 +42,5 @@ __all__ = [
     "kmeans",
     "least_squares_codebooks",
     "nearest",
+    "straight_through",
 ]

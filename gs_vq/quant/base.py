@@ -20,6 +20,29 @@ from ..errors import GsVqError
 from .parallel import cpu_sharded
 
 
+class _StraightThrough(torch.autograd.Function):
+    """Forward: ``q`` itself; backward: the incoming gradient goes to ``x`` unchanged."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, x: Tensor) -> Tensor:
+        return q.view_as(q)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, grad
+
+
+def straight_through(q: Tensor, x: Tensor) -> Tensor:
+    """Value exactly ``q`` [..., D], gradient exactly the identity to ``x`` [..., D] (same shape).
+
+    The usual ``x + (q - x).detach()`` costs two passes over the tensor forward and may differ
+    from ``q`` in the last bit; this costs none.
+    """
+    if q.shape != x.shape:
+        raise GsVqError(f"straight_through: shapes differ, {tuple(q.shape)} vs {tuple(x.shape)}")
+    return _StraightThrough.apply(q.to(x.dtype), x)
+
+
 def bits_for(k: int) -> int:
     """Bits of one index into a codebook of ``k`` entries: ``ceil(log2 k)`` (0 when k = 1)."""
     return int(math.ceil(math.log2(k))) if k > 1 else 0
@@ -120,7 +143,7 @@ class Quantizer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Quantized ``x`` whose gradient passes straight through to ``x`` (identity Jacobian)."""
-        return x + (self.quantize(x).to(x.dtype) - x).detach()
+        return straight_through(self.quantize(x), x)
 
     @torch.no_grad()
     def mse(self, x: Tensor) -> float:

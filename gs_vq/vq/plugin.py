@@ -28,6 +28,7 @@ from gsplat.strategy import ops
 from torch import Tensor
 
 from ..errors import GsVqError
+from ..quant.base import straight_through as identity_gradient
 from .attributes import from_vectors, to_vectors
 from .config import VQConfig
 from .slot import Slot
@@ -165,8 +166,7 @@ class VQPlugin:
         for name, slot in self.slots.items():
             q = slot.decode(codes[:, slot.cols])  # [N, d]
             if straight_through:  # value exactly q, gradient exactly identity to x
-                x = to_vectors(name, splats[name])
-                q = q + (x - x.detach())
+                q = identity_gradient(q, to_vectors(name, splats[name]))
             out[name] = from_vectors(q, slot.shape)
         return out
 
