@@ -2,21 +2,27 @@
 
     python bench/vq_scene.py                          # fern -r 2 and lego -r 4: cpu, vq, vq_small
     python bench/vq_scene.py --scenes lego --presets vq --steps_scaler 0.25   # a quick look
+    python bench/vq_scene.py --scenes fern --presets vq --jobs 2     # cpu and vq at once, a core each
 
 Each scene is trained with the CPU preset (``cpu``) and with each VQ preset from the same seed.
 Quality is measured on the held-out views: the plain run from its MODEL/point_cloud.ply, the VQ
 runs from MODEL/compressed.ply as loaded back (so the numbers are those of the file). Sizes:
 the standard ply of each model and its compressed.ply; ratio = standard / compressed (same
 model). Time: training steps only (evaluation excluded); "extra" is relative to the plain run,
-and "hooks" is the time spent inside the VQ plugin's k-means fits and updates.
+and "hooks" is the time spent inside the VQ plugin's k-means fits and updates. On a shared
+machine the fairest timing is ``--jobs N``: N runs at once, each in its own process pinned to its
+own share of the cores, so the plain and the VQ run see the same load at the same time.
 Prints a table and writes bench/results/vq_scene.json. Data: ../shared/data beside the project.
 """
 
 import argparse
+import functools
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -87,6 +93,57 @@ def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) 
     return row
 
 
+@functools.lru_cache(maxsize=1)
+def scene_of(name: str):
+    opts = SCENES[name]
+    cfg = make_config("cpu", opts)
+    return load_scene(os.path.join(SHARED, name), resolution=opts["resolution"], eval=True,
+                      white_background=opts["white_background"], num_random_points=cfg.init_num_points)
+
+
+def _pin(cores) -> None:
+    """Worker initializer: take the next share of cores from the queue, one thread per core."""
+    mine = cores.get()
+    os.sched_setaffinity(0, mine)
+    torch.set_num_threads(len(mine))
+
+
+def _job(name: str, preset: str, seed: int, factor: float, out_root: str) -> dict:
+    row = run(name, scene_of(name), preset, seed, factor, out_root)
+    row["cores"] = sorted(os.sched_getaffinity(0))
+    return row
+
+
+def run_all(jobs: list, args) -> list:
+    """Run ``jobs`` [(scene, preset)] in order, or ``args.jobs`` at a time on disjoint cores."""
+    rows = []
+
+    def save(row):
+        rows.append(row)
+        compare(rows)
+        with atomic_path(args.out) as tmp, open(tmp, "w") as fh:  # partial results survive
+            json.dump({"steps_scaler": args.steps_scaler, "jobs": args.jobs, "rows": rows}, fh, indent=2)
+
+    if args.jobs <= 1:
+        for name, preset in jobs:
+            save(run(name, scene_of(name), preset, args.seed, args.steps_scaler, args.models))
+        return rows
+    cores = sorted(os.sched_getaffinity(0))
+    per = len(cores) // args.jobs
+    if per < 1:
+        raise SystemExit(f"--jobs {args.jobs}: only {len(cores)} cores")
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    for j in range(args.jobs):
+        queue.put(set(cores[j * per:(j + 1) * per]))
+    with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_pin, initargs=(queue,)) as pool:
+        futures = [pool.submit(_job, name, preset, args.seed, args.steps_scaler, args.models)
+                   for name, preset in jobs]
+        for f in futures:
+            save(f.result())
+    return rows
+
+
 def compare(rows: list) -> list:
     """Add, to every VQ row, its differences to the plain run of the same scene."""
     base = {r["scene"]: r for r in rows if r["preset"] == "cpu"}
@@ -124,22 +181,14 @@ def main() -> None:
     p.add_argument("--presets", nargs="+", default=["vq", "vq_small"], help="VQ presets (configs/)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps_scaler", type=float, default=1.0, help="shorten every schedule by this factor")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, each pinned to its own len(cores) // jobs cores")
     p.add_argument("--models", default=os.path.join(ROOT, "output", "bench_vq"))
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "vq_scene.json"))
     args = p.parse_args()
-    rows = []
-    for name in args.scenes:
-        opts = SCENES[name]
-        cfg = make_config("cpu", opts)
-        print(f"== {name} -r {opts['resolution']}: cpu vs {', '.join(args.presets)}, seed {args.seed}, "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-        scene = load_scene(os.path.join(SHARED, name), resolution=opts["resolution"], eval=True,
-                           white_background=opts["white_background"], num_random_points=cfg.init_num_points)
-        for preset in ["cpu"] + args.presets:
-            rows.append(run(name, scene, preset, args.seed, args.steps_scaler, args.models))
-            compare(rows)
-            with atomic_path(args.out) as tmp, open(tmp, "w") as fh:  # partial results survive
-                json.dump({"steps_scaler": args.steps_scaler, "rows": rows}, fh, indent=2)
+    print(f"cpu vs {', '.join(args.presets)} on {', '.join(args.scenes)}, seed {args.seed}, "
+          f"torch {torch.__version__}, {args.jobs} at a time", flush=True)
+    rows = run_all([(name, preset) for name in args.scenes for preset in ["cpu"] + args.presets], args)
     print("\n" + table(rows))
     print(f"\nwrote {args.out}")
 
