@@ -11,7 +11,6 @@ near-ties may differ). Prints a table; writes bench/results/nearest.json.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,7 +24,7 @@ import torch  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gs_vq.errors import atomic_path  # noqa: E402
+from report import write_json  # noqa: E402  (bench/report.py)
 from gs_vq.quant import assign, ext  # noqa: E402
 
 SHAPES = [  # (N, K, D): DC colour / scales, rotations, semantic features, wider vectors, shN
@@ -80,8 +79,7 @@ def main() -> None:
         kernel_ms = f"{1e3 * t_kernel:.1f}" if t_kernel is not None else "-"
         print(f"| {n} | {k} | {d} | {kernel_ms} | {1e3 * t_mm:.1f} | {1e3 * t_faiss:.1f} | "
               f"{best / t_faiss:.2f}x | {agree:.4f} |", flush=True)
-    with atomic_path(args.out) as tmp, open(tmp, "w") as fh:
-        json.dump({"threads": args.threads, "kernel": kernel, "rows": rows}, fh, indent=2)
+    write_json(args.out, {"threads": args.threads, "kernel": kernel, "rows": rows})
     print(f"\nwrote {args.out}")
 
 

@@ -25,7 +25,6 @@ including the issue's acceptance checks. faiss is a dependency of this benchmark
 
 import argparse
 import glob
-import json
 import os
 import platform
 import struct
@@ -45,6 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from gs_vq.quant import (  # noqa: E402
     AdditiveQuantizer, ProductQuantizer, ResidualQuantizer, assign, kmeans,
 )
+from report import write_json, write_text  # noqa: E402  (bench/report.py)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SH_C0 = 0.28209479177387814
@@ -324,12 +324,9 @@ def main():
         print(f"memory: {memory}")
     meta["sources"] = sources
     checks = [] if args.quick else criteria(records, memory)  # quick sizes are below the issue's
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(dict(meta=meta, results=records, memory=memory, checks=checks), f, indent=1)
+    write_json(args.out, dict(meta=meta, results=records, memory=memory, checks=checks), indent=1)
     md = markdown(records, meta, memory) + markdown_checks(checks)
-    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
-        f.write(md)
+    write_text(os.path.splitext(args.out)[0] + ".md", md)
     print()
     print(md)
 

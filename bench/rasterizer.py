@@ -155,7 +155,7 @@ def main():
         print(json.dumps(run_one(backend, int(n), int(w), int(h), int(reps))))
         return
 
-    from gs_vq.errors import atomic_path
+    from report import write_json  # bench/report.py
     from gs_vq.render import ext
 
     if "cpp" in args.backends:
@@ -176,9 +176,7 @@ def main():
                           "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0],
                           "omp_wait_policy": wait_policy},
               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(report, f, indent=2)
+    write_json(args.out, report)
     print(f"wrote {os.path.relpath(args.out, ROOT)}")
 
 

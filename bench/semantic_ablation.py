@@ -12,7 +12,6 @@ Data: ../shared/data/tabletop (beside the project root); label maps are made wit
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,6 +28,7 @@ from gs_vq.semantics.evaluate import evaluate_queries  # noqa: E402
 from gs_vq.semantics.features import compute_label_features, default_features_dir  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
 
+from report import markdown, write_json  # noqa: E402  (bench/report.py)
 from scenes import SHARED  # noqa: E402  (bench/scenes.py)
 
 SCENE = os.path.join(SHARED, "tabletop")
@@ -100,16 +100,14 @@ def main() -> None:
     print(f"== semantic ablation: {args.iterations} steps at -r {args.resolution}, scored at -r {args.eval_resolution}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     rows = [run_variant(args, n, i, e, start, features, eval_scene, args.work) for n, i, e in VARIANTS]
-    print("\n| codebook init | entropy loss | mIoU labels | mIoU extra queries | mIoU labels, view rule | "
-          "mIoU labels, fixed 0.5 | time (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        by = r["miou_by_rule"]
-        print(f"| {r['codebook_init']} | {'on' if r['entropy_weight'] > 0 else 'off'} | {r['miou']:.3f} | "
-              f"{r['miou_extra']:.3f} | {by['view']['labels']:.3f} | {by['lerf']['labels']:.3f} | {r['seconds']:.0f} |")
-    with atomic_path(args.out) as tmp, open(tmp, "w") as fh:
-        json.dump({"scene": args.scene, "resolution": args.resolution, "eval_resolution": args.eval_resolution,
-                   "rgb_checkpoint": args.rgb_checkpoint, "rows": rows}, fh, indent=2)
+    head = ["codebook init", "entropy loss", "mIoU labels", "mIoU extra queries", "mIoU labels, view rule",
+            "mIoU labels, fixed 0.5", "time (s)"]
+    print("\n" + markdown(head, [
+        [r["codebook_init"], "on" if r["entropy_weight"] > 0 else "off", f"{r['miou']:.3f}", f"{r['miou_extra']:.3f}",
+         f"{r['miou_by_rule']['view']['labels']:.3f}", f"{r['miou_by_rule']['lerf']['labels']:.3f}",
+         f"{r['seconds']:.0f}"] for r in rows]))
+    write_json(args.out, {"scene": args.scene, "resolution": args.resolution, "eval_resolution": args.eval_resolution,
+                          "rgb_checkpoint": args.rgb_checkpoint, "rows": rows})
     print(f"\nwrote {args.out}")
 
 

@@ -8,7 +8,6 @@ Prints a table and writes bench/results/train_scene.json. Wall time counts train
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -19,10 +18,10 @@ import torch  # noqa: E402
 
 from gs_vq.config import make_config  # noqa: E402
 from gs_vq.data import load_scene  # noqa: E402
-from gs_vq.errors import atomic_path  # noqa: E402
 from gs_vq.evaluate import evaluate  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
 
+from report import markdown, write_json  # noqa: E402  (bench/report.py)
 from scenes import SCENES, SHARED  # noqa: E402  (bench/scenes.py)
 
 
@@ -63,14 +62,11 @@ def main() -> None:
         print(f"== {name}: {args.config} preset, {iterations} steps, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads", flush=True)
         results.append(run_scene(name, args.config, iterations, args.eval_every, {}))
-    print("\n| scene | -r | steps | train time (s) | Gaussians | test PSNR (dB) | test SSIM |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        f = r["final"]
-        print(f"| {r['scene']} | {r['resolution']} | {f['step']} | {f['seconds']:.0f} | {f['num_gaussians']} | "
-              f"{f['test_psnr']:.2f} | {f['test_ssim']:.3f} |")
-    with atomic_path(args.out) as tmp, open(tmp, "w") as fh:
-        json.dump(results, fh, indent=2)
+    head = ["scene", "-r", "steps", "train time (s)", "Gaussians", "test PSNR (dB)", "test SSIM"]
+    print("\n" + markdown(head, [
+        [r["scene"], r["resolution"], f["step"], f"{f['seconds']:.0f}", f["num_gaussians"], f"{f['test_psnr']:.2f}",
+         f"{f['test_ssim']:.3f}"] for r in results for f in [r["final"]]]))
+    write_json(args.out, results)
     print(f"\nwrote {args.out}")
 
 

@@ -17,7 +17,6 @@ Prints a table and writes bench/results/vq_scene.json. Data: ../shared/data besi
 
 import argparse
 import functools
-import json
 import multiprocessing
 import os
 import sys
@@ -31,12 +30,12 @@ import torch  # noqa: E402
 
 from gs_vq.config import make_config  # noqa: E402
 from gs_vq.data import load_scene  # noqa: E402
-from gs_vq.errors import atomic_path  # noqa: E402
 from gs_vq.evaluate import evaluate  # noqa: E402
 from gs_vq.io.compressed import load_compressed_splats  # noqa: E402
 from gs_vq.io.ply import load_ply  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
 
+from report import markdown, write_json  # noqa: E402  (bench/report.py)
 from scenes import SCENES, SHARED  # noqa: E402  (bench/scenes.py)
 
 
@@ -121,8 +120,7 @@ def run_all(jobs: list, args) -> list:
     def save(row):
         rows.append(row)
         compare(rows)
-        with atomic_path(args.out) as tmp, open(tmp, "w") as fh:  # partial results survive
-            json.dump({"steps_scaler": args.steps_scaler, "jobs": args.jobs, "rows": rows}, fh, indent=2)
+        write_json(args.out, {"steps_scaler": args.steps_scaler, "jobs": args.jobs, "rows": rows})  # partial ones too
 
     if args.jobs <= 1:
         for name, preset in jobs:
@@ -160,7 +158,7 @@ def compare(rows: list) -> list:
 def table(rows: list) -> str:
     head = ["scene", "preset", "PSNR", "SSIM", "Gaussians", "std ply (MB)", "compressed (kB)", "ratio",
             "train (s)", "extra time", "VQ hooks", "PSNR drop"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for r in rows:
         vq = r["preset"] != "cpu"
         cells = [r["scene"], r["preset"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", str(r["num_gaussians"]),
@@ -171,8 +169,8 @@ def table(rows: list) -> str:
                  f"{100 * r['extra_time']:+.1f}%" if "extra_time" in r else "-",
                  f"{100 * r['hook_share']:.1f}%" if "hook_share" in r else "-",
                  f"{r['psnr_drop']:+.2f}" if "psnr_drop" in r else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown(head, lines)
 
 
 def main() -> None:

@@ -1,0 +1,30 @@
+"""What every benchmark hands back: a Markdown table on stdout and a JSON file, written then renamed."""
+
+import json
+import os
+import sys
+from typing import Any, Iterable, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from gs_vq.errors import atomic_path  # noqa: E402
+
+
+def markdown(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: ``head`` cells, then one line per row of cells (already formatted)."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str, obj: Any, indent: int = 2) -> None:
+    """Write ``obj`` to ``path`` (folders made as needed) so that no reader sees half a file."""
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=indent)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (write, then rename)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
