@@ -24,7 +24,7 @@ import torch  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from report import write_json  # noqa: E402  (bench/report.py)
+from report import markdown, markdown_row, write_json  # noqa: E402  (bench/report.py)
 from gs_vq.quant import assign, ext  # noqa: E402
 
 SHAPES = [  # (N, K, D): DC colour / scales, rotations, semantic features, wider vectors, shN
@@ -58,8 +58,8 @@ def main() -> None:
     kernel = ext.load() is not None
     print(f"threads {args.threads}, kernel {'built' if kernel else 'unavailable: ' + str(ext.KERNEL.failed)}, "
           f"torch {torch.__version__}, faiss {faiss.__version__}")
-    print("| N | K | D | kernel ms | matrix products ms | faiss flat ms | ours / faiss (time) | agree |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(markdown(["N", "K", "D", "kernel ms", "matrix products ms", "faiss flat ms", "ours / faiss (time)",
+                    "agree"]))
     rows = []
     for n, k, d in SHAPES:
         g = torch.Generator().manual_seed(n + k + d)
@@ -77,8 +77,8 @@ def main() -> None:
         rows.append(row)
         best = t_kernel if t_kernel is not None else t_mm
         kernel_ms = f"{1e3 * t_kernel:.1f}" if t_kernel is not None else "-"
-        print(f"| {n} | {k} | {d} | {kernel_ms} | {1e3 * t_mm:.1f} | {1e3 * t_faiss:.1f} | "
-              f"{best / t_faiss:.2f}x | {agree:.4f} |", flush=True)
+        print(markdown_row([n, k, d, kernel_ms, f"{1e3 * t_mm:.1f}", f"{1e3 * t_faiss:.1f}",
+                            f"{best / t_faiss:.2f}x", f"{agree:.4f}"]), flush=True)
     write_json(args.out, {"threads": args.threads, "kernel": kernel, "rows": rows})
     print(f"\nwrote {args.out}")
 

@@ -11,11 +11,15 @@ sys.path.insert(0, ROOT)
 from gs_vq.errors import atomic_path  # noqa: E402
 
 
-def markdown(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A Markdown table: ``head`` cells, then one line per row of cells (already formatted)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def markdown_row(cells: Sequence[Any]) -> str:
+    """One Markdown table line of (already formatted) ``cells``."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(head: Sequence[str], rows: Iterable[Sequence[Any]] = ()) -> str:
+    """A Markdown table: ``head`` cells, its rule, then one line per row of cells (with no rows:
+    the head alone, for benchmarks that print each row as it is measured)."""
+    return "\n".join([markdown_row(head), "|" + "---|" * len(head)] + [markdown_row(r) for r in rows])
 
 
 def write_json(path: str, obj: Any, indent: int = 2) -> None:

@@ -158,7 +158,7 @@ def compare(rows: list) -> list:
 def table(rows: list) -> str:
     head = ["scene", "preset", "PSNR", "SSIM", "Gaussians", "std ply (MB)", "compressed (kB)", "ratio",
             "train (s)", "extra time", "VQ hooks", "PSNR drop"]
-    lines = []
+    body = []
     for r in rows:
         vq = r["preset"] != "cpu"
         cells = [r["scene"], r["preset"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", str(r["num_gaussians"]),
@@ -169,8 +169,8 @@ def table(rows: list) -> str:
                  f"{100 * r['extra_time']:+.1f}%" if "extra_time" in r else "-",
                  f"{100 * r['hook_share']:.1f}%" if "hook_share" in r else "-",
                  f"{r['psnr_drop']:+.2f}" if "psnr_drop" in r else "-"]
-        lines.append(cells)
-    return markdown(head, lines)
+        body.append(cells)
+    return markdown(head, body)
 
 
 def main() -> None:
