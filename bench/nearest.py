@@ -1,7 +1,7 @@
 """Nearest-code search (the VQ plugin's refresh): gs_vq.quant.assign against faiss's flat index.
 
-    python bench/nearest.py                 # a minute or so, 1 thread
-    python bench/nearest.py --threads 2
+    python -m bench.nearest                 # a minute or so, 1 thread
+    python -m bench.nearest --threads 2
 
 For each shape (points N, codes K, dims D, the sizes of a small scene's attributes), the
 median of --repeats runs of: ours with the compiled kernel (D <= 16), ours by matrix products
@@ -13,19 +13,17 @@ near-ties may differ). Prints a table; writes bench/results/nearest.json.
 import argparse
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as gs_vq does, before torch / faiss load
 
-import faiss  # noqa: E402
-import torch  # noqa: E402
+import faiss
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from report import markdown, markdown_row, write_json  # noqa: E402  (bench/report.py)
-from gs_vq.quant import assign, ext  # noqa: E402
+from bench.report import markdown, markdown_row, write_json
+from gs_vq.quant import assign, ext
 
 SHAPES = [  # (N, K, D): DC colour / scales, rotations, semantic features, wider vectors, shN
     (50_000, 4096, 3), (50_000, 4096, 4), (50_000, 256, 8), (50_000, 256, 16),

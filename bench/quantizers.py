@@ -1,8 +1,8 @@
 """Benchmark gs_vq.quant against faiss-cpu: reconstruction MSE and fit / encode time.
 
-    python bench/quantizers.py                      # random data + the trained scene's attributes
-    python bench/quantizers.py --ply scene.ply      # a given 3DGS .ply (f_dc, f_rest, scale, rot)
-    python bench/quantizers.py --quick              # small sizes, a minute or so
+    python -m bench.quantizers                      # random data + the trained scene's attributes
+    python -m bench.quantizers --ply scene.ply      # a given 3DGS .ply (f_dc, f_rest, scale, rot)
+    python -m bench.quantizers --quick              # small sizes, a minute or so
 
 At equal bits per vector, ours against faiss's counterpart:
   k-means (VQ)  ours kmeans (random and k-means++ init) vs faiss.Kmeans, same iterations, all points
@@ -36,15 +36,14 @@ import time
 # (busy waiting stalls every parallel op on a shared CPU), the same for both libraries.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gs_vq.quant import (  # noqa: E402
+from gs_vq.quant import (
     AdditiveQuantizer, ProductQuantizer, ResidualQuantizer, assign, kmeans,
 )
-from report import write_json, write_text  # noqa: E402  (bench/report.py)
+from bench.report import write_json, write_text
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SH_C0 = 0.28209479177387814
@@ -188,7 +187,7 @@ def memory_check(n, k, iters):
     peak is that of k-means itself on top of the data and the interpreter.
     """
     code = (
-        "import sys, torch; sys.path.insert(0, %r)\n"
+        "import torch\n"
         "from gs_vq.quant import kmeans\n"
         "def status(key):\n"
         "    for line in open('/proc/self/status'):\n"
@@ -198,9 +197,9 @@ def memory_check(n, k, iters):
         "base = status('VmRSS')\n"
         "kmeans(x, %d, iters=%d)\n"
         "print(base, status('VmHWM'))\n"
-    ) % (ROOT, n, k, iters)
+    ) % (n, k, iters)
     out, secs = timed(lambda: subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split())
     base, peak = (int(v) / 1024 for v in out)
     return {"n": n, "dim": 48, "k": k, "iters": iters, "peak_rss_mib": round(peak, 1),

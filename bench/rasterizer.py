@@ -1,8 +1,8 @@
 """CPU rasterizer benchmark: forward + backward time and peak memory, torch path vs C++ path.
 
-    python bench/rasterizer.py                 # default sizes, prints a table
-    python bench/rasterizer.py --quick         # 10k and 50k at 200x200 only
-    python bench/rasterizer.py --threads 1,2   # also compare OpenMP thread counts
+    python -m bench.rasterizer                 # default sizes, prints a table
+    python -m bench.rasterizer --quick         # 10k and 50k at 200x200 only
+    python -m bench.rasterizer --threads 1,2   # also compare OpenMP thread counts
 
 On a machine shared with other busy processes, OpenMP's default active waiting makes every
 parallel torch op wait for a time slice with 2 threads; ``OMP_WAIT_POLICY=PASSIVE python
@@ -28,7 +28,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 SIZES = [(10_000, 200, 200), (50_000, 200, 200), (100_000, 200, 200), (100_000, 800, 600)]
 BACKENDS = ["torch", "cpp"]
@@ -110,7 +109,7 @@ def run_one(backend: str, n: int, width: int, height: int, reps: int) -> dict:
 
 
 def spawn(backend: str, n: int, width: int, height: int, reps: int, threads: str) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", backend, str(n), str(width),
+    cmd = [sys.executable, "-m", "bench.rasterizer", "--child", backend, str(n), str(width),
            str(height), str(reps)]
     env = dict(os.environ)
     if threads != "default":
@@ -155,7 +154,7 @@ def main():
         print(json.dumps(run_one(backend, int(n), int(w), int(h), int(reps))))
         return
 
-    from report import write_json  # bench/report.py
+    from bench.report import write_json  # bench/report.py
     from gs_vq.render import ext
 
     if "cpp" in args.backends:

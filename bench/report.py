@@ -2,13 +2,11 @@
 
 import json
 import os
-import sys
 from typing import Any, Iterable, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from gs_vq.errors import atomic_path  # noqa: E402
+from gs_vq.errors import atomic_path
 
 
 def markdown_row(cells: Sequence[Any]) -> str:

@@ -1,7 +1,7 @@
 """Semantic codebook ablation on tabletop: k-means vs random-uniform initialisation, entropy loss on/off.
 
-    python bench/semantic_ablation.py                                   # trains the RGB model first
-    python bench/semantic_ablation.py --rgb_checkpoint output/tabletop/ckpt.pt --iterations 800
+    python -m bench.semantic_ablation                                   # trains the RGB model first
+    python -m bench.semantic_ablation --rgb_checkpoint output/tabletop/ckpt.pt --iterations 800
 
 One RGB model (configs/cpu.yaml, --eval; trained here unless given) is shared by the variants;
 each variant trains only the semantics on top of it, as GOI does (configs/semantic_only.yaml:
@@ -13,23 +13,21 @@ Data: ../shared/data/tabletop (beside the project root); label maps are made wit
 
 import argparse
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
+import torch
 
-from gs_vq.config import make_config  # noqa: E402
-from gs_vq.data import load_scene  # noqa: E402
-from gs_vq.errors import atomic_path  # noqa: E402
-from gs_vq.semantics.evaluate import evaluate_queries  # noqa: E402
-from gs_vq.semantics.features import compute_label_features, default_features_dir  # noqa: E402
-from gs_vq.trainer import Trainer  # noqa: E402
+from gs_vq.config import make_config
+from gs_vq.data import load_scene
+from gs_vq.errors import atomic_path
+from gs_vq.semantics.evaluate import evaluate_queries
+from gs_vq.semantics.features import compute_label_features, default_features_dir
+from gs_vq.trainer import Trainer
 
-from report import markdown, write_json  # noqa: E402  (bench/report.py)
-from scenes import SHARED  # noqa: E402  (bench/scenes.py)
+from bench.report import markdown, write_json
+from bench.scenes import SHARED
 
 SCENE = os.path.join(SHARED, "tabletop")
 VARIANTS = [  # (name, codebook_init, entropy_weight)

@@ -1,7 +1,7 @@
 """Train real scenes on the CPU preset and report test PSNR against steps and wall time.
 
-    python bench/train_scene.py                       # fern -r 2 and lego -r 4, configs/cpu.yaml
-    python bench/train_scene.py --scenes lego --iterations 1000 --eval_every 250
+    python -m bench.train_scene                       # fern -r 2 and lego -r 4, configs/cpu.yaml
+    python -m bench.train_scene --scenes lego --iterations 1000 --eval_every 250
 
 Prints a table and writes bench/results/train_scene.json. Wall time counts training steps only
 (evaluation excluded). Data: ../shared/data (beside the project root).
@@ -9,20 +9,18 @@ Prints a table and writes bench/results/train_scene.json. Wall time counts train
 
 import argparse
 import os
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
+import torch
 
-from gs_vq.config import make_config  # noqa: E402
-from gs_vq.data import load_scene  # noqa: E402
-from gs_vq.evaluate import evaluate  # noqa: E402
-from gs_vq.trainer import Trainer  # noqa: E402
+from gs_vq.config import make_config
+from gs_vq.data import load_scene
+from gs_vq.evaluate import evaluate
+from gs_vq.trainer import Trainer
 
-from report import markdown, write_json  # noqa: E402  (bench/report.py)
-from scenes import SCENES, SHARED  # noqa: E402  (bench/scenes.py)
+from bench.report import markdown, write_json
+from bench.scenes import SCENES, SHARED
 
 
 def run_scene(name: str, preset: str, iterations: int, eval_every: int, overrides: dict) -> dict:
@@ -37,7 +35,7 @@ def run_scene(name: str, preset: str, iterations: int, eval_every: int, override
     while trainer.step < iterations:
         trainer.train(progress=False, until=trainer.step + eval_every)
         with torch.no_grad():
-            scores = evaluate(trainer.render_splats_for(trainer.step), scene.test_cameras, trainer.background,
+            scores = evaluate(trainer.render_splats(), scene.test_cameras, trainer.background,
                               trainer.device, backend=cfg.backend, progress=False)
         curve.append({"step": trainer.step, "seconds": round(trainer.train_seconds, 1), "test_psnr": round(scores["psnr"], 3),
                       "test_ssim": round(scores["ssim"], 4), "num_gaussians": int(len(trainer.splats["means"]))})

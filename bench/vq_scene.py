@@ -1,8 +1,8 @@
 """Quantization-aware training against plain training, side by side, on real scenes.
 
-    python bench/vq_scene.py                          # fern -r 2 and lego -r 4: cpu, vq, vq_small
-    python bench/vq_scene.py --scenes lego --presets vq --steps_scaler 0.25   # a quick look
-    python bench/vq_scene.py --scenes fern --presets vq --jobs 2     # cpu and vq at once, a core each
+    python -m bench.vq_scene                          # fern -r 2 and lego -r 4: cpu, vq, vq_small
+    python -m bench.vq_scene --scenes lego --presets vq --steps_scaler 0.25   # a quick look
+    python -m bench.vq_scene --scenes fern --presets vq --jobs 2     # cpu and vq at once, a core each
 
 Each scene is trained with the CPU preset (``cpu``) and with each VQ preset from the same seed.
 Quality is measured on the held-out views: the plain run from its MODEL/point_cloud.ply, the VQ
@@ -19,50 +19,29 @@ import argparse
 import functools
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
+import torch
 
-from gs_vq.config import make_config  # noqa: E402
-from gs_vq.data import load_scene  # noqa: E402
-from gs_vq.evaluate import evaluate  # noqa: E402
-from gs_vq.io.compressed import load_compressed_splats  # noqa: E402
-from gs_vq.io.ply import load_ply  # noqa: E402
-from gs_vq.trainer import Trainer  # noqa: E402
+from gs_vq.config import make_config, scale_steps
+from gs_vq.data import load_scene
+from gs_vq.evaluate import evaluate
+from gs_vq.io.compressed import load_compressed_splats
+from gs_vq.io.ply import load_ply
+from gs_vq.trainer import Trainer
 
-from report import markdown, write_json  # noqa: E402  (bench/report.py)
-from scenes import SCENES, SHARED  # noqa: E402  (bench/scenes.py)
-
-
-def scaled(preset: str, factor: float) -> dict:
-    """Overrides that shorten a preset's schedule by ``factor`` (like gsplat's steps_scaler)."""
-    if factor == 1.0:
-        return {}
-    cfg = make_config(preset)
-    s = lambda v: max(1, int(round(v * factor)))  # noqa: E731
-    out = {"iterations": s(cfg.iterations), "sh_degree_interval": s(cfg.sh_degree_interval),
-           "strategy": {k: s(getattr(cfg.strategy, k)) for k in
-                        ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every")}}
-    if cfg.vq is not None:
-        vq = {k: s(cfg.vq[k]) for k in ("vq_every", "prune_window", "prune_every")
-              if cfg.vq.get(k)}
-        if cfg.vq.get("vq_start") is not None:
-            vq["vq_start"] = s(cfg.vq["vq_start"])
-        out["vq"] = vq
-    return out
+from bench.report import markdown, write_json
+from bench.scenes import SCENES, SHARED
 
 
 def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) -> dict:
     opts = SCENES[name]
     model = os.path.join(out_root, f"{name}_{preset}")
-    cfg = make_config(preset, {"source_path": os.path.join(SHARED, name), "eval": True, "seed": seed,
-                               "checkpoint_every": 0, "model_path": model, **opts,
-                               **scaled(preset, factor)})
+    cfg = scale_steps(make_config(preset, {"source_path": os.path.join(SHARED, name), "eval": True, "seed": seed,
+                                           "checkpoint_every": 0, "model_path": model, **opts}), factor)
     trainer = Trainer(cfg, scene, model)
     wall = time.perf_counter()
     trainer.train(progress=False)
@@ -85,7 +64,7 @@ def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) 
     if vq:
         row.update(compressed_bytes=sizes["compressed_bytes"], compression_ratio=sizes["compression_ratio"],
                    bits_per_gaussian=sizes["bits_per_gaussian"], vq_pruned=sizes.get("vq_pruned"),
-                   hook_seconds=round(sum(plugin.seconds.values()), 1) if plugin else None,
+                   hook_seconds=round(sum(plugin.state.seconds.values()), 1) if plugin else None,
                    vq_seconds=sizes.get("vq_seconds"))
     print(f"  {name:5s} {preset:9s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  N {row['num_gaussians']:6d}  "
           f"{row['file_bytes'] / 1e6:7.3f} MB  train {row['train_seconds']:7.1f} s", flush=True)

@@ -7,7 +7,8 @@ Public API (everything else is an implementation detail):
   rasterizer otherwise)
 - codebooks: :func:`kmeans`, :func:`hierarchical_kmeans`, :func:`build_quantizer` and the
   quantizer classes (``fit``/``encode``/``decode``)
-- training: :class:`TrainConfig`, :func:`make_config`, :class:`Trainer`, the plugins
+- training: :class:`TrainConfig`, :func:`make_config`, :class:`Trainer`; the plugin layer
+  :class:`Plugin`, :class:`TrainContext`, :func:`register_plugin`, and the plugins
   :class:`VQPlugin` (quantization-aware training) and :class:`SemanticField` (semantic features)
 - files: :func:`save_ply`, :func:`load_ply`, :func:`load_splats` (standard or compressed ply)
 """
@@ -23,6 +24,7 @@ from .config import TrainConfig, make_config  # noqa: E402
 from .data import Camera, Scene, load_scene  # noqa: E402
 from .errors import GsVqError  # noqa: E402
 from .io import load_ply, load_splats, save_ply  # noqa: E402
+from .plugins import Plugin, TrainContext, register_plugin  # noqa: E402
 from .quant import (  # noqa: E402
     AdditiveQuantizer,
     FSQ,
@@ -59,8 +61,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "AdditiveQuantizer", "Camera", "FSQ", "GsVqError", "ProductQuantizer", "Quantizer", "ResidualQuantizer",
-    "ScalarQuantizer", "Scene", "SemanticConfig", "SemanticField", "SoftIndexQuantizer", "TrainConfig", "Trainer",
+    "AdditiveQuantizer", "Camera", "FSQ", "GsVqError", "Plugin", "ProductQuantizer", "Quantizer", "ResidualQuantizer",
+    "ScalarQuantizer", "Scene", "SemanticConfig", "SemanticField", "SoftIndexQuantizer", "TrainConfig", "TrainContext", "Trainer",
     "VQConfig", "VQPlugin", "VectorQuantizer", "build_quantizer", "hierarchical_kmeans", "kmeans", "load_ply",
-    "load_scene", "load_splats", "make_config", "rasterize", "save_ply",
+    "load_scene", "load_splats", "make_config", "rasterize", "register_plugin", "save_ply",
 ]

@@ -6,6 +6,7 @@ imports load the cached library). Every kernel has a pure-torch twin: a failed b
 once and its caller falls back; ``GS_VQ_NO_EXT=1`` skips every build.
 """
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -44,6 +45,22 @@ def build_dir(source: str, flags=tuple(FLAGS)) -> str:
     return path
 
 
+@contextmanager
+def build_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on the build folder ``path`` (released by the OS if this process
+    dies). Inside it no other gs_vq process builds there, so torch's own lock file (``lock``, which
+    a killed build leaves behind and every later load would wait on forever) is removed."""
+    with open(os.path.join(path, "gs_vq.lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            stale = os.path.join(path, "lock")
+            if os.path.exists(stale):
+                os.remove(stale)
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def build(name: str, source: str, what: str, fallback: str,
           logger: Optional[logging.Logger] = None, native: bool = False) -> Tuple[Optional[Any], Optional[str]]:
     """Compile (or load the cached) module ``name`` from ``source``.
@@ -60,8 +77,10 @@ def build(name: str, source: str, what: str, fallback: str,
     reason = ""
     for flags in ([FLAGS + [NATIVE]] if native else []) + [FLAGS]:
         try:
-            module = load_ext(name=name, sources=[source], extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                              build_directory=build_dir(source, tuple(flags)), verbose=False)
+            folder = build_dir(source, tuple(flags))
+            with build_lock(folder):
+                module = load_ext(name=name, sources=[source], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                                  build_directory=folder, verbose=False)
             return module, None
         except Exception as e:  # compiler missing, headers broken, ...: the caller falls back
             lines = str(e).strip().splitlines()

@@ -1,35 +1,38 @@
-"""Training configuration: one dataclass tree, YAML presets, command-line overrides.
+"""Training configuration: one typed dataclass tree, YAML presets, command-line overrides.
 
 Precedence, lowest first: dataclass defaults < ``--config`` YAML file < explicit command-line flags.
-A YAML preset may set any field, nested sections (``strategy:``, ``vq:``, ``semantic:``) included,
-and may ``base:`` another preset in ``configs/`` (merged first).
+A preset may ``base:`` another preset in ``configs/`` (merged first). Sections:
+
+- top-level keys: :class:`TrainConfig`'s fields;
+- ``strategy: {type: default | mcmc, ...}``: gsplat's own ``DefaultStrategy`` / ``MCMCStrategy``
+  dataclass (no ``type``: ``default``);
+- any other section names a training plugin (``vq:``, ``semantic:``, or one registered with
+  :func:`gs_vq.plugins.register_plugin`): the plugin's dataclass, built from the mapping.
+
+Every value is checked against its field's type when the config loads, so a typo or a wrong type
+anywhere is a one-line error at start-up, and ``cfg.yaml`` records every resolved value.
 """
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Literal, Optional, Union
 
 import yaml
+from gsplat.strategy import DefaultStrategy, Strategy
 
 from .errors import GsVqError
+from .plugins import Plugin, is_plugin, plugin_class
+from .strategy import STEP_FIELDS, STRATEGIES, strategy_type
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+STEPS = {"steps": True}  # field metadata: a step count, scaled by scale_steps()
 
 
-@dataclass
-class StrategyConfig:
-    """gsplat ``DefaultStrategy`` settings (densification and pruning), in training steps."""
-
-    prune_opa: float = 0.005
-    grow_grad2d: float = 0.0002
-    grow_scale3d: float = 0.01
-    prune_scale3d: float = 0.1
-    refine_start_iter: int = 500
-    refine_stop_iter: int = 15_000
-    reset_every: int = 3000
-    refine_every: int = 100
-    absgrad: bool = False
+def default_strategy() -> DefaultStrategy:
+    """gsplat's ``DefaultStrategy`` with its own defaults (quiet)."""
+    return DefaultStrategy(verbose=False)
 
 
 @dataclass
@@ -38,12 +41,12 @@ class TrainConfig:
 
     source_path: Optional[str] = None  # COLMAP or NeRF-synthetic folder; None = demo scene
     model_path: Optional[str] = None  # output folder; default output/<scene name>
-    iterations: int = 7000
+    iterations: int = field(default=7000, metadata=STEPS)
     eval: bool = False  # hold out test views (every 8th COLMAP image / NeRF test split)
     resolution: int = 1  # image downscale factor: 1, 2, 4 or 8
     white_background: bool = False
     sh_degree: int = 3
-    sh_degree_interval: int = 1000  # raise the SH degree by one every this many steps
+    sh_degree_interval: int = field(default=1000, metadata=STEPS)  # raise the SH degree every this many steps
     device: str = "auto"  # auto | cpu | cuda
     backend: str = "auto"  # rasterizer: auto | gsplat | cpp | torch
     seed: int = 0
@@ -60,44 +63,129 @@ class TrainConfig:
     opacities_lr: float = 5e-2
     sh0_lr: float = 2.5e-3
     shN_lr: float = 2.5e-3 / 20
-    opacity_reg: float = 0.0
-    scale_reg: float = 0.0
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    opacity_reg: float = 0.0  # weight of mean(sigmoid(opacity)) (gsplat's MCMC recipe uses 0.01)
+    scale_reg: float = 0.0  # weight of mean(exp(scales)) (MCMC recipe: 0.01)
+    strategy: Strategy = field(default_factory=default_strategy)  # gsplat's DefaultStrategy / MCMCStrategy
     # bookkeeping
-    checkpoint_every: int = 1000  # 0 = only at the end
+    checkpoint_every: int = field(default=1000, metadata=STEPS)  # 0 = only at the end
     log_every: int = 10
     resume: bool = False
     start_checkpoint: Optional[str] = None
-    # plugin sections, parsed by the plugins' own dataclasses (kept as plain dicts here so the
-    # core trainer does not depend on them)
-    vq: Optional[Dict[str, Any]] = None  # enabled when not None (``--vq``)
-    semantic: Optional[Dict[str, Any]] = None  # enabled when not None (``--semantic``)
+    plugins: Dict[str, Plugin] = field(default_factory=dict)  # enabled plugins, by section name
+
+    @property
+    def vq(self):
+        """The ``vq:`` plugin (:class:`gs_vq.vq.VQPlugin`), or None."""
+        return self.plugins.get("vq")
+
+    @property
+    def semantic(self):
+        """The ``semantic:`` plugin (:class:`gs_vq.semantics.SemanticField`), or None."""
+        return self.plugins.get("semantic")
 
 
-def check_keys(cls, data: Dict[str, Any], section: str) -> None:
-    """Raise a one-line :class:`GsVqError` naming the keys of ``data`` that dataclass ``cls`` lacks."""
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+# ---- typed construction ---------------------------------------------------------------------------
+def _typed(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against type ``tp`` (ints widen to floats; numeric strings are floats)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is typing.Any:
+        return value
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _typed(value, option, where)
+            except GsVqError:
+                continue
+        raise GsVqError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise GsVqError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str), dict: lambda v: isinstance(v, dict),
+          list: lambda v: isinstance(v, (list, tuple)), tuple: lambda v: isinstance(v, (list, tuple))}
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            return float(value) if isinstance(value, str) else _fail(where, tp, value)
+        except ValueError:
+            _fail(where, tp, value)
+    check = ok.get(origin or tp)
+    if check is not None and not check(value):
+        _fail(where, tp, value)
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _fail(where: str, tp: Any, value: Any):
+    raise GsVqError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def build_dataclass(cls, data: Dict[str, Any], where: str):
+    """Dataclass ``cls`` from a mapping: unknown keys and wrongly typed values are one-line errors."""
+    if not isinstance(data, dict):
+        raise GsVqError(f"{where} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise GsVqError(f"unknown {section} config key(s): {', '.join(unknown)}")
+        raise GsVqError(f"unknown config key(s) in {where}: {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _typed(v, hints.get(k, Any), f"{where}.{k}") for k, v in data.items()})
 
 
-def _from_dict(cls, data: Dict[str, Any], where: str):
-    """Build dataclass ``cls`` from ``data``, recursing into dataclass-typed fields."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise GsVqError(f"unknown config key '{key}' in {where}")
-        default = names[key].default_factory() if names[key].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = _from_dict(type(default), {**dataclasses.asdict(default), **value}, f"{where}.{key}")
-        kwargs[key] = value
-    return cls(**kwargs)
+def build_strategy(data: Any, where: str = "strategy") -> Strategy:
+    """gsplat strategy from ``{type: default | mcmc, **its fields}`` (or an existing strategy)."""
+    if isinstance(data, Strategy):
+        return data
+    if not isinstance(data, dict):
+        raise GsVqError(f"{where} must be a mapping like {{type: default}} or {{type: mcmc, cap_max: 100000}}, "
+                        f"got {data!r}")
+    data = dict(data)
+    kind = data.pop("type", "default")
+    if kind not in STRATEGIES:
+        raise GsVqError(f"{where}.type must be one of {', '.join(STRATEGIES)}, got {kind!r}")
+    return build_dataclass(STRATEGIES[kind], {"verbose": False, **data}, f"{where} ({kind})")
 
 
+def build_plugin(name: str, data: Any) -> Plugin:
+    """The plugin of section ``name`` from its mapping (``{}`` or None-free values)."""
+    cls = plugin_class(name)
+    if isinstance(data, cls):
+        return data
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(data if data is not None else {})
+    return build_dataclass(cls, data if data is not None else {}, name)
+
+
+def config_from_dict(data: Dict[str, Any], where: str = "config") -> TrainConfig:
+    """A :class:`TrainConfig` from a merged mapping (see the module doc for the sections)."""
+    data = dict(data)
+    plugins = {}
+    for key in [k for k in data if k not in {f.name for f in dataclasses.fields(TrainConfig)}]:
+        if not is_plugin(key):
+            raise GsVqError(f"unknown config key '{key}' in {where} (not a TrainConfig field nor a plugin section)")
+        section = data.pop(key)
+        if section is not None:  # `vq: null` disables a plugin a base preset enabled
+            plugins[key] = build_plugin(key, section)
+    if "strategy" in data:
+        data["strategy"] = build_strategy(data["strategy"])
+    if "plugins" in data:
+        raise GsVqError(f"{where}: enable plugins by their own sections (vq:, semantic:), not 'plugins:'")
+    cfg = build_dataclass(TrainConfig, data, where)
+    cfg.plugins = plugins
+    return cfg
+
+
+# ---- presets ------------------------------------------------------------------------------------
 def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
-    """``over`` onto ``base``, mapping by mapping; a mapping with a ``type`` (a quantizer spec)
-    replaces the base's whole, so options of another quantizer type are not carried over."""
+    """``over`` onto ``base``, mapping by mapping; a mapping with a ``type`` (a quantizer spec, a
+    strategy) replaces the base's whole, so options of another type are not carried over."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and "type" not in value:
@@ -107,30 +195,35 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def read_preset(path_or_name: str) -> Dict[str, Any]:
+def read_preset(path_or_name: str, _seen: Optional[tuple] = None) -> Dict[str, Any]:
     """Read a YAML preset by path or by name in ``configs/`` (``cpu`` -> ``configs/cpu.yaml``)."""
     path = path_or_name
+    if not isinstance(path, str):
+        raise GsVqError(f"base: must name a preset, got {path_or_name!r}")
     if not os.path.exists(path):
         candidate = os.path.join(CONFIG_DIR, path_or_name + ("" if path.endswith(".yaml") else ".yaml"))
         if not os.path.exists(candidate):
             raise GsVqError(f"config file not found: {path_or_name}")
         path = candidate
+    seen = (_seen or ()) + (os.path.realpath(path),)
+    if os.path.realpath(path) in (_seen or ()):
+        raise GsVqError(f"config presets base each other in a loop: {' -> '.join(seen)}")
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise GsVqError(f"cannot parse YAML {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise GsVqError(f"config file {path} must hold a mapping")
     base = data.pop("base", None)
-    return _merge(read_preset(base), data) if base else data
+    return _merge(read_preset(base, seen), data) if base else data
 
 
 def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
     """Defaults, then the preset (path or name), then ``overrides`` (non-None entries only)."""
     data: Dict[str, Any] = read_preset(preset) if preset else {}
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
-    cfg = _from_dict(TrainConfig, data, preset or "overrides")
+    cfg = config_from_dict(data, preset or "overrides")
     if cfg.resolution not in (1, 2, 4, 8):
         raise GsVqError(f"--resolution must be 1, 2, 4 or 8, got {cfg.resolution}")
     if cfg.iterations < 1:
@@ -139,7 +232,13 @@ def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]
 
 
 def to_dict(cfg: TrainConfig) -> Dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The resolved config as the mapping ``cfg.yaml`` holds (loads back to an equal config)."""
+    out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("strategy", "plugins")}
+    out["strategy"] = {"type": strategy_type(cfg.strategy),
+                       **{k: v for k, v in dataclasses.asdict(cfg.strategy).items() if k != "verbose"}}
+    for name, plugin in cfg.plugins.items():
+        out[name] = plugin.config_dict()
+    return out
 
 
 def save_config(cfg: TrainConfig, path: str) -> None:
@@ -154,3 +253,30 @@ def load_config(path: str) -> TrainConfig:
     if not os.path.exists(path):
         raise GsVqError(f"no cfg.yaml at {path}: is this a gs-vq model folder?")
     return make_config(path)
+
+
+# ---- shorter schedules ------------------------------------------------------------------------------
+def _scaled(obj, factor: float, names) -> Dict[str, Any]:
+    """Replacements for ``obj``'s step-valued fields ``names``, times ``factor`` (None / 0 kept)."""
+    out = {}
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            out[name] = max(1, int(round(value * factor)))
+    return out
+
+
+def step_fields(obj) -> list:
+    """Names of ``obj``'s fields that count steps (``metadata={"steps": True}``, or gsplat's)."""
+    names = [f.name for f in dataclasses.fields(obj) if f.metadata.get("steps")]
+    return names + [n for n in STEP_FIELDS if isinstance(obj, Strategy) and hasattr(obj, n)]
+
+
+def scale_steps(cfg: TrainConfig, factor: float) -> TrainConfig:
+    """A copy of ``cfg`` with every step-valued setting (the run, the strategy's schedule, the
+    plugins' schedules) multiplied by ``factor``, like gsplat's ``steps_scaler``."""
+    if factor == 1.0:
+        return dataclasses.replace(cfg, plugins=dict(cfg.plugins))
+    strategy = dataclasses.replace(cfg.strategy, **_scaled(cfg.strategy, factor, step_fields(cfg.strategy)))
+    plugins = {k: dataclasses.replace(p, **_scaled(p, factor, step_fields(p))) for k, p in cfg.plugins.items()}
+    return dataclasses.replace(cfg, strategy=strategy, plugins=plugins, **_scaled(cfg, factor, step_fields(cfg)))

@@ -1,9 +1,10 @@
 """The training loop behind ``train.py``: gsplat's recipe on our rasterizer, with plugin hooks.
 
-Per step (one camera): render -> L1 + ``ssim_lambda`` D-SSIM (+ plugin losses) -> backward ->
-Adam -> gsplat ``DefaultStrategy.step_post_backward`` (densify / prune) -> plugins'
-``step_post_backward``. Plugins (VQ, semantics) follow the protocol in ARCHITECTURE.md and are
-called only through these public hooks.
+Per step (one camera): plugins' ``step_pre_forward`` -> render (plugins' ``splats_to_render`` and
+``extra_channels``) -> L1 + ``ssim_lambda`` D-SSIM (+ regularisers, + plugins' ``loss``) ->
+backward -> Adam -> the gsplat strategy's ``step_post_backward`` (densify / prune / relocate) ->
+plugins' ``step_post_backward``. The trainer knows plugins only through the
+:class:`gs_vq.plugins.Plugin` hooks.
 """
 
 import json
@@ -15,14 +16,15 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gsplat.strategy import DefaultStrategy
 from tqdm import tqdm
 
+from . import strategy as strategies
 from .config import TrainConfig, save_config
 from .data import Scene
 from .errors import GsVqError, atomic_path
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
+from .plugins import Plugin, TrainContext
 from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
 
 CKPT_NAME = "ckpt.pt"
@@ -45,19 +47,11 @@ def background_of(scene: Scene) -> Optional[List[float]]:
     return [1.0, 1.0, 1.0] if scene.white_background else [0.0, 0.0, 0.0]
 
 
-def build_plugins(cfg: TrainConfig, scene: Scene, splats, optimizers, device: str,
-                  strategy_state: Optional[Dict] = None) -> Dict[str, object]:
-    """Instantiate the plugins the config asks for (``vq``, ``semantic``)."""
-    plugins: Dict[str, object] = {}
-    if cfg.semantic is not None:
-        from .semantics.plugin import SemanticField
-
-        plugins["semantic"] = SemanticField.from_config(cfg.semantic, scene, splats, optimizers, cfg, device)
-    if cfg.vq is not None:
-        from .vq import VQPlugin
-
-        plugins["vq"] = VQPlugin.from_config(cfg.vq, splats, optimizers, cfg, strategy_state=strategy_state)
-    return plugins
+def build_plugins(cfg: TrainConfig) -> Dict[str, Plugin]:
+    """Fresh instances of the config's plugins (no run state), in the order their hooks run:
+    ascending ``order`` (plugins that add parameters first), then config order."""
+    items = sorted(cfg.plugins.items(), key=lambda kv: getattr(kv[1], "order", 0))
+    return {name: plugin.fresh() for name, plugin in items}
 
 
 class Trainer:
@@ -85,10 +79,15 @@ class Trainer:
             tensors = self._initial_tensors()
         self.splats = make_param_dict(tensors, self.device)
         self.optimizers = make_optimizers(self.splats, self._lrs())
-        self.strategy = DefaultStrategy(verbose=False, **vars(cfg.strategy))
+        self.strategy = cfg.strategy
         self.strategy.check_sanity(self.splats, self.optimizers)
-        self.strategy_state = self.strategy.initialize_state(scene_scale=scene.scene_scale)
-        self.plugins = build_plugins(cfg, scene, self.splats, self.optimizers, self.device, self.strategy_state)
+        self.strategy_state = strategies.initialize_state(self.strategy, scene.scene_scale)
+        self.plugins = build_plugins(cfg)
+        ctx = TrainContext(total_steps=cfg.iterations, refine_stop=strategies.refine_stop(self.strategy),
+                           strategy_state=self.strategy_state, scene=scene, device=self.device,
+                           resolution=cfg.resolution)
+        for p in self.plugins.values():
+            p.initialize(self.splats, self.optimizers, ctx)
         if ckpt is not None:
             self._restore(ckpt)
 
@@ -123,7 +122,7 @@ class Trainer:
             "splats": {k: v.detach() for k, v in self.splats.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": self.strategy_state,
-            "plugins": {k: p.state_dict() for k, p in self.plugins.items() if hasattr(p, "state_dict")},
+            "plugins": {k: p.state_dict() for k, p in self.plugins.items()},
         }
 
     def _restore(self, ckpt: Dict) -> None:
@@ -132,7 +131,7 @@ class Trainer:
             o.load_state_dict(ckpt["optimizers"][k])
         self.strategy_state.update(ckpt["strategy_state"])  # in place: plugins hold a reference
         for k, p in self.plugins.items():
-            if k in ckpt.get("plugins", {}) and hasattr(p, "load_state_dict"):
+            if k in ckpt.get("plugins", {}):
                 p.load_state_dict(ckpt["plugins"][k])
 
     def save_checkpoint(self) -> None:
@@ -140,21 +139,25 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     # ---- one step ---------------------------------------------------------------------------
-    def render_splats_for(self, step: int) -> Dict[str, torch.Tensor]:
-        """The splat tensors to render at ``step``: plugins may substitute quantized ones."""
+    def render_splats(self) -> Dict[str, torch.Tensor]:
+        """The splat tensors to render: plugins may substitute quantized ones (pure)."""
         splats: Dict[str, torch.Tensor] = dict(self.splats.items())
         for p in self.plugins.values():
-            if hasattr(p, "splats_to_render"):
-                splats.update(p.splats_to_render(step, self.splats))
+            splats.update(p.splats_to_render(self.splats))
         return splats
+
+    def means_lr(self, step: int) -> float:
+        """The means' learning rate at ``step``: decays exponentially to 1% at the last step."""
+        return self.cfg.means_lr * self.scene.scene_scale * 0.01 ** (step / self.cfg.iterations)
 
     def train_step(self, step: int, cam) -> Dict[str, float]:
         cfg = self.cfg
         viewmats, Ks, gt = camera_batch([cam], self.device)
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-        splats = self.render_splats_for(step)
-        extras = [p.extra_channels(step, splats) for p in self.plugins.values() if hasattr(p, "extra_channels")]
-        extras = [e for e in extras if e is not None]
+        for p in self.plugins.values():
+            p.step_pre_forward(step, self.splats, self.optimizers)
+        splats = self.render_splats()
+        extras = [e for e in (p.extra_channels(splats) for p in self.plugins.values()) if e is not None]
         out = render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, self.background,
                             extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend)
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, out.info)
@@ -166,22 +169,22 @@ class Trainer:
             loss = loss + cfg.scale_reg * torch.exp(self.splats["scales"]).mean()
         batch = {"camera": cam, "image": gt, "viewmats": viewmats, "Ks": Ks}
         for p in self.plugins.values():
-            extra_loss = p.loss(step, batch, out) if hasattr(p, "loss") else None
+            extra_loss = p.loss(step, self.splats, batch, out)
             if extra_loss is not None:
                 loss = loss + extra_loss
         if not torch.isfinite(loss):
             raise GsVqError(f"loss became {loss.item()} at step {step}: lower the learning rates")
         loss.backward()
-        means_lr = cfg.means_lr * self.scene.scene_scale * 0.01 ** (step / cfg.iterations)
+        means_lr = self.means_lr(step)
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        self.strategy.step_post_backward(self.splats, self.optimizers, self.strategy_state, step, out.info, packed=False)
+        strategies.step_post_backward(self.strategy, self.splats, self.optimizers, self.strategy_state, step,
+                                      out.info, means_lr)
         for p in self.plugins.values():
-            if hasattr(p, "step_post_backward"):
-                p.step_post_backward(step, self.splats, self.optimizers, out.info)
+            p.step_post_backward(step, self.splats, self.optimizers, out.info)
         mse = F.mse_loss(out.rgb.detach().clamp(0, 1), gt).item()
         return {"loss": loss.item(), "psnr": -10.0 * np.log10(max(mse, 1e-10))}
 
@@ -213,11 +216,10 @@ class Trainer:
         ``cfg.yaml``, ``train_stats.json`` and the final checkpoint. Returns file sizes."""
         os.makedirs(self.model_path, exist_ok=True)
         save_config(self.cfg, os.path.join(self.model_path, "cfg.yaml"))
-        rendered = {k: v.detach() for k, v in self.render_splats_for(self.step).items()}
+        rendered = {k: v.detach() for k, v in self.render_splats().items()}
         sizes = {"ply_bytes": save_ply(rendered, os.path.join(self.model_path, "point_cloud.ply"))}
         for p in self.plugins.values():
-            if hasattr(p, "export"):
-                sizes.update(p.export(self.model_path, self.splats) or {})
+            sizes.update(p.export(self.model_path, self.splats) or {})
         stats = {"iterations": self.step, "train_seconds": round(self.train_seconds, 2),
                  "num_gaussians": int(len(self.splats["means"])), "device": self.device, **sizes}
         with atomic_path(os.path.join(self.model_path, "train_stats.json")) as tmp, open(tmp, "w") as f:

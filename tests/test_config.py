@@ -19,16 +19,16 @@ def test_precedence(tmp_path):
 
 def test_named_preset_and_flags():
     cfg, _ = parse_config(["--config", "cpu", "-r", "4", "--vq"])
-    assert cfg.resolution == 4 and cfg.iterations > 0 and cfg.vq == {}
+    assert cfg.resolution == 4 and cfg.iterations > 0 and cfg.vq.vq_every == 100  # Compact3D defaults
 
 
 def test_quantizer_spec_replaces_the_base_one(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("base: vq\nvq:\n  vq_every: 7\n  attributes:\n    shN: {type: vq, codebook_size: 32}\n")
     vq = make_config(str(preset)).vq
-    assert vq["vq_every"] == 7 and vq["pos_bits"] == make_config("vq").vq["pos_bits"]  # merged
-    assert vq["attributes"]["shN"] == {"type": "vq", "codebook_size": 32}  # replaced whole
-    assert make_config("vq_small").vq["attributes"]["shN"] == {"type": "vq", "codebook_size": 64}
+    assert vq.vq_every == 7 and vq.pos_bits == make_config("vq").vq.pos_bits  # merged
+    assert vq.attributes["shN"] == {"type": "vq", "codebook_size": 32}  # replaced whole
+    assert make_config("vq_small").vq.attributes["shN"] == {"type": "vq", "codebook_size": 64}
 
 
 def test_save_load_round_trip(tmp_path):

@@ -85,14 +85,24 @@ def train_features(scene, plugin, steps: int = 150) -> torch.nn.ParameterDict:
     cams = scene.train_cameras
     for step in range(steps):
         cam = cams[step % len(cams)]
-        extra = plugin.extra_channels(step, plugin_splats)
+        extra = plugin.extra_channels(plugin_splats)
         out = render_splats(splats, cam.viewmat[None], cam.K[None], cam.width, cam.height, 0, [0, 0, 0], extra=extra)
-        loss = plugin.loss(step, {"camera": cam}, out)
+        loss = plugin.loss(step, splats, {"camera": cam}, out)
         loss.backward()
         scene.optimizers["features"].step()
         scene.optimizers["features"].zero_grad(set_to_none=True)
         plugin.step_post_backward(step, splats, scene.optimizers, out.info)
     return splats
+
+
+def semantic_field(options, scene, splats, optimizers, resolution=1):
+    """A :class:`SemanticField` from a ``semantic:`` mapping, initialised on ``scene``'s views."""
+    from gs_vq.plugins import TrainContext
+    from gs_vq.semantics.plugin import SemanticField
+
+    field = SemanticField.from_dict(options)
+    field.initialize(splats, optimizers, TrainContext(scene=scene, resolution=resolution))
+    return field
 
 
 def frozen_params(scene):

@@ -8,9 +8,10 @@ from gsplat.strategy.ops import duplicate, remove, split
 
 from gs_vq.errors import GsVqError
 from gs_vq.semantics.features import compute_label_features
-from gs_vq.semantics.plugin import SemanticConfig, SemanticField, add_feature_param, sample_targets
+from gs_vq.semantics.plugin import SemanticConfig, add_feature_param, sample_targets
 from gs_vq.splats import make_optimizers, make_param_dict
-from test_semantic_lib import BagOfWordsEncoder, frozen_params, tiny_gaussians, tiny_scene, train_features
+from test_semantic_lib import (BagOfWordsEncoder, frozen_params, semantic_field, tiny_gaussians, tiny_scene,
+                               train_features)
 
 
 def splats_and_optimizers(n=50):
@@ -68,7 +69,7 @@ def test_sample_targets_nearest_and_bilinear():
 
 def test_config_errors():
     assert SemanticConfig.from_dict(None).num_codes == 64
-    with pytest.raises(GsVqError, match="unknown semantic config"):
+    with pytest.raises(GsVqError, match="unknown config key"):
         SemanticConfig.from_dict({"codes": 3})
     with pytest.raises(GsVqError, match="codebook_init"):
         SemanticConfig.from_dict({"codebook_init": "zeros"})
@@ -79,10 +80,10 @@ def test_state_dict_round_trip_and_export(tmp_path):
     compute_label_features(scene, str(tmp_path / "f"), downscale=2, encoder=BagOfWordsEncoder())
     splats, opts = frozen_params(scene)
     cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": 256}
-    a = SemanticField.from_config(cfg, scene, splats, opts)
+    a = semantic_field(cfg, scene, splats, opts)
     train_features(scene, a, steps=5)
     state = a.state_dict()
-    b = SemanticField.from_config({**cfg, "codebook_init": "random"}, scene, splats, opts)
+    b = semantic_field({**cfg, "codebook_init": "random"}, scene, splats, opts)
     b.load_state_dict(state)
     assert torch.equal(a.codebook.codes, b.codebook.codes)
     x = torch.randn(4, 8)
@@ -96,7 +97,7 @@ def test_missing_features_are_a_one_line_error(tmp_path):
     scene.labels = None  # nothing to make label maps from
     splats, opts = frozen_params(scene)
     with pytest.raises(GsVqError) as e:
-        SemanticField.from_config({"features_dir": str(tmp_path / "none")}, scene, splats, opts)
+        semantic_field({"features_dir": str(tmp_path / "none")}, scene, splats, opts)
     assert "no feature maps" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -104,7 +105,7 @@ def test_missing_features_are_a_one_line_error(tmp_path):
 def test_label_maps_are_made_on_demand(tmp_path):
     scene = tiny_scene(n_views=2, size=16)
     splats, opts = frozen_params(scene)
-    field = SemanticField.from_config({"features_dir": str(tmp_path / "auto"), "num_codes": 4,
+    field = semantic_field({"features_dir": str(tmp_path / "auto"), "num_codes": 4,
                                        "kmeans_per_view": 4}, scene, splats, opts)
     assert field.maps.dim == 384 and (tmp_path / "auto" / "meta.json").is_file()
     assert field.maps.encoder.kind == "minilm"

@@ -10,11 +10,10 @@ import torch.nn.functional as F
 
 from gs_vq.errors import GsVqError
 from gs_vq.semantics.features import compute_label_features
-from gs_vq.semantics.plugin import SemanticField
 from gs_vq.semantics.query import (SemanticHead, entry_match, entry_relevancy, extra_queries, iou_counts,
                                    label_queries, query_mask)
 from gs_vq.splats import render_splats
-from test_semantic_lib import LABELS, BagOfWordsEncoder, frozen_params, tiny_scene, train_features
+from test_semantic_lib import LABELS, BagOfWordsEncoder, frozen_params, semantic_field, tiny_scene, train_features
 
 
 def test_entry_relevancy_matches_lerf_formula():
@@ -59,7 +58,7 @@ def trained(tmp_path_factory):
     enc = BagOfWordsEncoder()
     compute_label_features(scene, str(folder), downscale=2, encoder=enc)
     splats, opts = frozen_params(scene)
-    plugin = SemanticField.from_config({"features_dir": str(folder), "num_codes": 16, "kmeans_per_view": 8,
+    plugin = semantic_field({"features_dir": str(folder), "num_codes": 16, "kmeans_per_view": 8,
                                         "num_pixels": 1024}, scene, splats, opts)
     train_features(scene, plugin, steps=200)
     return scene, plugin, enc

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from gs_vq.config import make_config
+from gs_vq.config import make_config, to_dict
 from gs_vq.data import generate_demo_scene, load_scene
 from gs_vq.errors import GsVqError
 from gs_vq.semantics.cli import add_render_args, run_semantic_render, wants_semantics
@@ -44,7 +44,7 @@ def test_trainer_with_semantics_densifies_features_and_exports(demo):
     sizes = trainer.export()
     assert sizes["semantic_head_bytes"] > 0 and (root / "model" / "semantic_head.pt").is_file()
     # resume restores the plugin state
-    again = Trainer(make_config("cpu", {**cfg.__dict__, "resume": True}), scene, str(root / "model"))
+    again = Trainer(make_config("cpu", {**to_dict(cfg), "resume": True}), scene, str(root / "model"))
     assert torch.equal(again.plugins["semantic"].codebook.codes, plugin.codebook.codes)
 
     # render.py's semantic options on the trained model

@@ -8,7 +8,8 @@ import torch
 from gs_vq.io.compressed import describe_compressed, load_compressed_splats, read_compressed
 from gs_vq.io.ply import load_ply, save_ply
 from gs_vq.splats import render_splats
-from gs_vq.vq import CODES_KEY, VQConfig, VQPlugin
+from gs_vq.plugins import TrainContext
+from gs_vq.vq import CODES_KEY, VQPlugin
 
 ATTRS = {"sh0": {"type": "vq", "codebook_size": 32}, "shN": {"type": "rvq", "num_stages": 2, "codebook_size": 8},
          "scales": {"type": "vq", "codebook_size": 32}, "quats": {"type": "vq", "codebook_size": 32}}
@@ -35,13 +36,13 @@ def render(splats):
 def trained_plugin(tmp_path, steps=8, features=0, **cfg):
     splats, opts = scene_splats(features=features)
     attrs = dict(ATTRS, **({"features": {"type": "vq", "codebook_size": 16}} if features else {}))
-    plugin = VQPlugin(VQConfig.from_dict({"vq_start": 2, "vq_every": 3, "init_iters": 3, "refresh_iters": 2,
-                                          "attributes": attrs, "prune_opa": 0.0, "max_k_fraction": 0.0,
-                                          **cfg}),
-                      splats, opts, total_steps=steps)
+    plugin = VQPlugin.from_dict({"vq_start": 2, "vq_every": 3, "init_iters": 3, "refresh_iters": 2,
+                                 "attributes": attrs, "prune_opa": 0.0, "max_k_fraction": 0.0, **cfg})
+    plugin.initialize(splats, opts, TrainContext(total_steps=steps))
     target = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(3))
     for step in range(steps):
-        rendered = {**{k: v for k, v in splats.items()}, **plugin.splats_to_render(step, splats)}
+        plugin.step_pre_forward(step, splats, opts)
+        rendered = {**{k: v for k, v in splats.items()}, **plugin.splats_to_render(splats)}
         loss = (render(rendered) - target).abs().mean()
         loss.backward()
         for o in opts.values():
@@ -53,8 +54,8 @@ def trained_plugin(tmp_path, steps=8, features=0, **cfg):
 
 def test_loaded_compressed_ply_renders_like_the_trained_model(tmp_path):
     plugin, splats = trained_plugin(tmp_path)
-    assert plugin.frozen  # snapped at the last step
-    model = {**dict(splats.items()), **plugin.splats_to_render(None, splats)}
+    assert plugin.state.frozen  # snapped at the last step
+    model = {**dict(splats.items()), **plugin.splats_to_render(splats)}
     model.pop(CODES_KEY)
     sizes = plugin.export(str(tmp_path), splats)
     path = os.path.join(tmp_path, "compressed.ply")
@@ -82,12 +83,12 @@ def test_codes_and_codebooks_load_back_bit_exactly(tmp_path):
         assert torch.equal(theirs.codes, mine.codes[order])
         assert all(torch.equal(x, y) for x, y in zip(mine.codebooks, theirs.codebooks))
         for m, cb in enumerate(theirs.codebooks):
-            assert back.attributes and cb.shape[0] == plugin.slots[mine.name].quantizer.codebook_sizes[m]
+            assert back.attributes and cb.shape[0] == plugin.state.slots[mine.name].quantizer.codebook_sizes[m]
 
 
 def test_standard_ply_matches_compressed(tmp_path):
     plugin, splats = trained_plugin(tmp_path, features=4)
-    rendered = {k: v.detach() for k, v in {**dict(splats.items()), **plugin.splats_to_render(None)}.items()}
+    rendered = {k: v.detach() for k, v in {**dict(splats.items()), **plugin.splats_to_render(splats)}.items()}
     std = str(tmp_path / "point_cloud.ply")
     save_ply(rendered, std)
     sizes = plugin.export(str(tmp_path), splats)

@@ -6,6 +6,7 @@ import torch
 from gsplat.strategy import ops
 
 from gs_vq.errors import GsVqError
+from gs_vq.plugins import TrainContext
 from gs_vq.vq import CODES_KEY, VQConfig, VQPlugin
 from gs_vq.vq.attributes import canonical_quats, to_vectors
 
@@ -30,20 +31,32 @@ def make_splats(n=400, seed=0, features=0):
     return splats, optimizers
 
 
+def vq_plugin(splats, optimizers, options, **ctx):
+    """A VQ plugin from a ``vq:`` mapping, initialised on ``splats`` (TrainContext fields in ctx)."""
+    plugin = VQPlugin.from_dict(options)
+    plugin.initialize(splats, optimizers, TrainContext(**ctx))
+    return plugin
+
+
 def make_plugin(splats, optimizers, **kw):
-    cfg = VQConfig.from_dict({"vq_start": 2, "vq_every": 5, "init_iters": 3, "refresh_iters": 2,
-                              "attributes": SMALL, "opacity_reg": 0.0, "prune_opa": 0.0,
-                              "max_k_fraction": 0.0, **kw})
-    return VQPlugin(cfg, splats, optimizers)
+    return vq_plugin(splats, optimizers, {"vq_start": 2, "vq_every": 5, "init_iters": 3, "refresh_iters": 2,
+                                          "attributes": SMALL, "opacity_reg": 0.0, "prune_opa": 0.0,
+                                          "max_k_fraction": 0.0, **kw})
+
+
+def render_at(plugin, step, splats, optimizers):
+    """The plugin's schedule for ``step``, then what it renders."""
+    plugin.step_pre_forward(step, splats, optimizers)
+    return plugin.splats_to_render(splats)
 
 
 def train_steps(plugin, splats, optimizers, steps):
     """A toy training loop calling the hooks in the trainer's order."""
     for step in steps:
-        over = plugin.splats_to_render(step, splats)
+        over = render_at(plugin, step, splats, optimizers)
         rendered = {**{k: v for k, v in splats.items() if k != CODES_KEY}, **over}
         loss = sum(v.square().mean() for v in rendered.values())
-        extra = plugin.loss(step)
+        extra = plugin.loss(step, splats)
         (loss + (extra if extra is not None else 0.0)).backward()
         for opt in optimizers.values():
             opt.step()
@@ -54,9 +67,9 @@ def train_steps(plugin, splats, optimizers, steps):
 def test_nothing_before_vq_start_then_quantized_values():
     splats, opts = make_splats()
     plugin = make_plugin(splats, opts)
-    assert plugin.splats_to_render(0, splats) == {} and plugin.splats_to_render(1, splats) == {}
+    assert render_at(plugin, 0, splats, opts) == {} and render_at(plugin, 1, splats, opts) == {}
     assert CODES_KEY not in splats
-    over = plugin.splats_to_render(2, splats)
+    over = render_at(plugin, 2, splats, opts)
     assert set(over) == {"sh0", "shN", "scales", "quats"}
     for name, value in over.items():
         assert value.shape == splats[name].shape
@@ -67,7 +80,7 @@ def test_nothing_before_vq_start_then_quantized_values():
 def test_straight_through_gradient_reaches_full_precision_parameters():
     splats, opts = make_splats(features=4)
     plugin = make_plugin(splats, opts, attributes={**SMALL, "features": {"type": "vq", "codebook_size": 8}})
-    over = plugin.splats_to_render(2, splats)
+    over = render_at(plugin, 2, splats, opts)
     weights = {k: torch.randn_like(v) for k, v in over.items()}
     sum((weights[k] * v).sum() for k, v in over.items()).backward()
     for name in ("sh0", "shN", "scales", "features"):
@@ -88,11 +101,11 @@ def test_refresh_happens_exactly_every_vq_every_steps(start, every):
     plugin._refresh = lambda s, step: (calls.append(step), original(s, step))
     train_steps(plugin, splats, opts, range(14))
     expected = [s for s in range(14) if s > start and (s - start) % every == 0]
-    assert calls == expected == plugin.refresh_steps
-    # evaluation calls at an already-run step (or step=None) never refresh again
-    plugin.splats_to_render(13, splats)
-    plugin.splats_to_render(None, splats)
-    assert plugin.refresh_steps == expected
+    assert calls == expected == plugin.state.refresh_steps
+    # rendering (evaluation, export) never runs the schedule
+    plugin.splats_to_render(splats)
+    plugin.splats_to_render(splats)
+    assert plugin.state.refresh_steps == expected
 
 
 def test_codes_fixed_between_refreshes_and_codewords_are_member_means():
@@ -101,16 +114,16 @@ def test_codes_fixed_between_refreshes_and_codewords_are_member_means():
     train_steps(plugin, splats, opts, range(0, 3))  # fitted at 2
     codes = splats[CODES_KEY].detach().clone()
     train_steps(plugin, splats, opts, range(3, 7))
-    assert torch.equal(codes, splats[CODES_KEY]) and plugin.refresh_steps == []
+    assert torch.equal(codes, splats[CODES_KEY]) and plugin.state.refresh_steps == []
     train_steps(plugin, splats, opts, range(7, 8))  # refresh at 7
-    plugin.splats_to_render(8, splats)  # not a refresh step: codewords <- member means
-    slot = plugin.slots["sh0"]
+    render_at(plugin, 8, splats, opts)  # not a refresh step: codewords <- member means
+    slot = plugin.state.slots["sh0"]
     x = to_vectors("sh0", splats["sh0"].detach())
     c = splats[CODES_KEY][:, slot.cols][:, 0]
     table = slot.tables()[0]
     for k in torch.unique(c)[:5]:
         assert torch.allclose(table[k], x[c == k].mean(0), atol=1e-6)
-    assert plugin.refresh_steps == [7]
+    assert plugin.state.refresh_steps == [7]
 
 
 def untagged(slot):
@@ -157,7 +170,7 @@ def test_duplicate_split_remove_keep_indices_consistent():
     assert codes.shape[0] == len(splats["means"]) == len(rest) + 2 * int(mask.sum())
     assert torch.equal(codes[: len(rest)], codes1[rest])
     children = slice(len(rest), None)
-    for name, slot in plugin.slots.items():
+    for name, slot in plugin.state.slots.items():
         x = to_vectors(name, splats[name].detach())[children]
         assert torch.equal(codes[children][:, untagged(slot)], slot.quantizer.encode(x)), name
 
@@ -167,10 +180,10 @@ def test_duplicate_split_remove_keep_indices_consistent():
     ops.remove(splats, opts, state, mask)
     plugin.step_post_backward(5, splats, opts, None)
     assert torch.equal(splats[CODES_KEY][:, 1:], codes2[~mask])
-    over = plugin.splats_to_render(6, splats)
+    over = render_at(plugin, 6, splats, opts)
     assert all(v.shape[0] == len(splats["means"]) for v in over.values())
     train_steps(plugin, splats, opts, range(6, 9))  # keeps training, refresh at 7 included
-    assert plugin.refresh_steps == [7]
+    assert plugin.state.refresh_steps == [7]
 
 
 def test_relocation_with_n_unchanged_follows():
@@ -196,7 +209,7 @@ def test_relocation_with_n_unchanged_follows():
     moved = torch.zeros(200, dtype=torch.bool)
     moved[dead] = moved[src] = True
     assert torch.equal(codes[~moved], codes0[~moved])
-    for name, slot in plugin.slots.items():
+    for name, slot in plugin.state.slots.items():
         fresh = slot.quantizer.encode(to_vectors(name, splats[name].detach())[moved])
         assert torch.equal(codes[moved][:, untagged(slot)], fresh), name
     assert torch.equal(codes[dead], codes[src])
@@ -205,13 +218,13 @@ def test_relocation_with_n_unchanged_follows():
 def test_opacity_regularisation_and_pruning_window():
     splats, opts = make_splats(n=300)
     plugin = make_plugin(splats, opts, opacity_reg=0.01, prune_opa=0.2, prune_window=6, prune_every=2)
-    assert plugin.loss(1) is None
+    assert plugin.loss(1, splats) is None
     train_steps(plugin, splats, opts, range(0, 3))
-    assert plugin.loss(3) is not None and plugin.loss(8) is None
+    assert plugin.loss(3, splats) is not None and plugin.loss(8, splats) is None
     before = len(splats["means"])
     train_steps(plugin, splats, opts, range(3, 10))  # prunes at 4, 6 (window [2, 8))
-    assert plugin.num_pruned > 0 and len(splats["means"]) == before - plugin.num_pruned
-    assert torch.sigmoid(splats["opacities"]).min() >= 0.2 or plugin.num_pruned < before
+    assert plugin.state.num_pruned > 0 and len(splats["means"]) == before - plugin.state.num_pruned
+    assert torch.sigmoid(splats["opacities"]).min() >= 0.2 or plugin.state.num_pruned < before
     assert splats[CODES_KEY].shape[0] == len(splats["means"])
     for name, opt in opts.items():
         assert opt.state[splats[name]]["exp_avg"].shape[0] == len(splats["means"])
@@ -223,7 +236,7 @@ def test_state_dict_round_trip(tmp_path, finalized):
     plugin = make_plugin(splats, opts)
     train_steps(plugin, splats, opts, range(0, 9))
     if finalized:
-        plugin.finalize()
+        plugin.finalize(splats)
     torch.save(plugin.state_dict(), tmp_path / "vq.pt")
     state = torch.load(tmp_path / "vq.pt", weights_only=True)
     before = _decoded(plugin, splats)
@@ -232,12 +245,12 @@ def test_state_dict_round_trip(tmp_path, finalized):
                                     for k, v in splats.items() if k != CODES_KEY})
     other = make_plugin(fresh, opts)
     other.load_state_dict(state)
-    assert other.refresh_steps == plugin.refresh_steps == [7]
+    assert other.state.refresh_steps == plugin.state.refresh_steps == [7]
     assert torch.equal(fresh[CODES_KEY], splats[CODES_KEY])
     after = _decoded(other, fresh)
     for k in before:
         assert torch.equal(before[k], after[k])
-    assert other.frozen == finalized and (other.grid == plugin.grid)
+    assert other.state.frozen == finalized and (other.state.grid == plugin.state.grid)
 
 
 def test_config_errors_and_attribute_selection():
@@ -249,21 +262,21 @@ def test_config_errors_and_attribute_selection():
     assert set(cfg.attributes) == {"sh0", "scales", "quats", "features"}
     splats, opts = make_splats(n=100)
     with pytest.raises(GsVqError, match="soft"):  # at start-up, not at vq_start
-        VQPlugin(VQConfig.from_dict({"attributes": {"shN": {"type": "soft"}}}), splats, opts)
+        vq_plugin(splats, opts, {"attributes": {"shN": {"type": "soft"}}})
     with pytest.raises(GsVqError, match="num_stage"):
-        VQPlugin(VQConfig.from_dict({"attributes": {"shN": {"type": "rvq", "num_stage": 2}}}), splats, opts)
+        vq_plugin(splats, opts, {"attributes": {"shN": {"type": "rvq", "num_stage": 2}}})
     # "features" configured but absent from the splats: skipped
     plugin = make_plugin(splats, opts, attributes={**SMALL, "features": {"type": "vq", "codebook_size": 4}})
-    assert "features" not in plugin.splats_to_render(2, splats)
+    assert "features" not in render_at(plugin, 2, splats, opts)
 
 
 def test_codebooks_capped_for_small_scenes():
     splats, opts = make_splats(n=1000)
-    plugin = VQPlugin(VQConfig.from_dict({"vq_start": 0, "init_iters": 2}), splats, opts)  # Compact3D sizes
-    plugin.splats_to_render(0, splats)
-    sizes = {k: s.quantizer.codebook_sizes[0] for k, s in plugin.slots.items()}
+    plugin = vq_plugin(splats, opts, {"vq_start": 0, "init_iters": 2})  # Compact3D sizes
+    render_at(plugin, 0, splats, opts)
+    sizes = {k: s.quantizer.codebook_sizes[0] for k, s in plugin.state.slots.items()}
     assert sizes == {"sh0": 62, "shN": 62, "scales": 62, "quats": 62}  # N/16
-    assert plugin.slots["sh0"].spec["codebook_size"] == 62
+    assert plugin.state.slots["sh0"].spec["codebook_size"] == 62
 
 
 @pytest.mark.parametrize("kind,spec", [
@@ -275,7 +288,7 @@ def test_other_quantizers_train_and_decode_like_the_file(kind, spec):
     splats, opts = make_splats(n=200)
     plugin = make_plugin(splats, opts, attributes={**SMALL, "shN": spec})
     train_steps(plugin, splats, opts, range(0, 8))
-    slot = plugin.slots["shN"]
+    slot = plugin.state.slots["shN"]
     codes = splats[CODES_KEY][:, slot.cols]
     assert torch.allclose(slot.decode(codes), slot.quantizer.decode(codes), atol=1e-5)
     assert slot.combine == ("concat" if kind in ("pq", "fsq") else "sum")

@@ -11,7 +11,7 @@ ops single-threaded and split the heavy passes over rows across threads (:mod:`.
 """
 
 import math
-from typing import List, Sequence
+from typing import ClassVar, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +55,12 @@ class Quantizer(nn.Module):
         dim: length D of the vectors.
         fitted: bool buffer, set once the codebooks hold trained values.
     """
+
+    # How codes decode, declared for the VQ plugin and compressed.ply alike (see
+    # gs_vq.io.compressed.decode_codes): "sum" of the selected codewords (VQ, RVQ, AQ), "concat" of
+    # them (PQ; a scalar grid is the concatenation of its 1-D per-axis codebooks), or None when the
+    # values are not a function of the codebooks alone (soft indices).
+    decode_rule: ClassVar[Optional[str]] = None
 
     def __init__(self, dim: int):
         super().__init__()

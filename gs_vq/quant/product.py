@@ -34,6 +34,8 @@ class ProductQuantizer(Quantizer):
         max_points: fit on a uniform random subset of at most this many vectors (None: all).
     """
 
+    decode_rule = "concat"
+
     def __init__(
         self,
         dim: int,
@@ -120,6 +122,8 @@ class VectorQuantizer(ProductQuantizer):
         codebook_size: K; ``bits_per_vector = ceil(log2 K)``.
         **kwargs: as :class:`ProductQuantizer` (metric, iters, init, seed, ...).
     """
+
+    decode_rule = "sum"  # one codebook: the codeword itself
 
     def __init__(self, dim: int, codebook_size: int = 4096, **kwargs):
         super().__init__(dim, num_subvectors=1, codebook_size=codebook_size, **kwargs)

@@ -115,6 +115,8 @@ def _greedy(x: Tensor, codebooks: Tensor, chunk_size: Optional[int]) -> Tensor:
 class SumQuantizer(Quantizer):
     """Base of RVQ and AQ: M codebooks ``[K, D]`` whose selected codewords add up to x."""
 
+    decode_rule = "sum"
+
     def __init__(self, dim: int, num_codebooks: int, codebook_size: int, chunk_size=None):
         super().__init__(dim)
         if int(num_codebooks) < 1 or int(codebook_size) < 1:

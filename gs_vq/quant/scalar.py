@@ -33,6 +33,8 @@ class ScalarQuantizer(Quantizer):
         clip_quantile: quantile used by ``fit`` for the range.
     """
 
+    decode_rule = "concat"
+
     def __init__(self, dim: int, levels=16, low=-1.0, high=1.0, clip_quantile: float = 0.0):
         super().__init__(dim)
         lv = _per_dim(levels, self.dim, "levels").long()

@@ -1,6 +1,6 @@
 """The semantic training plugin: per-Gaussian features rendered, decoded and fitted to 2D maps.
 
-:class:`SemanticField` follows the plugin protocol of ARCHITECTURE.md. It adds a ``features [N, F]``
+:class:`SemanticField` is a :class:`gs_vq.plugins.Plugin` (the ``semantic:`` section). It adds a ``features [N, F]``
 parameter with its own Adam optimizer to the splats (so gsplat's densification duplicates, splits
 and prunes it like any other attribute), returns it from :meth:`~SemanticField.extra_channels` so
 the trainer rasterizes it after RGB, and in :meth:`~SemanticField.loss` decodes ``num_pixels``
@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import check_keys
+from ..config import STEPS, build_dataclass
 from ..errors import GsVqError
+from ..plugins import Plugin, TrainContext
 from .codebook import CODEBOOK_INITS, SemanticCodebook, semantic_losses
 from .features import FeatureMaps, compute_label_features, default_features_dir, load_features, read_meta
 from .query import HEAD_NAME, SemanticHead, entry_usage
@@ -51,7 +52,7 @@ class SemanticConfig:
     entropy_weight: float = 0.1
     tau: float = 10.0  # entropy-loss temperature (GOI's tau)
     num_pixels: int = 4096  # pixels decoded per step
-    start_step: int = 0  # no semantic loss before this step
+    start_step: int = dataclasses.field(default=0, metadata=STEPS)  # no semantic loss before this step
     relevancy_tau: float = 10.0  # LERF relevancy temperature (queries, heatmaps)
     mask_tau: float = 20.0  # query masks: entries within ln2 / mask_tau (cosine) of the best match count
     active_min_usage: float = 1e-3  # entries nearest to fewer 2D pixels than this are ignored by queries
@@ -59,9 +60,7 @@ class SemanticConfig:
 
     @classmethod
     def from_dict(cls, d: Optional[Dict[str, Any]]) -> "SemanticConfig":
-        d = dict(d or {})
-        check_keys(cls, d, "semantic")
-        cfg = cls(**d)
+        cfg = build_dataclass(cls, dict(d or {}), "semantic")
         if cfg.codebook_init not in CODEBOOK_INITS:
             raise GsVqError(f"semantic codebook_init must be one of {CODEBOOK_INITS}, got {cfg.codebook_init}")
         if not 1 <= cfg.feature_dim <= 64 or cfg.num_codes < 2 or cfg.num_pixels < 1:
@@ -104,61 +103,67 @@ def sample_targets(fmap: Tensor, ys: Tensor, xs: Tensor, height: int, width: int
     return out[0, :, 0].T  # [P, D]
 
 
-class SemanticField:
-    """Semantic training plugin (see module doc). Build it with :meth:`from_config`."""
+@dataclass
+class SemanticField(SemanticConfig, Plugin):
+    """Semantic training plugin (see module doc); its fields are :class:`SemanticConfig`'s.
 
-    def __init__(self, cfg: SemanticConfig, maps: FeatureMaps, codebook: SemanticCodebook, device: str):
-        self.cfg, self.maps, self.device = cfg, maps, device
-        self.codebook = codebook.to(device)
-        self.optimizer = torch.optim.Adam([
-            {"params": self.codebook.decoder.parameters(), "lr": cfg.decoder_lr, "name": "decoder"},
-            {"params": [self.codebook.codes], "lr": cfg.codebook_lr, "name": "codes"},
-        ])
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.last: Dict[str, float] = {}  # the latest step's losses, for logs
+    After :meth:`initialize`: ``maps`` (the train views' 2D feature maps), ``codebook``
+    (:class:`SemanticCodebook`), ``optimizer`` (decoder + codebook Adam), ``generator`` (pixel
+    sampling), ``last`` (the latest step's losses).
+    """
 
-    @classmethod
-    def from_config(cls, cfg_dict: Optional[Dict[str, Any]], scene, splats: torch.nn.ParameterDict,
-                    optimizers: Dict[str, torch.optim.Optimizer], train_cfg=None, device: str = "cpu") -> "SemanticField":
-        """Load (or make, from masks + labels.json) the 2D maps of ``scene``'s train views, add the
-        ``features`` parameter, and initialise the codebook (k-means or random)."""
-        cfg = SemanticConfig.from_dict(cfg_dict)
-        maps = ensure_features(cfg, scene, getattr(train_cfg, "resolution", 1))
-        add_feature_param(splats, optimizers, cfg.feature_dim, cfg.features_lr, cfg.features_init_std, cfg.seed)
-        with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on cfg.seed only
-            torch.manual_seed(cfg.seed)
-            codebook = SemanticCodebook(cfg.feature_dim, cfg.num_codes, maps.dim, cfg.decoder, cfg.decoder_hidden)
-        if cfg.codebook_init == "kmeans":
-            codebook.init_kmeans(sample_views(maps, cfg.kmeans_samples, cfg.seed), cfg.kmeans_per_view, cfg.seed)
+    name = "semantic"
+    order = -1  # adds the features parameter, which the VQ plugin may quantize
+
+    def initialize(self, splats, optimizers: Dict[str, torch.optim.Optimizer], ctx: TrainContext) -> None:
+        """Load (or make, from masks + labels.json) the 2D maps of ``ctx.scene``'s train views, add
+        the ``features`` parameter, and initialise the codebook (k-means or random)."""
+        if ctx.scene is None:
+            raise GsVqError("the semantic plugin needs the scene (its 2D feature maps)")
+        self.device = str(splats["means"].device)
+        self.maps = ensure_features(self, ctx.scene, ctx.resolution)
+        add_feature_param(splats, optimizers, self.feature_dim, self.features_lr, self.features_init_std, self.seed)
+        with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on seed only
+            torch.manual_seed(self.seed)
+            codebook = SemanticCodebook(self.feature_dim, self.num_codes, self.maps.dim, self.decoder,
+                                        self.decoder_hidden)
+        if self.codebook_init == "kmeans":
+            codebook.init_kmeans(sample_views(self.maps, self.kmeans_samples, self.seed), self.kmeans_per_view,
+                                 self.seed)
         else:
-            codebook.init_random(cfg.seed)
-        return cls(cfg, maps, codebook, device)
+            codebook.init_random(self.seed)
+        self.codebook = codebook.to(self.device)
+        self.optimizer = torch.optim.Adam([
+            {"params": self.codebook.decoder.parameters(), "lr": self.decoder_lr, "name": "decoder"},
+            {"params": [self.codebook.codes], "lr": self.codebook_lr, "name": "codes"},
+        ])
+        self.generator = torch.Generator().manual_seed(self.seed)  # on CPU, whatever the device
+        self.last: Dict[str, float] = {}
 
     # ---- plugin hooks -----------------------------------------------------------------------
-    def extra_channels(self, step: int, splats) -> Optional[Tensor]:
+    def extra_channels(self, splats) -> Optional[Tensor]:
         """``splats["features"] [N, F]``: rendered after RGB."""
         return splats["features"]
 
-    def loss(self, step: int, batch: Dict[str, Any], render) -> Optional[Tensor]:
-        """Semantic loss of one view: ``batch["camera"]`` names its 2D map; ``render`` has ``extra``
-        ``[1, H, W, F]`` (a dict or the trainer's RenderOutput)."""
-        if step < self.cfg.start_step:
+    def loss(self, step: int, splats, batch: Dict[str, Any], render) -> Optional[Tensor]:
+        """Semantic loss of one view: ``batch["camera"]`` names its 2D map; ``render.extra`` is
+        ``[1, H, W, F]``."""
+        if step < self.start_step:
             return None
         extra = render["extra"] if isinstance(render, dict) else render.extra
         if extra is None:
             raise GsVqError("the semantic plugin got no rendered features (extra channels)")
         cam = batch["camera"]
         H, W = extra.shape[1:3]
-        P = self.cfg.num_pixels
+        P = self.num_pixels
         ys = torch.randint(0, H, (P,), generator=self.generator).to(extra.device)
         xs = torch.randint(0, W, (P,), generator=self.generator).to(extra.device)
         feats = extra[0, ys, xs]  # [P, F]
         targets = sample_targets(self.maps[cam.name].to(extra.device), ys, xs, H, W, self.maps.interp)  # [P, D]
-        c = self.cfg
-        weights = {"cos": c.cos_weight, "ce": c.ce_weight, "entropy": c.entropy_weight}
-        losses = semantic_losses(self.codebook, feats, targets, c.tau, [k for k, w in weights.items() if w > 0])
+        weights = {"cos": self.cos_weight, "ce": self.ce_weight, "entropy": self.entropy_weight}
+        losses = semantic_losses(self.codebook, feats, targets, self.tau, [k for k, w in weights.items() if w > 0])
         self.last = {k: float(v.detach()) for k, v in losses.items()}
-        return c.weight * sum(weights[k] * v for k, v in losses.items())
+        return self.weight * sum(weights[k] * v for k, v in losses.items())
 
     def step_post_backward(self, step: int, splats, optimizers, info) -> None:
         """Step the decoder/codebook optimizer (the features have theirs in ``optimizers``)."""
@@ -166,26 +171,26 @@ class SemanticField:
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"config": dataclasses.asdict(self.cfg), "codebook": self.codebook.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+        return {"codebook": self.codebook.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         self.codebook.load_state_dict(d["codebook"])
         self.optimizer.load_state_dict(d["optimizer"])
-        if "generator" in d:
-            self.generator.set_state(d["generator"])
+        if "generator" in d:  # a CPU generator: its state must be a CPU ByteTensor wherever it was loaded
+            self.generator.set_state(d["generator"].cpu())
 
     # ---- outputs ----------------------------------------------------------------------------
     def head(self) -> SemanticHead:
         """The query head: codebook + encoder + entries the training views use."""
-        usage = entry_usage(self.codebook, sample_views(self.maps, self.cfg.kmeans_samples, self.cfg.seed))
-        active = usage >= self.cfg.active_min_usage
+        usage = entry_usage(self.codebook, sample_views(self.maps, self.kmeans_samples, self.seed))
+        active = usage >= self.active_min_usage
         return SemanticHead(self.codebook, self.maps.encoder, active.to(self.codebook.codes.device),
-                            self.cfg.relevancy_tau, self.cfg.mask_tau)
+                            self.relevancy_tau, self.mask_tau)
 
-    def export(self, model_path: str, splats=None) -> Dict[str, int]:
+    def export(self, model_dir: str, splats=None) -> Dict[str, int]:
         """Write ``MODEL/semantic_head.pt``; returns ``{"semantic_head_bytes": size}``."""
-        return {"semantic_head_bytes": self.head().save(os.path.join(model_path, HEAD_NAME))}
+        return {"semantic_head_bytes": self.head().save(os.path.join(model_dir, HEAD_NAME))}
 
 
 def sample_views(maps: FeatureMaps, per_view: int, seed: int = 0):

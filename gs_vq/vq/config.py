@@ -8,10 +8,11 @@ codebook storage (``float16`` or ``float32``). Presets merge onto the defaults b
 removes an entry.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..config import check_keys
+from ..config import STEPS, build_dataclass
 from ..errors import GsVqError
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
@@ -43,8 +44,8 @@ class VQConfig:
     """Quantization-aware training and compressed export."""
 
     # --- schedule (steps) ---
-    vq_start: Optional[int] = None  # first quantized step; None = when densification stops
-    vq_every: int = 100  # re-assign codes every this many steps (k-means warm-started)
+    vq_start: Optional[int] = field(default=None, metadata=STEPS)  # first quantized step; None = when densification stops
+    vq_every: int = field(default=100, metadata=STEPS)  # re-assign codes every this many steps (k-means warm-started)
     init_iters: int = 5  # k-means iterations of the first fit at vq_start
     refresh_iters: int = 2  # k-means iterations (assign + update) of each refresh, >= 1
     max_samples: int = 131072  # fit codebooks on at most this many Gaussians (0 = all); all are assigned
@@ -56,8 +57,8 @@ class VQConfig:
     # --- opacity regularisation and pruning, in a window after vq_start ---
     opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window
     prune_opa: float = 0.005  # prune Gaussians whose sigmoid(opacity) is below this (0 = never)
-    prune_window: int = 500  # the window: [vq_start, vq_start + prune_window)
-    prune_every: int = 100  # prune every this many steps inside the window
+    prune_window: int = field(default=500, metadata=STEPS)  # the window: [vq_start, vq_start + prune_window)
+    prune_every: int = field(default=100, metadata=STEPS)  # prune every this many steps inside the window
     # --- export (MODEL/compressed.ply) ---
     pos_bits: int = 16  # bits per axis of positions (32 = float32, lossless)
     opacity_bits: int = 8  # bits of sigmoid(opacity) (32 = float32 logits, lossless)
@@ -69,18 +70,29 @@ class VQConfig:
     def from_dict(cls, data: Optional[Dict[str, Any]]) -> "VQConfig":
         """Build from a YAML ``vq:`` mapping (unknown keys are an error)."""
         data = dict(data or {})
-        check_keys(cls, data, "vq")
         attrs = default_attributes()
-        for name, spec in (data.pop("attributes", None) or {}).items():
+        given = data.pop("attributes", None) or {}
+        if not isinstance(given, dict):
+            raise GsVqError(f"vq.attributes must be a mapping, got {given!r}")
+        for name, spec in given.items():
             if spec is None or (isinstance(spec, dict) and spec.get("type") in (None, "none")):
                 attrs.pop(name, None)
             elif isinstance(spec, dict):
                 attrs[name] = dict(spec)
             else:
                 raise GsVqError(f"vq.attributes.{name} must be a mapping with a 'type', got {spec!r}")
-        cfg = cls(attributes=attrs, **data)
+        cfg = build_dataclass(cls, data, "vq")
+        cfg.attributes = attrs
         cfg.validate()
         return cfg
+
+    def config_dict(self) -> Dict[str, Any]:
+        """The resolved options; default attributes this config drops are written as ``null`` so
+        that the mapping loads back to the same config."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(VQConfig)}
+        out["attributes"] = {**{k: None for k in default_attributes() if k not in self.attributes},
+                             **{k: dict(v) for k, v in self.attributes.items()}}
+        return out
 
     def validate(self) -> None:
         if self.refresh_iters < 1 or self.init_iters < 1:

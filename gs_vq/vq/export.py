@@ -2,7 +2,7 @@
 
 :func:`snap_splats` rounds the full-precision tensors the file does not store exactly (means to
 the position grid, opacities to their bins, unquantized attributes to ``raw_precision``) in
-place, so that after :meth:`VQPlugin.finalize` the trained model, MODEL/point_cloud.ply and the
+place, so that after ``VQPlugin.finalize`` the trained model, MODEL/point_cloud.ply and the
 loaded compressed.ply render the same scene.
 """
 
@@ -14,6 +14,7 @@ import torch
 
 from ..io import streams as S
 from ..io.compressed import LOSSLESS, CodedAttribute, CompressedScene, write_compressed
+from .codes import CODES_KEY
 from .config import KNOWN_ATTRIBUTES
 
 COMPRESSED_NAME = "compressed.ply"
@@ -48,23 +49,22 @@ def raw_attributes(splats, quantized: Set[str]):
 
 def compressed_scene(plugin, splats) -> CompressedScene:
     """The plugin's current model as a :class:`CompressedScene` (Gaussians in splat order)."""
-    from .plugin import CODES_KEY
-
     codes = splats[CODES_KEY].detach().cpu()
+    slots = plugin.state.slots
     attributes = [
         CodedAttribute(name, slot.shape, [t.detach().cpu().float() for t in slot.tables()],
-                       codes[:, slot.cols], slot.file_combine(), slot.precision)
-        for name, slot in plugin.slots.items()
+                       codes[:, slot.cols], slot.combine, slot.precision)
+        for name, slot in slots.items()
     ]
-    raw = {k: splats[k].detach().cpu().float() for k in raw_attributes(splats, set(plugin.slots))}
+    raw = {k: splats[k].detach().cpu().float() for k in raw_attributes(splats, set(slots))}
     shn = splats["shN"] if "shN" in splats.keys() else None
     meta = {"sh_degree": int(round((1 + (shn.shape[1] if shn is not None else 0)) ** 0.5)) - 1,
             "generator": "gs_vq.vq"}
     return CompressedScene(
         means=splats["means"].detach().cpu().float(),
         opacities=splats["opacities"].detach().cpu().float().reshape(-1),
-        attributes=attributes, raw=raw, raw_precision=plugin.cfg.raw_precision, meta=meta,
-        grid=plugin.grid, opacity_bits=plugin.cfg.opacity_bits)
+        attributes=attributes, raw=raw, raw_precision=plugin.raw_precision, meta=meta,
+        grid=plugin.state.grid, opacity_bits=plugin.opacity_bits)
 
 
 def standard_ply_bytes(splats) -> int:
@@ -83,8 +83,8 @@ def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
     """Write MODEL/compressed.ply; returns ``compressed_bytes``, ``compression_ratio`` (standard
     ply bytes / compressed bytes) and ``bits_per_gaussian`` of each part."""
     path = os.path.join(model_path, COMPRESSED_NAME)
-    report = write_compressed(path, compressed_scene(plugin, splats), pos_bits=plugin.cfg.pos_bits,
-                              opacity_bits=plugin.cfg.opacity_bits)
+    report = write_compressed(path, compressed_scene(plugin, splats), pos_bits=plugin.pos_bits,
+                              opacity_bits=plugin.opacity_bits)
     std_path = os.path.join(model_path, STANDARD_NAME)
     std = os.path.getsize(std_path) if os.path.isfile(std_path) else standard_ply_bytes(splats)
     out = {
@@ -92,12 +92,12 @@ def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
         "compression_ratio": round(std / max(report["bytes"], 1), 3),
         "bits_per_gaussian": report["bits_per_gaussian"],
         "vq_num_gaussians": report["count"],
-        "vq_pruned": plugin.num_pruned,
-        "vq_seconds": {k: round(v, 2) for k, v in plugin.seconds.items()},
+        "vq_pruned": plugin.state.num_pruned,
+        "vq_seconds": {k: round(v, 2) for k, v in plugin.state.seconds.items()},
     }
-    if plugin.grid is not None:
-        out["position_precision"] = [float(v) for v in plugin.grid.precision]
-    if plugin.cfg.export_supersplat:
+    if plugin.state.grid is not None:
+        out["position_precision"] = [float(v) for v in plugin.state.grid.precision]
+    if plugin.export_supersplat:
         out["supersplat_bytes"] = export_supersplat(plugin, splats, model_path)
     return out
 

@@ -1,0 +1,48 @@
+"""The VQ plugin's run state, as saved in checkpoints."""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from torch import Tensor
+
+from ..io.streams import PositionGrid
+from .slot import Slot
+
+
+@dataclass
+class VQState:
+    """Everything the VQ plugin learns during a run (the code table itself lives in the splats)."""
+
+    vq_start: int  # first quantized step of this run
+    initialized: bool = False  # codebooks fitted (from vq_start on)
+    frozen: bool = False  # snapped to the stored precision; no more updates
+    slots: Dict[str, Slot] = field(default_factory=dict)  # one per quantized attribute
+    refresh_steps: List[int] = field(default_factory=list)  # steps at which codes were re-assigned
+    num_pruned: int = 0
+    grid: Optional[PositionGrid] = None  # the grid the means were snapped to (None: lossless)
+    seconds: Dict[str, float] = field(default_factory=lambda: {"fit": 0.0, "refresh": 0.0, "update": 0.0,
+                                                                "sync": 0.0})  # wall time per kind of work
+
+    def to_dict(self, codes: Optional[Tensor]) -> Dict[str, Any]:
+        """Tensors, numbers, strings, lists and dicts only (safe for ``torch.load(weights_only=True)``)."""
+        return {"vq_start": self.vq_start, "initialized": self.initialized, "frozen": self.frozen,
+                "refresh_steps": list(self.refresh_steps), "num_pruned": self.num_pruned,
+                "grid": dataclasses.asdict(self.grid) if self.grid is not None else None,
+                "seconds": dict(self.seconds),
+                "codes": codes.detach().cpu() if codes is not None else None,
+                "slots": {k: s.state() for k, s in self.slots.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], device) -> Tuple["VQState", Optional[Tensor]]:
+        """Inverse of :meth:`to_dict`: the state and the saved code table (on ``device``)."""
+        grid = d.get("grid")
+        state = cls(vq_start=int(d["vq_start"]), initialized=bool(d["initialized"]), frozen=bool(d["frozen"]),
+                    refresh_steps=list(d.get("refresh_steps", [])), num_pruned=int(d.get("num_pruned", 0)),
+                    grid=None if grid is None else PositionGrid(tuple(grid["lo"]), tuple(grid["step"]),
+                                                                int(grid["bits"])))
+        state.seconds.update(d.get("seconds", {}))
+        if state.initialized:
+            state.slots = {name: Slot.from_state(s, device) for name, s in d["slots"].items()}
+        codes = d.get("codes")
+        return state, (codes.to(device) if codes is not None and state.initialized else None)
