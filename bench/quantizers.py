@@ -40,13 +40,13 @@ import numpy as np
 import torch
 
 
+from gs_vq.render.projection import SH_C0
 from gs_vq.quant import (
     AdditiveQuantizer, ProductQuantizer, ResidualQuantizer, assign, kmeans,
 )
 from bench.report import write_json, write_text
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-SH_C0 = 0.28209479177387814
 
 
 # ---- data ------------------------------------------------------------------------------------

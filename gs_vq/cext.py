@@ -8,6 +8,7 @@ once and its caller falls back; ``GS_VQ_NO_EXT=1`` skips every build.
 
 import fcntl
 import hashlib
+import importlib.util
 import logging
 import os
 import platform
@@ -61,6 +62,22 @@ def build_lock(path: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _load_built(name: str, folder: str) -> Optional[Any]:
+    """The module already built in ``folder`` (keyed by its source), imported without torch's
+    build machinery (which re-runs ninja, and waits on its lock file, in every new process); None
+    when there is none or it does not import (a build killed mid-link), so the caller builds."""
+    path = os.path.join(folder, f"{name}.so")
+    if not os.path.isfile(path):
+        return None
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except (ImportError, OSError):
+        return None
+
+
 def build(name: str, source: str, what: str, fallback: str,
           logger: Optional[logging.Logger] = None, native: bool = False) -> Tuple[Optional[Any], Optional[str]]:
     """Compile (or load the cached) module ``name`` from ``source``.
@@ -78,6 +95,9 @@ def build(name: str, source: str, what: str, fallback: str,
     for flags in ([FLAGS + [NATIVE]] if native else []) + [FLAGS]:
         try:
             folder = build_dir(source, tuple(flags))
+            module = _load_built(name, folder)
+            if module is not None:
+                return module, None
             with build_lock(folder):
                 module = load_ext(name=name, sources=[source], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                                   build_directory=folder, verbose=False)

@@ -14,9 +14,8 @@ import torch
 from torch import Tensor
 
 from .render import rasterize
-from .render.projection import sh_colors
+from .render.projection import SH_C0, sh_colors
 
-SH_C0 = 0.28209479177387814  # zeroth SH basis constant
 
 
 def rgb_to_sh(rgb: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ EXTEND = 3.33
 # FOV margin of the Jacobian clamp (gsplat's persp_proj: 0.3 * tan_fov beyond the image).
 FOV_MARGIN = 0.3
 
-SH_C0 = 0.28209479177387814
+SH_C0 = 0.28209479177387814  # zeroth SH basis constant (the one definition in gs_vq)
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
          0.5462742152960396)

@@ -6,6 +6,8 @@ from typing import Dict
 import torch
 from torch import Tensor
 
+from .projection import SH_C0
+
 
 def look_at_viewmat(eye: Tensor, target: Tensor) -> Tensor:
     """World-to-camera ``[4, 4]`` (OpenCV: x right, y down, z forward) from eye to target."""
@@ -63,6 +65,6 @@ def random_scene(
     opacities = 0.1 + 0.8 * torch.rand(n, generator=g)
     K = (sh_degree + 1) ** 2
     colors = 0.2 * torch.randn(n, K, 3, generator=g)
-    colors[:, 0] = (torch.rand(n, 3, generator=g) - 0.5) / 0.28209479177387814
+    colors[:, 0] = (torch.rand(n, 3, generator=g) - 0.5) / SH_C0
     return {"means": means, "quats": quats, "scales": scales, "opacities": opacities,
             "colors": colors, "viewmats": viewmats, "Ks": Ks[None].repeat(n_cameras, 1, 1)}
