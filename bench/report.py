@@ -4,9 +4,9 @@ import json
 import os
 from typing import Any, Iterable, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from gs_vq.errors import atomic_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def markdown_row(cells: Sequence[Any]) -> str:

@@ -53,6 +53,8 @@ class VQConfig:
     # --- what is quantized ---
     attributes: Dict[str, Any] = field(default_factory=default_attributes)
     precision: str = "float16"  # default codebook storage for entries that do not set one
+    rate: float = 0.0  # ECVQ rate term at each refresh of a single-codebook (vq) attribute: one bit of
+    # index entropy is worth `rate` x the mean squared error per vector (0 = plain nearest code)
     max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
     # --- opacity regularisation and pruning, in a window after vq_start ---
     opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window
@@ -97,6 +99,8 @@ class VQConfig:
     def validate(self) -> None:
         if self.refresh_iters < 1 or self.init_iters < 1:
             raise GsVqError("vq.refresh_iters and vq.init_iters must be >= 1")
+        if not self.rate >= 0:
+            raise GsVqError(f"vq.rate must be >= 0, got {self.rate}")
         if self.vq_every < 1:
             raise GsVqError(f"vq.vq_every must be >= 1, got {self.vq_every}")
         if self.vq_start is not None and self.vq_start < 0:

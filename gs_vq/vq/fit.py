@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from ..quant import QUANTIZERS, VectorQuantizer, build_quantizer, kmeans
+from ..quant.rate import ecvq_step
 from .config import VQConfig
 from .slot import Slot
 
@@ -95,6 +96,10 @@ def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
                    init_centroids=q.codebook_0, chunk_size=q.kmeans_args["chunk_size"])
         q.codebook_0.copy_(r.centroids)
         codes = r.assignments[:, None]
+        if cfg.rate > 0:  # entropy-constrained: frequent codes get cheaper (gs_vq.quant.rate)
+            centroids, idx = ecvq_step(x, q.codebook_0, codes[:, 0], cfg.rate)
+            q.codebook_0.copy_(centroids)
+            codes = idx[:, None]
     else:
         if extra and x.shape[0] >= max(q.codebook_sizes):  # k-means needs K <= N
             q.refit(x, iters=extra)

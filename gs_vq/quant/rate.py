@@ -1,0 +1,55 @@
+"""Entropy-constrained assignment (ECVQ, Chou, Lookabaugh and Gray 1989): a rate term in the
+nearest-code search.
+
+Each vector goes to the code minimising ``|x - c_k|^2 + lam * len_k``, where ``len_k`` is the code
+length in bits of index k under the current index frequencies. Frequent codes get cheaper, the
+index stream's entropy drops, and an entropy coder turns that into fewer bytes, at some distortion.
+The bias is folded into the plain search by one extra coordinate: with ``x' = [x, 0]`` and
+``c'_k = [c_k, sqrt(lam * len_k)]``, ``|x' - c'_k|^2 = |x - c_k|^2 + lam * len_k``, so the compiled
+nearest-code kernels serve unchanged.
+"""
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from .search import assign
+
+
+def code_lengths(codes: Tensor, k: int) -> Tensor:
+    """``[K]`` bits of each index under the frequencies of ``codes [N]`` (add-1/2 smoothed, so
+    unused codes cost a finite length)."""
+    counts = torch.bincount(codes.flatten(), minlength=k).double()  # [K]
+    p = (counts + 0.5) / (counts.sum() + 0.5 * k)
+    return (-torch.log2(p)).float()
+
+
+def entropy_bits(codes: Tensor, k: int) -> float:
+    """Empirical entropy (bits per index) of ``codes [N]`` with values in ``[0, K)``."""
+    counts = torch.bincount(codes.flatten(), minlength=k).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * torch.log2(p)).sum())
+
+
+def rate_assign(x: Tensor, centroids: Tensor, lengths: Tensor, lam: float) -> Tensor:
+    """``[N]`` index minimising ``|x - c_k|^2 + lam * lengths[k]`` for ``x [N, D]``, ``centroids
+    [K, D]``, ``lengths [K]`` (bits, >= 0); ``lam`` in squared-distance units per bit."""
+    if lam <= 0:
+        return assign(x, centroids)
+    bias = (lam * lengths.to(centroids)).clamp_min(0).sqrt()[:, None]  # [K, 1]
+    zeros = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)  # [N, 1]
+    return assign(torch.cat([x, zeros], dim=1), torch.cat([centroids, bias], dim=1))
+
+
+def ecvq_step(x: Tensor, centroids: Tensor, codes: Tensor, rate: float) -> Tuple[Tensor, Tensor]:
+    """One ECVQ iteration: re-assign ``x [N, D]`` with a rate term, then move each used code to its
+    members' mean. ``rate`` is dimensionless: one bit is worth ``rate`` times the current mean
+    squared error per vector. Returns ``(centroids [K, D], codes [N])``."""
+    k = centroids.shape[0]
+    mse = (x - centroids[codes]).square().sum(dim=1).mean()  # distortion per vector at the current codes
+    new = rate_assign(x, centroids, code_lengths(codes, k), float(rate * mse))
+    sums = torch.zeros_like(centroids).index_add_(0, new, x.to(centroids))  # [K, D]
+    counts = torch.bincount(new, minlength=k).to(centroids)[:, None]  # [K, 1]
+    moved = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    return moved, new
