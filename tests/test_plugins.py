@@ -5,7 +5,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import pytest
 import torch
@@ -32,23 +32,19 @@ class ScaleCap(Plugin):
 
     def initialize(self, splats, optimizers, ctx):
         self.calls: Dict[str, int] = {"pre": 0, "loss": 0, "post": 0}
-        self.first_excess: Optional[float] = None
 
     def step_pre_forward(self, step, splats, optimizers):
         self.calls["pre"] += 1
 
     def loss(self, step, splats, batch, render):
         self.calls["loss"] += 1
-        excess = torch.relu(splats["scales"] - self.max_log_scale).mean()
-        if self.first_excess is None:
-            self.first_excess = float(excess)
-        return self.weight * excess
+        return self.weight * torch.relu(splats["scales"] - self.max_log_scale).mean()
 
     def step_post_backward(self, step, splats, optimizers, info):
         self.calls["post"] += 1
 
     def export(self, model_dir, splats):
-        return {"scale_cap_excess": float(torch.relu(splats["scales"] - self.max_log_scale).mean())}
+        return {"scale_cap_excess": float(torch.relu(splats["scales"].detach() - self.max_log_scale).mean())}
 
     def state_dict(self) -> Dict[str, Any]:
         return {"calls": dict(self.calls)}
@@ -66,8 +62,9 @@ def _train(tmp_path, name, extra_yaml: str, *flags):
 
 
 def test_a_plugin_defined_in_a_test_trains_through_train_py(tmp_path):
-    capped = _train(tmp_path, "capped", "scale_cap: {weight: 10.0, max_log_scale: -4.0}\n")
-    plain = _train(tmp_path, "plain", "")
+    fast = "scales_lr: 0.05\n"  # so that 30 steps can move the scales by up to ~1.5
+    capped = _train(tmp_path, "capped", fast + "scale_cap: {weight: 10.0, max_log_scale: -4.0}\n")
+    plain = _train(tmp_path, "plain", fast)
     stats = yaml.safe_load((capped / "train_stats.json").read_text())
     ckpt = torch.load(capped / "ckpt.pt", weights_only=True)
     assert ckpt["plugins"]["scale_cap"]["calls"] == {"pre": 30, "loss": 30, "post": 30}
@@ -76,9 +73,9 @@ def test_a_plugin_defined_in_a_test_trains_through_train_py(tmp_path):
     # its loss acted on the splats: scales above the cap shrank against the same run without it
     ref = torch.load(plain / "ckpt.pt", weights_only=True)["splats"]["scales"]
     excess_plain = float(torch.relu(ref + 4.0).mean())
-    assert stats["scale_cap_excess"] < 0.8 * excess_plain
+    assert stats["scale_cap_excess"] < 0.5 * excess_plain
     # a typo in its section is a one-line error at start-up
-    with pytest.raises(GsVqError, match="scale_cap.weigth"):
+    with pytest.raises(GsVqError, match="unknown config key.* in scale_cap: weigth"):
         make_config(None, {"scale_cap": {"weigth": 1.0}})
     with pytest.raises(GsVqError, match="scale_cap.weight: expected float"):
         make_config(None, {"scale_cap": {"weight": "heavy"}})
@@ -180,23 +177,26 @@ def test_mcmc_strategy_trains_through_the_trainer_under_its_cap(tmp_path):
 
 
 def test_cfg_yaml_reproduces_the_run(tmp_path):
-    first = _train(tmp_path, "first", "vq: {vq_start: 20, vq_every: 3, prune_window: 5, prune_every: 2}\n")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the compositing backward's sums in a fixed order
+    try:
+        first = _train(tmp_path, "first", "vq: {vq_start: 20, vq_every: 3, prune_window: 5, prune_every: 2}\n")
+        second = tmp_path / "second"
+        train_main(["--config", str(first / "cfg.yaml"), "-m", str(second), "--quiet"])
+    finally:
+        torch.set_num_threads(threads)
     cfg = load_config(str(first / "cfg.yaml"))
     saved = yaml.safe_load((first / "cfg.yaml").read_text())
     for key in ("vq_start", "vq_every", "pos_bits", "opacity_bits", "attributes", "precision", "max_k_fraction"):
         assert key in saved["vq"], key  # every resolved value, not `vq: {}`
     assert saved["vq"]["vq_every"] == 3 and cfg.vq.vq_every == 3
-    second = tmp_path / "second"
-    train_main(["--config", str(first / "cfg.yaml"), "-m", str(second), "--quiet"])
     assert to_dict(load_config(str(second / "cfg.yaml"))) == {**to_dict(cfg), "model_path": str(second)}
     a = torch.load(first / "ckpt.pt", weights_only=True)
     b = torch.load(second / "ckpt.pt", weights_only=True)
     assert a["step"] == b["step"] == 30
-    assert a["splats"]["means"].shape == b["splats"]["means"].shape
     for k in a["splats"]:
-        assert torch.allclose(a["splats"][k].float(), b["splats"][k].float(), atol=1e-4), k
-    assert (first / "compressed.ply").stat().st_size == pytest.approx((second / "compressed.ply").stat().st_size,
-                                                                      rel=0.01)
+        assert torch.equal(a["splats"][k], b["splats"][k]), k
+    assert (first / "compressed.ply").read_bytes() == (second / "compressed.ply").read_bytes()
 
 
 def test_plugin_defaults_are_dataclass_fields():
