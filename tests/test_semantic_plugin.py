@@ -108,3 +108,27 @@ def test_label_maps_are_made_on_demand(tmp_path):
                                        "kmeans_per_view": 4}, scene, splats, opts)
     assert field.maps.dim == 384 and (tmp_path / "auto" / "meta.json").is_file()
     assert field.maps.encoder.kind == "minilm"
+
+
+def test_generator_state_survives_a_checkpoint_loaded_onto_another_device(tmp_path):
+    """``--semantic --resume`` on CUDA: the trainer loads ckpt.pt with ``map_location=device``,
+    which moved the CPU generator's state off the CPU (``set_state`` then raised TypeError).
+    The ``meta`` device stands in for CUDA here; the pixel sampling must continue exactly."""
+    scene = tiny_scene(n_views=2, size=24)
+    compute_label_features(scene, str(tmp_path / "f"), downscale=2, encoder=BagOfWordsEncoder())
+    splats, opts = frozen_params(scene)
+    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": 64}
+    a = SemanticField.from_config(cfg, scene, splats, opts)
+    train_features(scene, a, steps=3)
+    torch.save({"plugins": {"semantic": a.state_dict()}}, tmp_path / "ckpt.pt")
+    on_cpu = torch.load(tmp_path / "ckpt.pt", map_location="cpu", weights_only=False)["plugins"]["semantic"]
+    moved = torch.load(tmp_path / "ckpt.pt", map_location="meta", weights_only=False)["plugins"]["semantic"]
+    b = SemanticField.from_config(cfg, scene, splats, opts)
+    b.load_state_dict({**on_cpu, "generator": moved["generator"]})
+    assert torch.equal(torch.randint(0, 1000, (16,), generator=a.generator),
+                       torch.randint(0, 1000, (16,), generator=b.generator))
+    # an older checkpoint holding the state as a tensor on another device restores as well
+    c = SemanticField.from_config(cfg, scene, splats, opts)
+    c.load_state_dict({**on_cpu, "generator": b.generator.get_state().to(torch.float32).to(torch.uint8)})
+    assert torch.equal(torch.randint(0, 1000, (16,), generator=b.generator),
+                       torch.randint(0, 1000, (16,), generator=c.generator))

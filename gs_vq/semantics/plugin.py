@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import check_keys
+from ..devices import rng_state, set_rng_state
 from ..errors import GsVqError
 from .codebook import CODEBOOK_INITS, SemanticCodebook, semantic_losses
 from .features import FeatureMaps, compute_label_features, default_features_dir, load_features, read_meta
@@ -167,13 +168,13 @@ class SemanticField:
 
     def state_dict(self) -> Dict[str, Any]:
         return {"config": dataclasses.asdict(self.cfg), "codebook": self.codebook.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+                "optimizer": self.optimizer.state_dict(), "generator": rng_state(self.generator)}
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         self.codebook.load_state_dict(d["codebook"])
         self.optimizer.load_state_dict(d["optimizer"])
         if "generator" in d:
-            self.generator.set_state(d["generator"])
+            set_rng_state(self.generator, d["generator"])  # a CPU generator, whatever map_location did
 
     # ---- outputs ----------------------------------------------------------------------------
     def head(self) -> SemanticHead:
