@@ -132,3 +132,22 @@ def test_generator_state_survives_a_checkpoint_loaded_onto_another_device(tmp_pa
     c.load_state_dict({**on_cpu, "generator": b.generator.get_state().to(torch.float32).to(torch.uint8)})
     assert torch.equal(torch.randint(0, 1000, (16,), generator=b.generator),
                        torch.randint(0, 1000, (16,), generator=c.generator))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_sampled_pixels_match_grid_sample_on_the_whole_map(mode):
+    """The loss reads only the sampled pixels of the float16 map (no whole-map float32 copy or
+    host-to-device transfer per step); the values are those of grid_sample on the whole map."""
+    from gs_vq.semantics.sampling import sample_map
+
+    g = torch.Generator().manual_seed(0)
+    for (h, w), (H, W) in [((9, 13), (36, 52)), ((10, 10), (31, 17)), ((5, 7), (5, 7))]:
+        fmap = torch.randn(h, w, 6, generator=g).half()  # stored as FeatureMaps keeps them
+        ys = torch.randint(0, H, (300,), generator=g)
+        xs = torch.randint(0, W, (300,), generator=g)
+        ref = sample_targets(fmap.float(), ys, xs, H, W, mode)
+        got = sample_map(fmap, ys, xs, H, W, mode)
+        assert got.dtype == torch.float32 and got.shape == ref.shape
+        assert torch.allclose(got, ref, atol=1e-5), (mode, h, w, H, W, (got - ref).abs().max())
+    with pytest.raises(GsVqError, match="interpolation"):
+        sample_map(fmap, ys, xs, H, W, "bicubic")

@@ -26,6 +26,7 @@ from ..errors import GsVqError
 from .codebook import CODEBOOK_INITS, SemanticCodebook, semantic_losses
 from .features import FeatureMaps, compute_label_features, default_features_dir, load_features, read_meta
 from .query import HEAD_NAME, SemanticHead, entry_usage
+from .sampling import sample_view
 
 
 @dataclass
@@ -151,10 +152,11 @@ class SemanticField:
         cam = batch["camera"]
         H, W = extra.shape[1:3]
         P = self.cfg.num_pixels
-        ys = torch.randint(0, H, (P,), generator=self.generator).to(extra.device)
-        xs = torch.randint(0, W, (P,), generator=self.generator).to(extra.device)
-        feats = extra[0, ys, xs]  # [P, F]
-        targets = sample_targets(self.maps[cam.name].to(extra.device), ys, xs, H, W, self.maps.interp)  # [P, D]
+        ys = torch.randint(0, H, (P,), generator=self.generator)  # [P], on the CPU like the maps
+        xs = torch.randint(0, W, (P,), generator=self.generator)  # [P]
+        feats = extra[0, ys.to(extra.device), xs.to(extra.device)]  # [P, F]
+        # only the sampled pixels of the float16 map are converted and sent to the device
+        targets = sample_view(self.maps, cam.name, ys, xs, H, W).to(extra.device)  # [P, D]
         c = self.cfg
         weights = {"cos": c.cos_weight, "ce": c.ce_weight, "entropy": c.entropy_weight}
         losses = semantic_losses(self.codebook, feats, targets, c.tau, [k for k, w in weights.items() if w > 0])

@@ -19,14 +19,13 @@ against the current codebooks; all other rows keep their codes.
 """
 
 import dataclasses
-import time
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from gsplat.strategy import ops
 from torch import Tensor
 
+from ..devices import timed
 from ..errors import GsVqError
 from ..quant.base import straight_through as identity_gradient
 from .attributes import from_vectors, to_vectors
@@ -171,11 +170,9 @@ class VQPlugin:
         return out
 
     # ------------------------------------------------------------------ schedule
-    @contextmanager
-    def _timed(self, what: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        self.seconds[what] += time.perf_counter() - t0
+    def _timed(self, what: str):
+        """Adds the block's wall time to ``seconds[what]``, GPU work included (synchronized)."""
+        return timed(self.seconds, what, self.splats["means"].device)
 
     def _in_window(self, step: Optional[int]) -> bool:
         return (step is not None and self.initialized
