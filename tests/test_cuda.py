@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gs_vq.config import make_config
-from gs_vq.data import generate_demo_scene, load_scene
 from gs_vq.splats import camera_batch, render_splats
 from gs_vq.trainer import Trainer
+from test_devices import scene  # noqa: F401  (the small demo scene fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -46,13 +46,6 @@ def test_vq_plugin_step_on_cuda():
     # straight-through: the quantized tensor's gradient reaches the full-precision parameter
     over["sh0"].sum().backward()
     assert torch.equal(splats["sh0"].grad, torch.ones_like(splats["sh0"]))
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    path = generate_demo_scene(root / "scene", n_train=4, n_test=2, size=48)
-    return load_scene(str(path), num_random_points=2000, cache_dir=str(root / "cache"))
 
 
 def test_cuda_checkpoint_renders_and_resumes_on_cpu(scene, tmp_path):

@@ -74,13 +74,19 @@ def test_config_errors():
         SemanticConfig.from_dict({"codebook_init": "zeros"})
 
 
-def test_state_dict_round_trip_and_export(tmp_path):
+def trained_field(tmp_path, num_pixels: int, steps: int):
+    """A semantic field on a 2-view tiny scene after ``steps`` training steps, with its inputs."""
     scene = tiny_scene(n_views=2, size=24)
     compute_label_features(scene, str(tmp_path / "f"), downscale=2, encoder=BagOfWordsEncoder())
     splats, opts = frozen_params(scene)
-    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": 256}
-    a = SemanticField.from_config(cfg, scene, splats, opts)
-    train_features(scene, a, steps=5)
+    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": num_pixels}
+    field = SemanticField.from_config(cfg, scene, splats, opts)
+    train_features(scene, field, steps=steps)
+    return field, cfg, scene, splats, opts
+
+
+def test_state_dict_round_trip_and_export(tmp_path):
+    a, cfg, scene, splats, opts = trained_field(tmp_path, num_pixels=256, steps=5)
     state = a.state_dict()
     b = SemanticField.from_config({**cfg, "codebook_init": "random"}, scene, splats, opts)
     b.load_state_dict(state)
@@ -114,12 +120,7 @@ def test_generator_state_survives_a_checkpoint_loaded_onto_another_device(tmp_pa
     """``--semantic --resume`` on CUDA: the trainer loads ckpt.pt with ``map_location=device``,
     which moved the CPU generator's state off the CPU (``set_state`` then raised TypeError).
     The ``meta`` device stands in for CUDA here; the pixel sampling must continue exactly."""
-    scene = tiny_scene(n_views=2, size=24)
-    compute_label_features(scene, str(tmp_path / "f"), downscale=2, encoder=BagOfWordsEncoder())
-    splats, opts = frozen_params(scene)
-    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": 64}
-    a = SemanticField.from_config(cfg, scene, splats, opts)
-    train_features(scene, a, steps=3)
+    a, cfg, scene, splats, opts = trained_field(tmp_path, num_pixels=64, steps=3)
     torch.save({"plugins": {"semantic": a.state_dict()}}, tmp_path / "ckpt.pt")
     on_cpu = torch.load(tmp_path / "ckpt.pt", map_location="cpu", weights_only=False)["plugins"]["semantic"]
     moved = torch.load(tmp_path / "ckpt.pt", map_location="meta", weights_only=False)["plugins"]["semantic"]
