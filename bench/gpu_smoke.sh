@@ -15,7 +15,8 @@
 #
 # Logs and models go to $OUT/gpu_smoke/ (OUT defaults to a fresh temporary folder); PYTHON picks
 # the interpreter; STEPS=parity,vq runs only those steps (vq makes the demo scene the later steps
-# use). Prints a table of the steps; exit 0 when every step passed, 1 otherwise.
+# use); LIMIT_SCALE=4 multiplies every time limit (a slow or busy CPU machine). Prints a table of
+# the steps; exit 0 when every step passed, 1 otherwise.
 set -u
 cd "$(dirname "$0")/.."
 MODE=cuda
@@ -111,7 +112,7 @@ for entry in "${LIMITS[@]}"; do
   name=${entry%%:*}
   [ "$MODE" = cpu ] && { [ "$name" = gsplat_ext ] || [ "$name" = cuda_tests ]; } && continue
   [ -n "${STEPS:-}" ] && [[ ",$STEPS," != *",$name,"* ]] && continue
-  run_step "$name" "${entry#*:}"
+  run_step "$name" $(( ${entry#*:} * ${LIMIT_SCALE:-1} ))
 done
 
 echo
