@@ -82,7 +82,7 @@ def run_one(backend: str, n: int, width: int, height: int, reps: int) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         img, _, _ = rasterize(params["means"], params["quats"], params["scales"],
                               params["opacities"], params["colors"], scene["viewmats"],
-                              scene["Ks"], width, height, sh_degree=3, backend=backend)
+                              scene["Ks"], width, height, sh_degree=3, packed=False, backend=backend)
         t1 = time.perf_counter()
         loss = (img - target).abs().mean()
         loss.backward()

@@ -85,11 +85,13 @@ def render_splats(
     background: Optional[Sequence[float]] = None,
     extra: Optional[Tensor] = None,  # [N, F]
     backend: str = "auto",
+    absgrad: bool = False,
 ) -> RenderOutput:
     """Render raw splats (activations applied here) from ``C`` cameras.
 
     With ``extra`` the RGB colours are evaluated from SH here and rasterized together with the
     extra channels in one pass (``3 + F`` channels); the extra channels see a zero background.
+    ``absgrad`` gives ``info["means2d"].absgrad`` after backward (``DefaultStrategy(absgrad=True)``).
     """
     C = viewmats.shape[0]
     device = viewmats.device
@@ -106,6 +108,7 @@ def render_splats(
         width=width,
         height=height,
         packed=False,
+        absgrad=absgrad,
         backend=backend,
     )
     if extra is None:

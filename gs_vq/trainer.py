@@ -25,18 +25,23 @@ from .errors import GsVqError, atomic_path
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
 from .plugins import Plugin, TrainContext
+from .render.gsplat_cuda import load_gsplat_cuda
 from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
 
 CKPT_NAME = "ckpt.pt"
 
 
 def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``. On CUDA, gsplat's extension is loaded
+    (compiled the first time) here, before any timing, or a one-line error says how to get it."""
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise GsVqError("--device cuda asked for, but no CUDA device is available")
     if name not in ("cpu", "cuda"):
         raise GsVqError(f"--device must be auto, cpu or cuda, got {name}")
+    if name == "cuda":
+        load_gsplat_cuda()
     return name
 
 
@@ -159,7 +164,8 @@ class Trainer:
         splats = self.render_splats()
         extras = [e for e in (p.extra_channels(splats) for p in self.plugins.values()) if e is not None]
         out = render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, self.background,
-                            extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend)
+                            extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend,
+                            absgrad=getattr(cfg.strategy, "absgrad", False))
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, out.info)
         l1 = F.l1_loss(out.rgb, gt)
         loss = (1.0 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(out.rgb, gt)

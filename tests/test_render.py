@@ -228,7 +228,7 @@ def test_rasterize_background_and_expected_depth(backend):
     args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"],
             s["Ks"], 40, 30)
     rgbd, alpha, info = rasterize(*args, sh_degree=3, backgrounds=bg, render_mode="RGB+ED",
-                                  backend=backend)
+                                  packed=False, backend=backend)
     rgb, alpha2, _ = rasterize(*args, sh_degree=3, render_mode="RGB", backend=backend)
     assert rgbd.shape == (1, 30, 40, 4) and alpha.shape == (1, 30, 40, 1)
     torch.testing.assert_close(alpha, alpha2)
@@ -258,8 +258,8 @@ def test_rasterize_cameras_features_packed(backend):
     feats = torch.rand(300, 19, requires_grad=True)  # semantics-sized features
     means = s["means"].requires_grad_(True)
     args = (means, s["quats"], s["scales"], s["opacities"], feats, s["viewmats"], s["Ks"], 32, 24)
-    out, alpha, info = rasterize(*args, backend=backend)
-    outp, alphap, infop = rasterize(*args, packed=True, backend=backend, absgrad=True)
+    out, alpha, info = rasterize(*args, packed=False, backend=backend)
+    outp, alphap, infop = rasterize(*args, backend=backend, absgrad=True)  # packed by default, as gsplat
     assert out.shape == (3, 24, 32, 19) and info["means2d"].shape == (3, 300, 2)
     torch.testing.assert_close(out, outp)
     torch.testing.assert_close(alpha, alphap)

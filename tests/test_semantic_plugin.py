@@ -75,13 +75,19 @@ def test_config_errors():
         SemanticConfig.from_dict({"codebook_init": "zeros"})
 
 
-def test_state_dict_round_trip_and_export(tmp_path):
+def trained_field(tmp_path, num_pixels: int, steps: int):
+    """A semantic field on a 2-view tiny scene after ``steps`` training steps, with its inputs."""
     scene = tiny_scene(n_views=2, size=24)
     compute_label_features(scene, str(tmp_path / "f"), downscale=2, encoder=BagOfWordsEncoder())
     splats, opts = frozen_params(scene)
-    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": 256}
-    a = semantic_field(cfg, scene, splats, opts)
-    train_features(scene, a, steps=5)
+    cfg = {"features_dir": str(tmp_path / "f"), "num_codes": 8, "kmeans_per_view": 8, "num_pixels": num_pixels}
+    field = semantic_field(cfg, scene, splats, opts)
+    train_features(scene, field, steps=steps)
+    return field, cfg, scene, splats, opts
+
+
+def test_state_dict_round_trip_and_export(tmp_path):
+    a, cfg, scene, splats, opts = trained_field(tmp_path, num_pixels=256, steps=5)
     state = a.state_dict()
     b = semantic_field({**cfg, "codebook_init": "random"}, scene, splats, opts)
     b.load_state_dict(state)
@@ -109,3 +115,41 @@ def test_label_maps_are_made_on_demand(tmp_path):
                                        "kmeans_per_view": 4}, scene, splats, opts)
     assert field.maps.dim == 384 and (tmp_path / "auto" / "meta.json").is_file()
     assert field.maps.encoder.kind == "minilm"
+
+
+def test_generator_state_survives_a_checkpoint_loaded_onto_another_device(tmp_path):
+    """``--semantic --resume`` on CUDA: the trainer loads ckpt.pt with ``map_location=device``,
+    which moved the CPU generator's state off the CPU (``set_state`` then raised TypeError).
+    The ``meta`` device stands in for CUDA here; the pixel sampling must continue exactly."""
+    a, cfg, scene, splats, opts = trained_field(tmp_path, num_pixels=64, steps=3)
+    torch.save({"plugins": {"semantic": a.state_dict()}}, tmp_path / "ckpt.pt")
+    on_cpu = torch.load(tmp_path / "ckpt.pt", map_location="cpu", weights_only=False)["plugins"]["semantic"]
+    moved = torch.load(tmp_path / "ckpt.pt", map_location="meta", weights_only=False)["plugins"]["semantic"]
+    b = semantic_field(cfg, scene, splats, opts)
+    b.load_state_dict({**on_cpu, "generator": moved["generator"]})
+    assert torch.equal(torch.randint(0, 1000, (16,), generator=a.generator),
+                       torch.randint(0, 1000, (16,), generator=b.generator))
+    # an older checkpoint holding the state as a tensor on another device restores as well
+    c = semantic_field(cfg, scene, splats, opts)
+    c.load_state_dict({**on_cpu, "generator": b.generator.get_state().to(torch.float32).to(torch.uint8)})
+    assert torch.equal(torch.randint(0, 1000, (16,), generator=b.generator),
+                       torch.randint(0, 1000, (16,), generator=c.generator))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_sampled_pixels_match_grid_sample_on_the_whole_map(mode):
+    """The loss reads only the sampled pixels of the float16 map (no whole-map float32 copy or
+    host-to-device transfer per step); the values are those of grid_sample on the whole map."""
+    from gs_vq.semantics.sampling import sample_map
+
+    g = torch.Generator().manual_seed(0)
+    for (h, w), (H, W) in [((9, 13), (36, 52)), ((10, 10), (31, 17)), ((5, 7), (5, 7))]:
+        fmap = torch.randn(h, w, 6, generator=g).half()  # stored as FeatureMaps keeps them
+        ys = torch.randint(0, H, (300,), generator=g)
+        xs = torch.randint(0, W, (300,), generator=g)
+        ref = sample_targets(fmap.float(), ys, xs, H, W, mode)
+        got = sample_map(fmap, ys, xs, H, W, mode)
+        assert got.dtype == torch.float32 and got.shape == ref.shape
+        assert torch.allclose(got, ref, atol=1e-5), (mode, h, w, H, W, (got - ref).abs().max())
+    with pytest.raises(GsVqError, match="interpolation"):
+        sample_map(fmap, ys, xs, H, W, "bicubic")

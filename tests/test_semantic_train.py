@@ -56,11 +56,11 @@ def test_trainer_with_semantics_densifies_features_and_exports(demo):
     assert wants_semantics(args) and not wants_semantics(p.parse_args([]))
     from gs_vq.semantics import encoders
 
-    key = ("minilm", enc.spec.model, None, "cpu")
+    key = ("minilm", enc.spec.model, None, "cpu")  # text encoders run on the CPU on any machine
     encoders._CACHE[key] = enc
     try:
         res = run_semantic_render(args, str(root / "model"), "test", dict(trainer.splats.items()), scene.test_cameras,
-                                  scene.source_path, trainer.background, "cpu", progress=False)
+                                  scene.source_path, trainer.background, trainer.device, progress=False)
     finally:
         encoders._CACHE.pop(key)
     assert 0 <= res["miou"] <= 1 and "red ball" in res["iou"] and "round objects" in res["iou_extra"]
@@ -68,7 +68,8 @@ def test_trainer_with_semantics_densifies_features_and_exports(demo):
     assert len(list((root / "model" / "test" / "semantic").glob("*.png"))) == 2
     with pytest.raises(GsVqError, match="no file"):
         run_semantic_render(p.parse_args(["--eval-queries", "nope.json"]), str(root / "model"), "test",
-                            dict(trainer.splats.items()), scene.test_cameras, scene.source_path, None, "cpu")
+                            dict(trainer.splats.items()), scene.test_cameras, scene.source_path, None,
+                            trainer.device)
 
 
 def test_semantic_only_preset_keeps_rgb_fixed(demo):

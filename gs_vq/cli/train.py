@@ -15,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).")
     p.add_argument("-s", "--source_path", help="COLMAP or NeRF-synthetic folder (default: the built-in demo scene)")
     p.add_argument("-m", "--model_path", help="output folder (default: output/<scene>)")
-    p.add_argument("--config", help="YAML preset: a path or a name in configs/ (e.g. cpu, vq, vq_small)")
+    p.add_argument("--config", help="YAML preset: a path or a name in configs/ (e.g. cpu, gpu, vq, vq_small; "
+                   "default: gpu on CUDA, cpu otherwise)")
     p.add_argument("--iterations", type=int)
     p.add_argument("--eval", action="store_const", const=True, help="hold out test views")
     p.add_argument("-r", "--resolution", type=int, help="downscale images by 1, 2, 4 or 8")
@@ -35,8 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv=None):
     args = build_parser().parse_args(argv)
+    args.preset_note = None
+    if not args.config:  # the device decides: gsplat's recipe on CUDA, the CPU preset otherwise
+        from ..presets import default_preset
+        from ..trainer import resolve_device
+
+        args.config, reason = default_preset(resolve_device(args.device or "auto"))
+        args.preset_note = f"[gs-vq] preset '{args.config}': {reason}"
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("config", "vq", "semantic", "features", "quiet")}
+                 if k not in ("config", "vq", "semantic", "features", "quiet", "preset_note")}
     preset = read_preset(args.config) if args.config else {}
     if args.vq and preset.get("vq") is None:
         overrides["vq"] = {}
@@ -56,6 +64,9 @@ def default_model_path(source_path) -> str:
 def main(argv=None) -> None:
     cfg, args = parse_config(argv)
     from ..trainer import Trainer
+
+    if args.preset_note:
+        print(args.preset_note)
 
     model_path = cfg.model_path or default_model_path(cfg.source_path)
     cfg.model_path = model_path

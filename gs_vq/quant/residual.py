@@ -34,7 +34,7 @@ def beam_search(
     num_books, k, _ = codebooks.shape
     if beam_size <= 1:
         return _greedy(x, codebooks, chunk_size)
-    rows = chunk_size or default_chunk_size(beam_size * k)
+    rows = chunk_size or default_chunk_size(beam_size * k, codebooks.device)
     codes = torch.empty(n, num_books, dtype=torch.int64, device=codebooks.device)
     norms = codebooks.square().sum(dim=2)  # [M, K]
 

@@ -27,6 +27,7 @@ METRICS = ("l2", "cosine")
 # Floats in one [chunk, K] distance block: 2^21 floats = 8 MiB (512 rows at K = 4096); smaller
 # blocks are no faster and mean more parallel regions, which hurts on a loaded machine.
 _BLOCK_FLOATS = 1 << 21
+_GPU_BLOCK_FLOATS = 1 << 26  # 256 MiB per block on a GPU
 # Width of the groups of the two-level argmin (see `_row_argmin`).
 _GROUP = 128
 
@@ -37,8 +38,12 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def default_chunk_size(k: int) -> int:
-    """Rows per chunk so that a ``[chunk, K]`` distance block holds about 2^21 floats (8 MiB)."""
+def default_chunk_size(k: int, device=None) -> int:
+    """Rows per chunk so that a ``[chunk, K]`` distance block holds about 2^21 floats (8 MiB,
+    cache-sized) on the CPU, or 2^26 floats (256 MiB) on a GPU: there each chunk is a few kernel
+    launches, and millions of Gaussians in 8 MiB blocks would mean thousands of tiny ones."""
+    if device is not None and torch.device(device).type == "cuda":
+        return int(min(1 << 20, max(1024, _GPU_BLOCK_FLOATS // max(k, 1))))
     return int(min(1 << 16, max(64, _BLOCK_FLOATS // max(k, 1))))
 
 
@@ -157,10 +162,10 @@ def iter_nearest(
     if fused:
         codes = (centroids - shift).contiguous()  # [K, D]
         c_sq = codes.square().sum(dim=1)  # [K]
-        rows = chunk_size or default_chunk_size(k)
+        rows = chunk_size or default_chunk_size(k, centroids.device)
     else:
         ct, c_sq = _padded_codes(centroids, shift)  # [D, Kp], [Kp]
-        rows = chunk_size or default_chunk_size(ct.shape[1])
+        rows = chunk_size or default_chunk_size(ct.shape[1], ct.device)
         block = torch.empty(min(rows, max(n_points, 1)), ct.shape[1], device=ct.device)  # [rows, Kp]
     for start in range(0, n_points, rows):
         xc = prepare(x[start : start + rows].to(centroids.device), metric)  # [n, D]

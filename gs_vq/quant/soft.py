@@ -63,7 +63,7 @@ class SoftIndexQuantizer(Quantizer):
         result = kmeans(x, self.codebook_0.shape[0], **self.kmeans_args)
         self.codebook_0.data.copy_(result.centroids)
         scale = max(result.inertia / x.shape[0], 1e-12)
-        rows = default_chunk_size(self.codebook_0.shape[0])
+        rows = default_chunk_size(self.codebook_0.shape[0], x.device)
         logits = torch.cat(
             [-torch.cdist(x[s : s + rows], result.centroids).square() / scale
              for s in range(0, x.shape[0], rows)]

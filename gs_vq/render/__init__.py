@@ -96,7 +96,7 @@ def rasterize(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
     sh_degree: Optional[int] = None,
-    packed: bool = False,
+    packed: bool = True,
     backgrounds: Optional[Tensor] = None,  # [C, D]
     render_mode: str = "RGB",
     absgrad: bool = False,
@@ -128,6 +128,10 @@ def rasterize(
     backend = resolve_backend(backend, means.is_cuda)
     if backend == "gsplat":
         import gsplat
+
+        from .gsplat_cuda import load_gsplat_cuda
+
+        load_gsplat_cuda()  # a one-line error, not a NoneType traceback, without the extension
 
         render, alphas, info = gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,

@@ -21,11 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import STEPS, build_dataclass
+from ..devices import rng_state, set_rng_state
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from .codebook import CODEBOOK_INITS, SemanticCodebook, semantic_losses
 from .features import FeatureMaps, compute_label_features, default_features_dir, load_features, read_meta
 from .query import HEAD_NAME, SemanticHead, entry_usage
+from .sampling import sample_view
 
 
 @dataclass
@@ -156,10 +158,11 @@ class SemanticField(SemanticConfig, Plugin):
         cam = batch["camera"]
         H, W = extra.shape[1:3]
         P = self.num_pixels
-        ys = torch.randint(0, H, (P,), generator=self.generator).to(extra.device)
-        xs = torch.randint(0, W, (P,), generator=self.generator).to(extra.device)
-        feats = extra[0, ys, xs]  # [P, F]
-        targets = sample_targets(self.maps[cam.name].to(extra.device), ys, xs, H, W, self.maps.interp)  # [P, D]
+        ys = torch.randint(0, H, (P,), generator=self.generator)  # [P], on the CPU like the maps
+        xs = torch.randint(0, W, (P,), generator=self.generator)  # [P]
+        feats = extra[0, ys.to(extra.device), xs.to(extra.device)]  # [P, F]
+        # only the sampled pixels of the float16 map are converted and sent to the device
+        targets = sample_view(self.maps, cam.name, ys, xs, H, W).to(extra.device)  # [P, D]
         weights = {"cos": self.cos_weight, "ce": self.ce_weight, "entropy": self.entropy_weight}
         losses = semantic_losses(self.codebook, feats, targets, self.tau, [k for k, w in weights.items() if w > 0])
         self.last = {k: float(v.detach()) for k, v in losses.items()}
@@ -172,13 +175,13 @@ class SemanticField(SemanticConfig, Plugin):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"codebook": self.codebook.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state()}
+                "generator": rng_state(self.generator)}
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         self.codebook.load_state_dict(d["codebook"])
         self.optimizer.load_state_dict(d["optimizer"])
-        if "generator" in d:  # a CPU generator: its state must be a CPU ByteTensor wherever it was loaded
-            self.generator.set_state(d["generator"].cpu())
+        if "generator" in d:
+            set_rng_state(self.generator, d["generator"])  # a CPU generator, whatever map_location did
 
     # ---- outputs ----------------------------------------------------------------------------
     def head(self) -> SemanticHead:

@@ -7,15 +7,14 @@ decodes. Per-Gaussian codes ride in the splats (:mod:`.codes`), the run state is
 :class:`~.state.VQState`, and :mod:`.export` writes compressed.ply.
 """
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from gsplat.strategy import ops
 from torch import Tensor
 
+from ..devices import timed
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from ..quant.base import straight_through as identity_gradient
@@ -26,11 +25,6 @@ from .export import export_compressed, snap_splats
 from .fit import build_slots, quantizer_spec, refresh_slot
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
-
-
-def _synchronize(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -143,13 +137,9 @@ class VQPlugin(VQConfig, Plugin):
         return out
 
     # ------------------------------------------------------------------ schedule work
-    @contextmanager
-    def _timed(self, what: str) -> Iterator[None]:
-        _synchronize(self._device)
-        t0 = time.perf_counter()
-        yield
-        _synchronize(self._device)
-        self.state.seconds[what] += time.perf_counter() - t0
+    def _timed(self, what: str):
+        """Adds the block's wall time to ``state.seconds[what]``, GPU work included (synchronized)."""
+        return timed(self.state.seconds, what, self._device)
 
     @staticmethod
     def _vectors(splats, name: str) -> Tensor:
