@@ -8,7 +8,7 @@ object's name lights up exactly that object.
 
 import math
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 
@@ -19,18 +19,19 @@ OBJECTS = {  # name -> (centre, colour)
     "red ball": ((-0.9, 0.0, 0.0), (0.9, 0.15, 0.1)),
     "green box": ((0.0, 0.0, 0.3), (0.15, 0.8, 0.2)),
     "blue cup": ((0.9, 0.0, 0.0), (0.15, 0.3, 0.9)),
-    "wooden table": (None, (0.6, 0.45, 0.3)),  # a plane behind the three
+    "wooden table": (None, (0.6, 0.45, 0.3)),  # a floor under the three (y points down)
 }
 
 
 def blob_splats(per_object: int = 400, seed: int = 0) -> Dict[str, torch.Tensor]:
-    """Raw splats of three blobs in front of a plane (z = -0.6), with one-hot ``features [N, 4]``."""
+    """Raw splats of three blobs on a floor (the plane y = 0.3; y points down, as in COLMAP scenes),
+    with one-hot ``features [N, 4]``."""
     g = torch.Generator().manual_seed(seed)
     means, rgb, ids = [], [], []
     for i, (name, (centre, colour)) in enumerate(OBJECTS.items()):
         if centre is None:
             u, v = torch.meshgrid(torch.linspace(-2, 2, 24), torch.linspace(-1.5, 1.5, 18), indexing="ij")
-            pts = torch.stack([u.flatten(), v.flatten(), torch.full((u.numel(),), -0.6)], dim=-1)
+            pts = torch.stack([u.flatten(), torch.full((u.numel(),), 0.3), v.flatten()], dim=-1)
         else:
             pts = torch.tensor(centre) + 0.22 * torch.randn(per_object, 3, generator=g)
         means.append(pts)
@@ -64,11 +65,11 @@ def semantic_model(folder: Path, encoder=None) -> Path:
     return folder
 
 
-def front_pose(distance: float = 3.2, fov_deg: float = 50.0, up: Optional[torch.Tensor] = None):
-    """``(c2w [4, 4] numpy, fov_y)`` of a camera on +z looking at the origin (world +y up, +x to the right)."""
+def front_pose(fov_deg: float = 50.0):
+    """``(c2w [4, 4] numpy, fov_y)`` of a camera above and in front of the blobs (at -z, looking
+    at the origin; the red ball is on the left of the image, the blue cup on the right)."""
     import numpy as np
 
     from gs_vq.viewer.app import look_at_c2w
 
-    up = np.array([0.0, 1.0, 0.0]) if up is None else up
-    return look_at_c2w(np.array([0.0, 0.0, distance]), np.zeros(3), up), math.radians(fov_deg)
+    return look_at_c2w(np.array([0.0, -1.6, -3.0]), np.zeros(3), np.array([0.0, -1.0, 0.0])), math.radians(fov_deg)

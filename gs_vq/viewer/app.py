@@ -8,6 +8,7 @@ threshold.
 """
 
 import socket
+import threading
 import time
 import traceback
 from typing import Optional
@@ -78,6 +79,13 @@ class GsVqViewer(Viewer):
         # interruptible render loop, whose interrupt would otherwise land inside the kernel loader
         pos, look_at, _, fov = start_pose(model)
         self.renderer.render(look_at_c2w(pos, look_at, model.up), fov, 32, 24, self.opts)
+        self._query_lock = threading.Lock()
+        self.query_note = ""
+        if model.semantic:  # load the text encoder now, not on the first query
+            try:
+                self.renderer.query_scores("object", self.opts.rule)
+            except GsVqError as e:
+                self.query_note = f"text queries unavailable: {e}"
         super().__init__(server, self.render_frame, mode="rendering")
         server.gui.set_panel_label("gs-vq viewer")
 
@@ -130,19 +138,21 @@ class GsVqViewer(Viewer):
             text = gui.add_text("Text query", initial_value="", hint="e.g. 'red apple'; Enter or leave the box to apply")
             rule = gui.add_dropdown("Mask rule", list(MASK_RULES), initial_value=self.opts.rule)
             threshold = gui.add_slider("Threshold", min=0.0, max=1.0, step=0.01, initial_value=self.opts.threshold)
+            if self.query_note:
+                gui.add_markdown(self.query_note)
 
         def apply(_) -> None:
-            self.opts.rule, self.opts.threshold = rule.value, float(threshold.value)
-            query = text.value.strip()
-            if query:
-                try:
-                    self.renderer.query_scores(query, self.opts.rule)  # the text encoder runs here, once
-                except GsVqError as e:
-                    self.status.content = f"error: {e}"
-                    return
-                if self.opts.mode == "rgb" or self.opts.mode == "pca":
-                    self.opts.mode = "heatmap"
-            self.opts.query = query
+            with self._query_lock:  # viser runs callbacks in a thread pool; one query at a time
+                rule_value, query = rule.value, text.value.strip()  # the latest values
+                if query:
+                    try:
+                        self.renderer.query_scores(query, rule_value)  # the text encoder runs here, once
+                    except GsVqError as e:
+                        self.status.content = f"error: {e}"
+                        return
+                    if self.opts.mode in ("rgb", "pca"):
+                        self.opts.mode = "heatmap"
+                self.opts.rule, self.opts.threshold, self.opts.query = rule_value, float(threshold.value), query
             self.rerender(None)
 
         text.on_update(apply)
