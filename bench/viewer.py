@@ -9,7 +9,8 @@ CPU rasterizer otherwise) and convert to uint8, at the sizes the viewer renders:
 resolutions nerfview picks while the camera moves (it aims at 30 frames per second from the last
 frames' rays per second, at least 30 pixels high) and ``view.py``'s default resting size on CPU
 (384 on the long side), plus larger ones. Aspect 4:3. Median of ``--repeats`` runs after one
-warm-up. A semantic model is also timed in its "semantic PCA" mode (features rendered with RGB,
+warm-up; *cpu ms* is the process CPU time of a frame (all threads), which a busy machine
+inflates less than the wall time. A semantic model is also timed in its "semantic PCA" mode (features rendered with RGB,
 then decoded). The scene without ``-m``/``--ply`` is ``gs_vq.render.synthetic.random_scene``:
 Gaussians filling the view at depths 2 to 6, footprints 0.3 to 2 px at 200 px (larger at the
 bigger sizes). Results go to bench/results/viewer.json.
@@ -60,13 +61,15 @@ def file_model(model_path, ply, device):
 
 
 def time_frames(renderer, c2w, fov, w, h, opts, repeats: int):
+    """Median ``(wall seconds, process CPU seconds)`` of one frame."""
     renderer.render(c2w, fov, w, h, opts)  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         renderer.render(c2w, fov, w, h, opts)
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        cpu.append(time.process_time() - c)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def main(argv=None) -> None:
@@ -93,7 +96,7 @@ def main(argv=None) -> None:
     backend = resolve_backend(args.backend, args.device == "cuda")
     renderer = ViewRenderer(model)
     modes = ["rgb"] + (["pca"] if model.semantic else [])
-    head = ["scene", "Gaussians", "backend", "threads", "mode", "image", "ms / frame", "frames / s"]
+    head = ["scene", "Gaussians", "backend", "threads", "mode", "image", "ms / frame", "frames / s", "cpu ms / frame"]
     print(markdown(head))
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
@@ -101,12 +104,13 @@ def main(argv=None) -> None:
         for mode in modes:
             for w, h in SIZES:
                 opts = ViewOptions(mode=mode, backend=args.backend)
-                sec = time_frames(renderer, c2w, fov, w, h, opts, args.repeats)
+                sec, cpu = time_frames(renderer, c2w, fov, w, h, opts, args.repeats)
                 row = {"scene": model.facts["file"], "gaussians": model.num_gaussians, "backend": backend,
-                       "threads": threads, "mode": mode, "width": w, "height": h, "seconds": sec}
+                       "threads": threads, "mode": mode, "width": w, "height": h, "seconds": sec,
+                       "cpu_seconds": cpu, "load_average": os.getloadavg()[0]}
                 rows.append(row)
                 print(markdown_row([row["scene"], f"{row['gaussians']:,}", backend, threads, mode, f"{w}x{h}",
-                                    f"{1000 * sec:.1f}", f"{1 / sec:.1f}"]), flush=True)
+                                    f"{1000 * sec:.1f}", f"{1 / sec:.1f}", f"{1000 * cpu:.1f}"]), flush=True)
     write_json(args.out, {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                       "torch": torch.__version__}, "repeats": args.repeats, "rows": rows})
 
