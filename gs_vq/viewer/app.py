@@ -80,7 +80,8 @@ class GsVqViewer(Viewer):
         pos, look_at, _, fov = start_pose(model)
         self.renderer.render(look_at_c2w(pos, look_at, model.up), fov, 32, 24, self.opts)
         self._query_lock = threading.Lock()
-        self.query_note = ""
+        self.query_note = ""  # why text queries cannot run, shown under the query box
+        self.query_error = ""  # the last query's error, kept in the status line
         if model.semantic:  # load the text encoder now, not on the first query
             try:
                 self.renderer.query_scores("object", self.opts.rule)
@@ -118,6 +119,7 @@ class GsVqViewer(Viewer):
 
             modes = [m for m in MODES if m == "rgb" or self.model.semantic]
             mode = gui.add_dropdown("Render mode", [MODE_LABELS[m] for m in modes], initial_value=MODE_LABELS["rgb"])
+            self.mode_handle = mode
 
             @mode.on_update
             def _(_) -> None:
@@ -148,10 +150,13 @@ class GsVqViewer(Viewer):
                     try:
                         self.renderer.query_scores(query, rule_value)  # the text encoder runs here, once
                     except GsVqError as e:
+                        self.query_error = f"; error: {e}"
                         self.status.content = f"error: {e}"
                         return
+                self.query_error = ""
                     if self.opts.mode in ("rgb", "pca"):
                         self.opts.mode = "heatmap"
+                        self.mode_handle.value = MODE_LABELS["heatmap"]
                 self.opts.rule, self.opts.threshold, self.opts.query = rule_value, float(threshold.value), query
             self.rerender(None)
 
@@ -162,20 +167,21 @@ class GsVqViewer(Viewer):
     def render_frame(self, camera_state, render_tab_state) -> np.ndarray:
         """nerfview's render function; never raises (nerfview would end the process)."""
         W, H = render_tab_state.viewer_width, render_tab_state.viewer_height
-        tic = time.perf_counter()
+        tic, note = time.perf_counter(), ""
         try:
             img = self.renderer.render(camera_state.c2w, camera_state.fov, W, H, self.opts)
         except InterruptRenderException:  # the camera moved: nerfview starts a new frame
             raise
-        except Exception as e:  # shown in the panel; the frame falls back to RGB
+        except Exception as e:  # shown in the status line; the frame falls back to RGB
             if not isinstance(e, GsVqError):
                 traceback.print_exc()
-            self.status.content = f"error: {error_text(e)}"
+            note = f"; error: {error_text(e)}"
             self.opts.mode, self.opts.query = "rgb", ""
             img = self.renderer.render(camera_state.c2w, camera_state.fov, W, H, ViewOptions(backend=self.opts.backend))
         self.frames += 1
         what = MODE_LABELS[self.opts.mode] + (f" '{self.opts.query}'" if self.opts.mode in ("heatmap", "mask") else "")
-        self.status.content = f"frame {self.frames}: {W}x{H}, {1000 * (time.perf_counter() - tic):.0f} ms, {what}"
+        ms = 1000 * (time.perf_counter() - tic)
+        self.status.content = f"frame {self.frames}: {W}x{H}, {ms:.0f} ms, {what}{note}{self.query_error}"
         return img
 
     def go_to(self, cam) -> None:
@@ -192,8 +198,8 @@ class GsVqViewer(Viewer):
 
 
 def serve(model: ViewerModel, host: str = "0.0.0.0", port: int = 8080, max_res: int = 384,
-          backend: str = "auto", until: Optional[float] = None) -> None:
-    """Serve ``model`` at ``http://host:port`` until Ctrl-C (or ``until`` seconds, for tests)."""
+          backend: str = "auto") -> None:
+    """Serve ``model`` at ``http://host:port`` until Ctrl-C (or SIGTERM)."""
     check_port_free(host, port)
     server = viser.ViserServer(host=host, port=port, verbose=False)
     if server.get_port() != port:  # someone took the port between the check and the start
@@ -210,10 +216,9 @@ def serve(model: ViewerModel, host: str = "0.0.0.0", port: int = 8080, max_res: 
     shown = "localhost" if host in ("0.0.0.0", "") else host
     print(f"[gs-vq] viewer at http://{shown}:{port} ({model.facts['gaussians']:,} Gaussians); Ctrl-C stops it",
           flush=True)
-    start = time.time()
     try:
-        while until is None or time.time() - start < until:
-            time.sleep(0.2)
+        while True:
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:

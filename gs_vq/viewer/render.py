@@ -5,8 +5,9 @@ on CUDA, our CPU rasterizer otherwise). Modes:
 
 - ``rgb``: the splats' colours on the scene's background;
 - ``pca`` (semantic models): the decoded feature map coloured by the codebook's first 3 PCA axes;
-- ``heatmap`` / ``mask`` (semantic models, with a query): the query's pixel score, or its mask
-  under the chosen rule and threshold, drawn over a dimmed grey copy of the render.
+- ``heatmap`` / ``mask`` (semantic models, with a query): the query's pixel score (weighted by
+  the pixel's coverage, so empty space stays unmarked), or its mask under the chosen rule and
+  threshold, drawn over a dimmed grey copy of the render.
 
 ``ViewOptions.keep`` draws only some Gaussians: the place where per-Gaussian labels (a query's
 selected Gaussians) plug in.
@@ -111,11 +112,12 @@ class ViewRenderer:
             from ..semantics.visualize import pca_colors
 
             return to_uint8(pca_colors(weights, m.head.codebook.unit_codes().detach(), self.pca_basis()))
-        from ..semantics.query import query_mask
+        from ..semantics.query import pixel_scores
         from ..semantics.visualize import overlay
 
-        score, mask = query_mask(weights, self.query_scores(opts.query, opts.rule), opts.rule, opts.threshold)
-        return to_uint8(overlay(rgb, score if opts.mode == "heatmap" else mask.float()))
+        # empty pixels decode a zero feature into an arbitrary mix of entries: weigh by coverage
+        score = pixel_scores(weights, self.query_scores(opts.query, opts.rule), opts.rule) * out.alpha[0, ..., 0]
+        return to_uint8(overlay(rgb, score if opts.mode == "heatmap" else (score > opts.threshold).float()))
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
