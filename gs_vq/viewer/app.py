@@ -153,10 +153,10 @@ class GsVqViewer(Viewer):
                         self.query_error = f"; error: {e}"
                         self.status.content = f"error: {e}"
                         return
-                self.query_error = ""
                     if self.opts.mode in ("rgb", "pca"):
                         self.opts.mode = "heatmap"
                         self.mode_handle.value = MODE_LABELS["heatmap"]
+                self.query_error = ""
                 self.opts.rule, self.opts.threshold, self.opts.query = rule_value, float(threshold.value), query
             self.rerender(None)
 
