@@ -115,3 +115,32 @@ def test_view_bad_input_is_one_line_exit_2(tmp_path, capsys):
             err = capsys.readouterr().err
             assert e.value.code == 2 and err.startswith("error: ") and msg in err, err
             assert len(err.strip().splitlines()) == 1
+
+
+def test_viewer_panel_and_render_loop_without_a_browser(sem_model):
+    """GsVqViewer on a real viser server: the frame function nerfview calls, its status line, and
+    a failing frame that falls back to RGB with the error kept in the status line."""
+    from nerfview import CameraState
+
+    from gs_vq.viewer.app import GsVqViewer
+    from browser import free_port
+    import viser
+
+    m = load_viewer_model(str(sem_model))
+    server = viser.ViserServer(host="127.0.0.1", port=free_port(), verbose=False)
+    try:
+        v = GsVqViewer(server, m, 128)
+        c2w, fov = front_pose()
+        state, tab = CameraState(fov=fov, aspect=64 / 48, c2w=c2w), v.render_tab_state
+        tab.viewer_width, tab.viewer_height = 64, 48
+        assert tab.viewer_res == 128
+        img = v.render_frame(state, tab)
+        assert img.shape == (48, 64, 3) and v.status.content.startswith("frame 1: 64x48") and "RGB" in v.status.content
+        v.opts.mode, v.opts.query = "mask", "red ball"
+        masked = v.render_frame(state, tab)
+        assert "query mask 'red ball'" in v.status.content and not np.array_equal(masked, img)
+        v.opts.keep = torch.zeros(3, dtype=torch.bool)  # a broken selection: the frame falls back to RGB
+        v.render_frame(state, tab)
+        assert "error: selection" in v.status.content and v.opts.mode == "rgb"
+    finally:
+        server.stop()
