@@ -40,6 +40,7 @@ HEADER = struct.Struct("<IIIBBBB")
 # sign of each SH coefficient (bands 1-3, gsplat's order) under the y/z flip RDF <-> RUB
 SH_FLIP = np.array([-1, -1, 1, -1, 1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1], dtype=np.float32)
 POS_FLIP = np.array([1, -1, -1], dtype=np.float32)
+SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -82,8 +83,19 @@ def _unpack_smallest_three(comp: np.ndarray) -> np.ndarray:
     return q
 
 
-def splats_to_spz(splats: Dict[str, Tensor], sh1_bits: int = 5, sh_rest_bits: int = 4) -> bytes:
-    """Raw splats (gsplat names, activations not applied) -> ``.spz`` bytes (version 3)."""
+def splats_to_spz(splats: Dict[str, Tensor], sh1_bits: int = 5, sh_rest_bits: int = 4, sort: bool = True) -> bytes:
+    """Raw splats (gsplat names, activations not applied) -> ``.spz`` bytes (version 3).
+
+    With ``sort`` the Gaussians are written in Morton order of their centres (gsplat's
+    ``sort_centers``, as its .splat and SuperSplat writers do): neighbours then sit side by side
+    and gzip finds more repeats.
+    """
+    if sort and len(splats["means"]):
+        from gsplat.exporter import sort_centers
+
+        means = splats["means"].detach().float().cpu()
+        order = sort_centers(means, torch.arange(len(means)))
+        splats = {k: v.detach().cpu()[order] for k, v in splats.items() if k in SPLAT_KEYS}
     means = splats["means"].detach().float().cpu().numpy() * POS_FLIP  # [N, 3] RUB
     n = len(means)
     limit = (1 << 23) / (1 << FRACTIONAL_BITS)
