@@ -142,21 +142,22 @@ def test_export_bytes_rejects_unknown_format():
         export_bytes(raw_scene(n=4)[0], "obj")
 
 
-def run_export(*args):
-    return subprocess.run([sys.executable, "-m", "gs_vq.export", *args], capture_output=True, text=True,
-                          cwd=str(ROOT), timeout=300)
+def test_export_cli(tmp_path, capsys):
+    from gs_vq.export import main
 
-
-def test_export_cli(tmp_path):
     model = tmp_path / "model"
     splats, _, _ = raw_scene(n=300, degree=1)
     save_ply(splats, str(model / "point_cloud.ply"))
+    # once as a user runs it
+    r = subprocess.run([sys.executable, "-m", "gs_vq.export", "-m", str(model), "--format", "spz"],
+                       capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["output"] == str(model / "export" / "point_cloud.spz")
     sizes = {}
     for fmt, name in [("ply", "point_cloud.ply"), ("splat", "point_cloud.splat"),
                       ("ply_compressed", "point_cloud.compressed.ply"), ("spz", "point_cloud.spz")]:
-        r = run_export("-m", str(model), "--format", fmt)
-        assert r.returncode == 0, r.stderr[-2000:]
-        out = json.loads(r.stdout.strip().splitlines()[-1])
+        main(["-m", str(model), "--format", fmt])
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert Path(out["output"]) == model / "export" / name and out["num_gaussians_written"] == 300
         assert (model / "export" / name).stat().st_mode & 0o044 == 0o044  # readable by others, like any file
         sizes[fmt] = out["bytes"]
@@ -164,6 +165,8 @@ def test_export_cli(tmp_path):
     for args, msg in [(["-m", str(tmp_path / "missing"), "--format", "spz"], "model folder not found"),
                       (["-m", str(model), "--format", "spz", "-o", str(tmp_path / "x.ply")], "must end in .spz"),
                       (["-m", str(model), "--format", "ply", "-o", str(model / "point_cloud.ply")], "overwrite")]:
-        r = run_export(*args)
-        assert r.returncode == 2 and r.stderr.startswith("error: ") and msg in r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("error: ") and msg in err, err
+        assert len(err.strip().splitlines()) == 1
