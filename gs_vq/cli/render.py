@@ -18,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Render and evaluate a trained gs-vq model.")
     p.add_argument("-m", "--model_path", required=True, help="model folder written by train.py")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--ply", help="render this ply (standard 3DGS or gs-vq compressed) instead of MODEL/point_cloud.ply")
+    p.add_argument("--ply", help="render this file instead of MODEL/point_cloud.ply: a standard 3DGS ply, gs-vq's own "
+                                 "compressed.ply (a format only gs-vq reads), or a viewer export (.splat, .spz, "
+                                 "SuperSplat .compressed.ply)")
     p.add_argument("-s", "--source_path", help="override the scene folder recorded in MODEL/cfg.yaml")
     p.add_argument("-r", "--resolution", type=int, choices=[1, 2, 4, 8],
                    help="image downscale factor (default: the one the model was trained at)")
