@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import platform
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple
 
@@ -44,6 +45,26 @@ def build_dir(source: str, flags=tuple(FLAGS)) -> str:
     return path
 
 
+STALE_LOCK_S = 600  # a build takes about a minute; torch's lock file older than this was left by a killed build
+
+
+def clear_stale_lock(directory: str, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove torch's build lock in ``directory`` if a killed build left it (older than ``max_age_s``).
+
+    torch.utils.cpp_extension waits without end while that file exists, so one interrupted build
+    would hang every later process that uses the kernel. Returns whether a lock was removed.
+    """
+    lock = os.path.join(directory, "lock")
+    try:
+        if time.time() - os.path.getmtime(lock) <= max_age_s:
+            return False
+        os.remove(lock)
+    except OSError:  # no lock, or another process removed it first
+        return False
+    log.warning("gs_vq: removed a stale build lock %s (left by an interrupted build)", lock)
+    return True
+
+
 def build(name: str, source: str, what: str, fallback: str,
           logger: Optional[logging.Logger] = None, native: bool = False) -> Tuple[Optional[Any], Optional[str]]:
     """Compile (or load the cached) module ``name`` from ``source``.
@@ -60,8 +81,10 @@ def build(name: str, source: str, what: str, fallback: str,
     reason = ""
     for flags in ([FLAGS + [NATIVE]] if native else []) + [FLAGS]:
         try:
+            directory = build_dir(source, tuple(flags))
+            clear_stale_lock(directory)
             module = load_ext(name=name, sources=[source], extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                              build_directory=build_dir(source, tuple(flags)), verbose=False)
+                              build_directory=directory, verbose=False)
             return module, None
         except Exception as e:  # compiler missing, headers broken, ...: the caller falls back
             lines = str(e).strip().splitlines()

@@ -37,6 +37,7 @@ class TrainConfig:
     """Everything ``train.py`` needs. Units: steps, pixels, scene units (means)."""
 
     source_path: Optional[str] = None  # COLMAP or NeRF-synthetic folder; None = demo scene
+    source_path_rel: Optional[str] = None  # written by train.py: source_path relative to model_path
     model_path: Optional[str] = None  # output folder; default output/<scene name>
     iterations: int = 7000
     eval: bool = False  # hold out test views (every 8th COLMAP image / NeRF test split)
@@ -107,8 +108,10 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def read_preset(path_or_name: str) -> Dict[str, Any]:
+def read_preset(path_or_name: str, _seen: tuple = ()) -> Dict[str, Any]:
     """Read a YAML preset by path or by name in ``configs/`` (``cpu`` -> ``configs/cpu.yaml``)."""
+    if not isinstance(path_or_name, str):
+        raise GsVqError(f"config 'base:' must name a preset, got {path_or_name!r}")
     path = path_or_name
     if not os.path.exists(path):
         candidate = os.path.join(CONFIG_DIR, path_or_name + ("" if path.endswith(".yaml") else ".yaml"))
@@ -123,7 +126,9 @@ def read_preset(path_or_name: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise GsVqError(f"config file {path} must hold a mapping")
     base = data.pop("base", None)
-    return _merge(read_preset(base), data) if base else data
+    if os.path.realpath(path) in _seen:
+        raise GsVqError(f"config 'base:' loop: {' -> '.join(_seen + (os.path.realpath(path),))}")
+    return _merge(read_preset(base, _seen + (os.path.realpath(path),)), data) if base else data
 
 
 def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
@@ -131,6 +136,9 @@ def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]
     data: Dict[str, Any] = read_preset(preset) if preset else {}
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     cfg = _from_dict(TrainConfig, data, preset or "overrides")
+    from .validate import validate_config  # types, ranges, finiteness of every value
+
+    validate_config(cfg)
     if cfg.resolution not in (1, 2, 4, 8):
         raise GsVqError(f"--resolution must be 1, 2, 4 or 8, got {cfg.resolution}")
     if cfg.iterations < 1:

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 from gsplat.strategy import DefaultStrategy
 from tqdm import tqdm
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import Scene
 from .errors import GsVqError, atomic_path
+from .health import check_finite, maybe_check_finite
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
 from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
@@ -77,7 +79,7 @@ class Trainer:
         if cfg.resume:
             if not os.path.isfile(ckpt_path):
                 raise GsVqError(f"--resume: no checkpoint at {ckpt_path}")
-            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+            ckpt = load_checkpoint(ckpt_path, self.device, cfg, resume=True)
             tensors = ckpt["splats"]
         elif cfg.start_checkpoint:
             tensors = self._start_tensors(cfg.start_checkpoint)
@@ -107,7 +109,7 @@ class Trainer:
             return load_ply(path)
         if not os.path.isfile(path):
             raise GsVqError(f"--start_checkpoint: no file at {path}")
-        return torch.load(path, map_location="cpu", weights_only=False)["splats"]
+        return load_checkpoint(path, "cpu", self.cfg)["splats"]
 
     def _lrs(self) -> Dict[str, float]:
         c = self.cfg
@@ -136,8 +138,8 @@ class Trainer:
                 p.load_state_dict(ckpt["plugins"][k])
 
     def save_checkpoint(self) -> None:
-        with atomic_path(os.path.join(self.model_path, CKPT_NAME)) as tmp:
-            torch.save(self.state_dict(), tmp)
+        check_finite(self.splats, self.step)  # never replace a good checkpoint with a broken model
+        save_checkpoint(self.state_dict(), os.path.join(self.model_path, CKPT_NAME))
 
     # ---- one step ---------------------------------------------------------------------------
     def render_splats_for(self, step: int) -> Dict[str, torch.Tensor]:
@@ -200,6 +202,7 @@ class Trainer:
             stats = self.train_step(step, cams[order[step % len(cams)]])
             self.train_seconds += time.perf_counter() - t0
             self.step = step + 1
+            maybe_check_finite(self.splats, step)
             if step % self.cfg.log_every == 0:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=len(self.splats["means"]))
             every = self.cfg.checkpoint_every
@@ -214,6 +217,7 @@ class Trainer:
         os.makedirs(self.model_path, exist_ok=True)
         save_config(self.cfg, os.path.join(self.model_path, "cfg.yaml"))
         rendered = {k: v.detach() for k, v in self.render_splats_for(self.step).items()}
+        check_finite(rendered, self.step)  # no ply from a broken model
         sizes = {"ply_bytes": save_ply(rendered, os.path.join(self.model_path, "point_cloud.ply"))}
         for p in self.plugins.values():
             if hasattr(p, "export"):

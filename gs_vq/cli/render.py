@@ -10,6 +10,7 @@ from ..data import load_scene
 from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
+from ..model_dir import open_model_dir
 from ..semantics.cli import add_render_args, run_semantic_render, wants_semantics
 from ..trainer import background_of, resolve_device
 
@@ -34,6 +35,18 @@ def read_json_or_empty(path: str) -> dict:
     return read_json(path) if os.path.isfile(path) else {}
 
 
+def scene_folder(cfg, model: str):
+    """The scene folder recorded in cfg.yaml: the absolute path, else the one relative to the
+    model folder (both folders moved together); None (the demo scene) stays None."""
+    if cfg.source_path is None or os.path.isdir(cfg.source_path):
+        return cfg.source_path
+    rel = getattr(cfg, "source_path_rel", None)
+    if rel and os.path.isdir(os.path.join(model, rel)):
+        return os.path.join(model, rel)
+    raise GsVqError(f"the scene folder recorded in {model}/cfg.yaml, {cfg.source_path}, is not there "
+                    f"{'(nor ' + os.path.join(model, rel) + ') ' if rel else ''}: pass it with -s")
+
+
 @guarded
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
@@ -42,7 +55,8 @@ def main(argv=None) -> None:
         raise GsVqError(f"model folder not found: {model}")
     cfg = load_config(os.path.join(model, "cfg.yaml"))
     device = resolve_device(args.device)
-    scene = load_scene(args.source_path or cfg.source_path, resolution=args.resolution or cfg.resolution, eval=cfg.eval,
+    open_model_dir(model)  # no train.py or render.py writing here at the same time
+    scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution, eval=cfg.eval,
                        white_background=cfg.white_background)
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     if not cameras:
@@ -80,7 +94,7 @@ def main(argv=None) -> None:
                        bits_per_gaussian=info["bits_per_gaussian"])
     results_path = os.path.join(model, "results.json")
     with atomic_path(results_path) as tmp, open(tmp, "w") as f:
-        json.dump({**read_json_or_empty(results_path), **results}, f, indent=2)
+        json.dump(results, f, indent=2)  # fresh: nothing of an earlier render of another ply
     print(json.dumps(results))
 
 
