@@ -4,7 +4,7 @@ import argparse
 import json
 import os
 
-from . import guarded
+from . import guarded, quiet_libraries
 from ..config import load_config
 from ..data import load_scene
 from ..errors import GsVqError, atomic_path, read_json
@@ -50,6 +50,8 @@ def scene_folder(cfg, model: str):
 @guarded
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        quiet_libraries()
     model = args.model_path
     if not os.path.isdir(model):
         raise GsVqError(f"model folder not found: {model}")

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from . import guarded
+from . import guarded, quiet_libraries
 from ..config import make_config, read_preset
 from ..data import load_scene
 from ..model_dir import open_model_dir, remove_stale_outputs, stale_render_folders
@@ -73,6 +73,8 @@ def default_model_path(source_path) -> str:
 @guarded
 def main(argv=None) -> None:
     cfg, args = parse_config(argv)
+    if args.quiet:
+        quiet_libraries()
     from ..trainer import Trainer
 
     model_path = cfg.model_path or default_model_path(cfg.source_path)
