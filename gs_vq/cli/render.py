@@ -43,8 +43,9 @@ def scene_folder(cfg, model: str):
     rel = getattr(cfg, "source_path_rel", None)
     if rel and os.path.isdir(os.path.join(model, rel)):
         return os.path.join(model, rel)
-    raise GsVqError(f"the scene folder recorded in {model}/cfg.yaml, {cfg.source_path}, is not there "
-                    f"{'(nor ' + os.path.join(model, rel) + ') ' if rel else ''}: pass it with -s")
+    also = f" (nor {os.path.normpath(os.path.join(model, rel))})" if rel else ""
+    raise GsVqError(f"the scene folder recorded in {model}/cfg.yaml, {cfg.source_path}, is not there{also}: "
+                    "pass it with -s")
 
 
 @guarded
