@@ -5,7 +5,7 @@
 
 Each case builds its input in a scratch folder (a 32x32 demo scene, a copy of ../shared/data/fern
 with its images linked, broken YAML / checkpoint / ply files), runs ``train.py`` or ``render.py``
-(``--iterations 2``, ``GS_VQ_NO_EXT=1``, a time limit), and reports the exit status, the last
+(2 iterations, ``GS_VQ_NO_EXT=1``, a time limit), and reports the exit status, the last
 stderr line and, where the case is about a silent result, what it checked (e.g. "code ran").
 Prints a Markdown table; writes bench/results/reliability_cases.json.
 """
@@ -25,8 +25,8 @@ FERN = ROOT.parent / "shared" / "data" / "fern"
 
 from report import markdown, write_json  # noqa: E402  (bench/report.py)
 
-TINY = ["--iterations", "2", "--quiet", "--config", "TINY"]
-TINY_YAML = ("max_init_points: 300\ninit_num_points: 300\nsh_degree: 1\nsh_degree_interval: 1\n"
+TINY = ["--quiet", "--config", "TINY"]
+TINY_YAML = ("iterations: 2\nmax_init_points: 300\ninit_num_points: 300\nsh_degree: 1\nsh_degree_interval: 1\n"
              "checkpoint_every: 0\nstrategy: {refine_start_iter: 100, refine_stop_iter: 100}\n")
 
 
@@ -35,6 +35,7 @@ class Env:
 
     def __init__(self, root: Path):
         self.root = root
+        root.mkdir(parents=True)
         (root / "tiny.yaml").write_text(TINY_YAML)
         self.demo = root / "demo"
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from gs_vq.data import generate_demo_scene; "
