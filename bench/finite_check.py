@@ -78,8 +78,8 @@ def main() -> None:
                         "train_step_ms": round(step, 1), "check_every": CHECK_EVERY, "share_percent": round(share, 3),
                         "threads": torch.get_num_threads()})
         rows.append([f"{n:,}", f"{check:.2f}", f"{naive:.2f}", f"{step:.0f}", CHECK_EVERY, f"{share:.2f}%"])
-    print(markdown(["Gaussians", "check_finite ms", "isfinite().all() ms", "train step ms", "every", "share of training"],
-                   rows))
+    head = ["Gaussians", "check_finite ms", "isfinite().all() ms", "train step ms", "every", "share of training"]
+    print(markdown(head, rows))
     write_json(args.out, records)
 
 

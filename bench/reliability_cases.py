@@ -149,7 +149,8 @@ def cases(env: Env):
                 lambda f=f, n=n: ("train.py", ["-s", env.fern(f"f_{f}_{n}", f, n), "-r", "8", "-m",
                                                str(r / f"m_{f}_{n}"), *TINY], None))
         yield "fern images 504x504 (model 504x378)", lambda: (
-            "train.py", ["-s", env.fern("f_square", images=square_images), "-r", "8", "-m", str(r / "m_sq"), *TINY], None)
+            "train.py", ["-s", env.fern("f_square", images=square_images), "-r", "8", "-m", str(r / "m_sq"), *TINY],
+            None)
 
     def stale():
         m = r / "m_stale"
@@ -185,10 +186,10 @@ def cases(env: Env):
     yield "render.py from another folder, trained with a relative -s", relative_source
 
     def empty_ply():
+        names = "x y z f_dc_0 f_dc_1 f_dc_2 opacity scale_0 scale_1 scale_2 rot_0 rot_1 rot_2 rot_3".split()
         subprocess.run([sys.executable, "-c", "from plyfile import PlyData, PlyElement; import numpy as np; "
-                        "PlyData([PlyElement.describe(np.zeros(0, dtype=[(n, 'f4') for n in "
-                        "'x y z f_dc_0 f_dc_1 f_dc_2 opacity scale_0 scale_1 scale_2 rot_0 rot_1 rot_2 rot_3'.split()]),"
-                        f" 'vertex')]).write({str(r / 'empty.ply')!r})"], check=True)
+                        f"PlyData([PlyElement.describe(np.zeros(0, dtype=[(n, 'f4') for n in {names!r}]), "
+                        f"'vertex')]).write({str(r / 'empty.ply')!r})"], check=True)
         return ("render.py", ["-m", str(r / "m_stale"), "--quiet", "--ply", str(r / "empty.ply")], None)
 
     yield "render --ply with 0 vertices", empty_ply

@@ -21,9 +21,9 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+from gs_vq.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from gs_vq.config import make_config  # noqa: E402
 from gs_vq.data import load_scene  # noqa: E402
-from gs_vq.errors import atomic_path  # noqa: E402
 from gs_vq.semantics.evaluate import evaluate_queries  # noqa: E402
 from gs_vq.semantics.features import compute_label_features, default_features_dir  # noqa: E402
 from gs_vq.trainer import Trainer  # noqa: E402
@@ -52,11 +52,10 @@ def rgb_splats(args, work: str) -> str:
             trainer = Trainer(cfg, scene, os.path.dirname(src))
             trainer.train(progress=False)
             trainer.export()
-    splats = torch.load(src, map_location="cpu", weights_only=False)["splats"]
+    splats = load_checkpoint(src)["splats"]  # weights_only: a checkpoint cannot run code
     splats = {k: v for k, v in splats.items() if k != "features"}  # every variant starts fresh
     out = os.path.join(work, "rgb_splats.pt")
-    with atomic_path(out) as tmp:
-        torch.save({"splats": splats}, tmp)
+    save_checkpoint({"splats": splats}, out)
     return out
 
 

@@ -50,7 +50,8 @@ def _torch_load(path: str, map_location) -> Any:
     except Exception as e:  # UnpicklingError, RuntimeError (zip), EOFError, OSError, ...
         text = error_text(e)
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            text = "it holds pickled objects other than tensors, numbers and strings (refused: loading it could run code)"
+            text = ("it holds pickled objects other than tensors, numbers and strings "
+                    "(refused: loading it could run code)")
         raise GsVqError(f"cannot read checkpoint {path}: {text}") from None
 
 

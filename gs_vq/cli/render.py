@@ -59,8 +59,8 @@ def main(argv=None) -> None:
     cfg = load_config(os.path.join(model, "cfg.yaml"))
     device = resolve_device(args.device)
     open_model_dir(model)  # no train.py or render.py writing here at the same time
-    scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background)
+    scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution,
+                       eval=cfg.eval, white_background=cfg.white_background)
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     if not cameras:
         raise GsVqError(f"the scene has no {args.split} views (train with --eval to hold some out)")

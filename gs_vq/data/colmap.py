@@ -7,8 +7,9 @@ Layout: ``<source>/images/`` and a model (``cameras``, ``images``, ``points3D`` 
 
 Split: without ``eval`` every registered image trains and there is no test set; with ``eval``
 images sorted by name are held out LLFF-style, ``i % 8 == 0`` is test (Inria 3DGS, gsplat).
-If the image files are a scaled copy of the model's size (e.g. LLFF ``images_8`` with a full-size model),
-K is rescaled to the files, as gsplat's parser does; another aspect ratio is refused. Initial points are points3D (xyz, rgb / 255);
+If the image files are a scaled copy of the model's size (e.g. LLFF ``images_8`` with a full-size
+model), K is rescaled to the files, as gsplat's parser does; another aspect ratio is refused.
+Initial points are points3D (xyz, rgb / 255);
 a model without points gets random points in the box the cameras look at.
 """
 

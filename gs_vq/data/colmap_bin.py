@@ -55,7 +55,8 @@ class _Reader:
 
     def done(self) -> None:
         if self.pos != len(self.data):
-            raise GsVqError(f"COLMAP file {self.path} is corrupt: {len(self.data) - self.pos} bytes after the last record")
+            extra = len(self.data) - self.pos
+            raise GsVqError(f"COLMAP file {self.path} is corrupt: {extra} bytes after the last record")
 
 
 def check_cameras_bin(path: Path) -> None:

@@ -3,8 +3,8 @@
 Downscaled images are written once to ``<cache>/images/<sha1 of the image's folder>/r<factor>/``
 (never next to the data, which may be read-only) and reused while the source file's content is
 unchanged: each cached PNG records the source's size and BLAKE2b hash (a text chunk), so an image
-replaced with its mtime kept (``cp -p``, ``rsync -a``) is resized again. The default cache root is ``$GS_VQ_CACHE``, else ``$XDG_CACHE_HOME/gs_vq``, else
-``~/.cache/gs_vq``.
+replaced with its mtime kept (``cp -p``, ``rsync -a``) is resized again. The default cache root
+is ``$GS_VQ_CACHE``, else ``$XDG_CACHE_HOME/gs_vq``, else ``~/.cache/gs_vq``.
 
 Resizing follows gsplat / Inria 3DGS: PIL bicubic (alpha-premultiplied for RGBA) to
 ``(round(W / r), round(H / r))``; K is scaled by the actual size ratio per axis. Masks (object ids)
