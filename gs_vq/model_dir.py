@@ -6,7 +6,8 @@
 - ``MODEL/.gs_vq.lock`` is locked with ``flock`` for as long as the process runs (the kernel drops
   the lock when the process ends, even on kill -9, so no stale lock survives); a second run on the
   same folder stops with one line naming the process that holds it;
-- ``.tmp-*`` files of writes that a killed run left behind are removed.
+- ``.tmp-*`` files of writes that a killed run left behind are removed (in the folder and its
+  render folders ``test/``, ``train/``).
 
 :func:`remove_stale_outputs` then removes the outputs of an earlier run that the new run would not
 overwrite consistently: everything on a fresh run (no mix of an old ``point_cloud.ply`` with a new
@@ -85,17 +86,23 @@ def _lock(path: str) -> None:
 
 
 def remove_temp_files(path: str) -> List[str]:
-    """Delete ``.tmp-*`` files (interrupted atomic writes) under ``path``; returns their paths."""
+    """Delete ``.tmp-*`` files (interrupted atomic writes) in ``path`` and under its render folders
+    (only where gs-vq writes: a ``-m`` given by mistake is not searched); returns their paths."""
+    tops = [(path, False)] + [(os.path.join(path, n), True) for n in RENDER_FOLDERS]
     removed = []
-    for root, _, files in os.walk(path):
-        for name in files:
-            if name.startswith(TEMP_PREFIX):
+    for top, recurse in tops:
+        if not os.path.isdir(top):
+            continue
+        walk = os.walk(top) if recurse else [(top, [], os.listdir(top))]
+        for root, _, files in walk:
+            for name in files:
                 full = os.path.join(root, name)
-                try:
-                    os.remove(full)
-                    removed.append(full)
-                except OSError:
-                    pass
+                if name.startswith(TEMP_PREFIX) and os.path.isfile(full):
+                    try:
+                        os.remove(full)
+                        removed.append(full)
+                    except OSError:
+                        pass
     return removed
 
 

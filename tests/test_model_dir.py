@@ -62,11 +62,14 @@ def test_second_run_on_a_locked_folder_names_the_holder(tmp_path):
 
 
 def test_temp_files_of_killed_writes_are_removed(tmp_path):
-    (tmp_path / "test").mkdir()
-    for p in (tmp_path / ".tmp-abc.ply", tmp_path / "test" / ".tmp-x.png", tmp_path / "keep.txt"):
+    (tmp_path / "test" / "renders").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    for p in (tmp_path / ".tmp-abc.ply", tmp_path / "test" / "renders" / ".tmp-x.png", tmp_path / "keep.txt",
+              tmp_path / "other" / ".tmp-not-ours"):
         p.write_text("x")
     open_model_dir(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [".gs_vq.lock", "keep.txt"]
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [".gs_vq.lock", "keep.txt", "other/.tmp-not-ours"]  # only where gs-vq writes
 
 
 def fill(folder: Path, names):
