@@ -210,10 +210,10 @@ def run_case(checkout: Path, env: Env, setup, timeout: int):
         p = subprocess.run([sys.executable, str(checkout / script), *args], capture_output=True, text=True,
                            cwd=str(env.root.parent), timeout=timeout, env=run_env())
         lines = p.stderr.strip().splitlines()
-        last = lines[-1] if lines else ""
+        last = (lines[-1] if lines else "").replace(str(env.root), "$W")  # $W: the scratch folder
         tb = "Traceback" in p.stderr
         outcome = f"exit {p.returncode}" + (" (traceback)" if tb else "")
-        text = last[:150]
+        text = last[:160]
     except subprocess.TimeoutExpired:
         outcome, text = f"still running after {timeout} s", ""
     extra = check() if check else None
