@@ -178,7 +178,8 @@ def cases(env: Env):
 
     def relative_source():
         m = r / "m_rel"
-        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-s", "demo", "-m", "m_rel", *tiny_args(env)],
+        proc = subprocess.run([sys.executable, str(env.checkout / "train.py"), "-s", "demo", "-m", "m_rel",
+                               *tiny_args(env)],
                               cwd=r, capture_output=True, text=True, env=run_env())
         assert proc.returncode == 0, proc.stderr[-500:]
         return ("render.py", ["-m", str(m), "--quiet"], None)
@@ -231,6 +232,7 @@ def main() -> None:
     for label, checkout in checkouts.items():
         with tempfile.TemporaryDirectory(prefix="gsvq-cases-") as tmp:
             env = Env(Path(tmp) / "work")
+            env.checkout = checkout  # the checkout whose train.py prepares cases that need a trained model
             for name, setup in cases(env):
                 res = run_case(checkout, env, setup, args.timeout)
                 records.append({"case": name, "checkout": label, **res})
