@@ -48,11 +48,11 @@ def _torch_load(path: str, map_location) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (zip), EOFError, OSError, ...
-        text, full = error_text(e), str(e)
+        text, full = f"not a checkpoint ({type(e).__name__}: {error_text(e)})", str(e)
         if "Unsupported global" in full or "GLOBAL" in full:
             text = ("it holds pickled objects other than tensors, numbers and strings "
                     "(refused: loading it could run code)")
-        elif "WeightsUnpickler error:" in full:  # garbage: name the unpickler's complaint, not torch's advice
+        elif "WeightsUnpickler error:" in full:  # garbage: the unpickler's complaint, not torch's advice
             detail = [ln for ln in full.split("WeightsUnpickler error:", 1)[1].splitlines() if ln.strip()]
             text = f"not a checkpoint ({detail[0].strip() if detail else 'unreadable pickle'})"
         raise GsVqError(f"cannot read checkpoint {path}: {text}") from None
