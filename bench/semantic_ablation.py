@@ -19,9 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import torch
 
+from gs_vq.checkpoint import load_checkpoint, save_checkpoint
 from gs_vq.config import make_config
 from gs_vq.data import load_scene
-from gs_vq.errors import atomic_path
 from gs_vq.semantics.evaluate import evaluate_queries
 from gs_vq.semantics.features import compute_label_features, default_features_dir
 from gs_vq.trainer import Trainer
@@ -50,11 +50,10 @@ def rgb_splats(args, work: str) -> str:
             trainer = Trainer(cfg, scene, os.path.dirname(src))
             trainer.train(progress=False)
             trainer.export()
-    splats = torch.load(src, map_location="cpu", weights_only=False)["splats"]
+    splats = load_checkpoint(src)["splats"]  # weights_only: a checkpoint cannot run code
     splats = {k: v for k, v in splats.items() if k != "features"}  # every variant starts fresh
     out = os.path.join(work, "rgb_splats.pt")
-    with atomic_path(out) as tmp:
-        torch.save({"splats": splats}, tmp)
+    save_checkpoint({"splats": splats}, out)
     return out
 
 

@@ -1,7 +1,7 @@
 """Build and load gs_vq's C++/OpenMP kernels on first use (``torch.utils.cpp_extension.load``).
 
 Each kernel is one source file compiled into ``$GS_VQ_CACHE`` or ``~/.cache/gs_vq/ext``, in a
-folder keyed by the source, the torch version and the machine (about a minute once; later
+folder keyed by the source (its text and path), the torch version and the machine (about a minute once; later
 imports load the cached library). Every kernel has a pure-torch twin: a failed build is logged
 once and its caller falls back; ``GS_VQ_NO_EXT=1`` skips every build.
 """
@@ -39,6 +39,8 @@ def build_dir(source: str, flags=tuple(FLAGS)) -> str:
     root = os.environ.get("GS_VQ_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "gs_vq"))
     with open(source, "rb") as f:
         key = hashlib.sha1(f.read() + torch.__version__.encode() + platform.machine().encode())
+    key.update(os.path.abspath(source).encode())  # ninja rebuilds when the source path changes: one
+    # folder per checkout, so two checkouts of gs-vq do not rebuild each other's kernels
     if NATIVE in flags:
         key.update(_cpu())
     path = os.path.join(root, "ext", key.hexdigest()[:12])

@@ -40,6 +40,7 @@ class TrainConfig:
     """Everything ``train.py`` needs. Units: steps, pixels, scene units (means)."""
 
     source_path: Optional[str] = None  # COLMAP or NeRF-synthetic folder; None = demo scene
+    source_path_rel: Optional[str] = None  # written by train.py: source_path relative to model_path
     model_path: Optional[str] = None  # output folder; default output/<scene name>
     iterations: int = field(default=7000, metadata=STEPS)
     eval: bool = False  # hold out test views (every 8th COLMAP image / NeRF test split)
@@ -158,6 +159,8 @@ def build_plugin(name: str, data: Any) -> Plugin:
     cls = plugin_class(name)
     if isinstance(data, cls):
         return data
+    if not isinstance(data, dict):
+        raise GsVqError(f"{name} must be a mapping of its options, got {data!r}")
     if hasattr(cls, "from_dict"):
         return cls.from_dict(data if data is not None else {})
     return build_dataclass(cls, data if data is not None else {}, name)
@@ -197,9 +200,9 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 def read_preset(path_or_name: str, _seen: Optional[tuple] = None) -> Dict[str, Any]:
     """Read a YAML preset by path or by name in ``configs/`` (``cpu`` -> ``configs/cpu.yaml``)."""
+    if not isinstance(path_or_name, str):
+        raise GsVqError(f"config 'base:' must name a preset, got {path_or_name!r}")
     path = path_or_name
-    if not isinstance(path, str):
-        raise GsVqError(f"base: must name a preset, got {path_or_name!r}")
     if not os.path.exists(path):
         candidate = os.path.join(CONFIG_DIR, path_or_name + ("" if path.endswith(".yaml") else ".yaml"))
         if not os.path.exists(candidate):
@@ -224,6 +227,9 @@ def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]
     data: Dict[str, Any] = read_preset(preset) if preset else {}
     data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     cfg = config_from_dict(data, preset or "overrides")
+    from .validate import validate_config  # ranges and finiteness of every value
+
+    validate_config(cfg)
     if cfg.resolution not in (1, 2, 4, 8):
         raise GsVqError(f"--resolution must be 1, 2, 4 or 8, got {cfg.resolution}")
     if cfg.iterations < 1:

@@ -33,15 +33,34 @@ def read_json(path) -> Any:
         raise GsVqError(f"cannot read {path}: {error_text(e)}") from None
 
 
+TEMP_PREFIX = ".tmp-"  # temp files of atomic_path; gs_vq.model_dir removes leftovers of killed runs
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
-    Readers never see a half-written file: either the old file or the complete new one.
+    Readers never see a half-written file: either the old file or the complete new one. The file
+    gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask).
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=os.path.splitext(path)[1], dir=directory)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600
     os.close(fd)
     try:
         yield tmp

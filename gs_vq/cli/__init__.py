@@ -1,5 +1,6 @@
 """Command-line front ends (``train.py`` and ``render.py`` call :func:`train_main` / :func:`render_main`)."""
 
+import os
 import sys
 from functools import wraps
 
@@ -21,3 +22,10 @@ def guarded(main):
             sys.exit(2)
 
     return wrapper
+
+
+def quiet_libraries() -> None:
+    """For ``--quiet``: no progress bars from the libraries gs-vq loads (the text encoder's
+    "Loading weights" bar of transformers / huggingface_hub)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -4,12 +4,13 @@ import argparse
 import json
 import os
 
-from . import guarded
+from . import guarded, quiet_libraries
 from ..config import load_config
 from ..data import load_scene
 from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
+from ..model_dir import open_model_dir
 from ..semantics.cli import add_render_args, run_semantic_render, wants_semantics
 from ..trainer import background_of, resolve_device
 
@@ -36,16 +37,32 @@ def read_json_or_empty(path: str) -> dict:
     return read_json(path) if os.path.isfile(path) else {}
 
 
+def scene_folder(cfg, model: str):
+    """The scene folder recorded in cfg.yaml: the absolute path, else the one relative to the
+    model folder (both folders moved together); None (the demo scene) stays None."""
+    if cfg.source_path is None or os.path.isdir(cfg.source_path):
+        return cfg.source_path
+    rel = getattr(cfg, "source_path_rel", None)
+    if rel and os.path.isdir(os.path.join(model, rel)):
+        return os.path.join(model, rel)
+    also = f" (nor {os.path.normpath(os.path.join(model, rel))})" if rel else ""
+    raise GsVqError(f"the scene folder recorded in {model}/cfg.yaml, {cfg.source_path}, is not there{also}: "
+                    "pass it with -s")
+
+
 @guarded
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        quiet_libraries()
     model = args.model_path
     if not os.path.isdir(model):
         raise GsVqError(f"model folder not found: {model}")
     cfg = load_config(os.path.join(model, "cfg.yaml"))
     device = resolve_device(args.device)
-    scene = load_scene(args.source_path or cfg.source_path, resolution=args.resolution or cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background)
+    open_model_dir(model)  # no train.py or render.py writing here at the same time
+    scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution,
+                       eval=cfg.eval, white_background=cfg.white_background)
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     if not cameras:
         raise GsVqError(f"the scene has no {args.split} views (train with --eval to hold some out)")
@@ -82,7 +99,7 @@ def main(argv=None) -> None:
                        bits_per_gaussian=info["bits_per_gaussian"])
     results_path = os.path.join(model, "results.json")
     with atomic_path(results_path) as tmp, open(tmp, "w") as f:
-        json.dump({**read_json_or_empty(results_path), **results}, f, indent=2)
+        json.dump(results, f, indent=2)  # fresh: nothing of an earlier render of another ply
     print(json.dumps(results))
 
 

@@ -6,9 +6,10 @@ import os
 
 import torch
 
-from . import guarded
+from . import guarded, quiet_libraries
 from ..config import make_config, read_preset
 from ..data import load_scene
+from ..model_dir import open_model_dir, remove_stale_outputs, stale_render_folders
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,23 @@ def parse_config(argv=None):
     return make_config(args.config, overrides), args
 
 
+def record_source_path(cfg) -> None:
+    """Store the scene folder absolute (render.py may run elsewhere) and relative to the model
+    folder (found again when both folders move together)."""
+    if cfg.source_path is not None:
+        cfg.source_path = os.path.abspath(os.path.expanduser(cfg.source_path))
+        cfg.source_path_rel = os.path.relpath(cfg.source_path, os.path.abspath(cfg.model_path))
+
+
+def report_stale(model_path: str, removed) -> None:
+    if removed:
+        print(f"[gs-vq] removed outputs of an earlier run in {model_path}: {', '.join(removed)}")
+    folders = stale_render_folders(model_path)
+    if folders:
+        print(f"[gs-vq] note: {', '.join(f + '/' for f in folders)} in {model_path} hold renders of an earlier "
+              "model until render.py runs again")
+
+
 def default_model_path(source_path) -> str:
     name = os.path.basename(os.path.normpath(source_path)) if source_path else "demo"
     return os.path.join("output", name)
@@ -63,6 +81,8 @@ def default_model_path(source_path) -> str:
 @guarded
 def main(argv=None) -> None:
     cfg, args = parse_config(argv)
+    if args.quiet:
+        quiet_libraries()
     from ..trainer import Trainer
 
     if args.preset_note:
@@ -70,9 +90,12 @@ def main(argv=None) -> None:
 
     model_path = cfg.model_path or default_model_path(cfg.source_path)
     cfg.model_path = model_path
+    open_model_dir(model_path)  # a writable folder, locked for this run, no leftover temp files
+    record_source_path(cfg)
     scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
                        white_background=cfg.white_background, num_random_points=cfg.init_num_points)
     trainer = Trainer(cfg, scene, model_path)
+    report_stale(model_path, remove_stale_outputs(model_path, cfg, cfg.resume, keep=[cfg.start_checkpoint]))
     print(f"[gs-vq] scene {scene.source_path} ({scene.kind}): {len(scene.train_cameras)} train / "
           f"{len(scene.test_cameras)} test views, {trainer.device}, {len(trainer.splats['means'])} initial Gaussians")
     trainer.train(progress=not args.quiet)

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
+from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, check_intrinsics, look_at_box, random_points
 from gs_vq.data.images import composite, default_cache_root, parallel_map, read_image, read_mask
 from gs_vq.errors import GsVqError, read_json
 
@@ -48,19 +48,37 @@ def viewmat_from_blender(transform_matrix: Any) -> np.ndarray:
     return np.linalg.inv(c2w @ GL_TO_CV)
 
 
+def _number(meta: Dict[str, Any], key: str, json_path: Path, default: Any = None) -> float:
+    value = meta.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise GsVqError(f"{json_path}: {key} must be a number, got {value!r}") from None
+
+
 def intrinsics(meta: Dict[str, Any], width: int, height: int, json_path: Path) -> np.ndarray:
     """[3, 3] K for an image of ``width`` x ``height`` pixels from a transforms file's metadata."""
     if "fl_x" in meta:  # instant-ngp / nerfstudio keys, in pixels of the original (w, h)
-        w0, h0 = float(meta.get("w", width)), float(meta.get("h", height))
+        w0, h0 = _number(meta, "w", json_path, width), _number(meta, "h", json_path, height)
+        if not (w0 > 0 and h0 > 0):
+            raise GsVqError(f"{json_path}: w and h must be positive, got {w0:g} x {h0:g}")
         sx, sy = width / w0, height / h0
-        fx, fy = float(meta["fl_x"]) * sx, float(meta.get("fl_y", meta["fl_x"])) * sy
-        cx, cy = float(meta.get("cx", w0 / 2)) * sx, float(meta.get("cy", h0 / 2)) * sy
+        fx = _number(meta, "fl_x", json_path) * sx
+        fy = _number(meta, "fl_y", json_path, meta["fl_x"]) * sy
+        cx, cy = _number(meta, "cx", json_path, w0 / 2) * sx, _number(meta, "cy", json_path, h0 / 2) * sy
     elif "camera_angle_x" in meta:
-        fx = fy = 0.5 * width / math.tan(0.5 * float(meta["camera_angle_x"]))
+        angle = _number(meta, "camera_angle_x", json_path)
+        if not 0 < angle < math.pi:
+            raise GsVqError(f"{json_path}: camera_angle_x must be a field of view in (0, pi) radians, got {angle:g}")
+        fx = fy = 0.5 * width / math.tan(0.5 * angle)
         cx, cy = 0.5 * width, 0.5 * height
     else:
         raise GsVqError(f"{json_path} has neither camera_angle_x nor fl_x")
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    check_intrinsics(K, width, height, str(json_path))
+    return K
 
 
 def _image_path(source: Path, rel: Path) -> Path:

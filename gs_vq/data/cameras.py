@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gs_vq.errors import GsVqError
+
 
 @dataclass(repr=False)
 class Camera:
@@ -68,6 +70,18 @@ class Scene:
             f"{len(self.test_cameras)} test views at {size}, "
             f"{self.points.shape[0]} initial points, scene_scale {self.scene_scale:.3f}"
         )
+
+
+def check_intrinsics(K: np.ndarray, width: int, height: int, where: str, margin: float = 0.25) -> None:
+    """A [3, 3] pixel K must be finite, with positive focal lengths and the principal point inside
+    the ``width`` x ``height`` image or within ``margin`` of its size outside; else GsVqError."""
+    K = np.asarray(K, dtype=np.float64)
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if not np.isfinite(K).all() or not (fx > 0 and fy > 0):
+        raise GsVqError(f"{where}: bad camera intrinsics fx={fx:g}, fy={fy:g}, cx={cx:g}, cy={cy:g} "
+                        "(focal lengths must be finite and positive)")
+    if not (-margin * width <= cx <= (1 + margin) * width and -margin * height <= cy <= (1 + margin) * height):
+        raise GsVqError(f"{where}: principal point ({cx:g}, {cy:g}) lies far outside the {width}x{height} image")
 
 
 def camera_scene_scale(cameras: List[Camera]) -> float:

@@ -7,8 +7,9 @@ Layout: ``<source>/images/`` and a model (``cameras``, ``images``, ``points3D`` 
 
 Split: without ``eval`` every registered image trains and there is no test set; with ``eval``
 images sorted by name are held out LLFF-style, ``i % 8 == 0`` is test (Inria 3DGS, gsplat).
-If the image files' size differs from the model's (e.g. LLFF ``images_8`` with a full-size model),
-K is rescaled to the files, as gsplat's parser does. Initial points are points3D (xyz, rgb / 255);
+If the image files are a scaled copy of the model's size (e.g. LLFF ``images_8`` with a full-size
+model), K is rescaled to the files, as gsplat's parser does; another aspect ratio is refused.
+Initial points are points3D (xyz, rgb / 255);
 a model without points gets random points in the box the cameras look at.
 """
 
@@ -19,7 +20,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
+from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, check_intrinsics, look_at_box, random_points
+from gs_vq.data.colmap_bin import check_binary_model
 from gs_vq.data.images import composite, default_cache_root, parallel_map, read_image, scale_K
 from gs_vq.errors import GsVqError, error_text
 
@@ -46,6 +48,7 @@ def _read_model(source: Path):
             f"no COLMAP model in {source / 'sparse'}: expected cameras, images and points3D "
             "(.bin or .txt) in sparse/0 or sparse"
         )
+    check_binary_model(folder)  # a truncated .bin file is a clear error, not focal 0 or bad_alloc
     try:
         return pycolmap.Reconstruction(str(folder))
     except Exception as e:
@@ -113,7 +116,9 @@ def load_colmap(
         pixels = read_image(image_root / name, resolution, cache_root)  # [H, W, 3|4] uint8
         height, width = pixels.shape[:2]
         model_width, model_height = sizes[camera_id]
+        check_image_size(image_root / name, (width, height), (model_width, model_height), resolution)
         K = scale_K(Ks[camera_id], width / model_width, height / model_height)
+        check_intrinsics(K, width, height, f"COLMAP camera {camera_id} of image {name}")
         rgb, alpha = composite(pixels, white_background)
         return Camera(
             name=name,
@@ -143,6 +148,17 @@ def load_colmap(
         white_background=white_background,
         extra=extra,
     )
+
+
+def check_image_size(path: Path, size: Tuple[int, int], model_size: Tuple[int, int], factor: int) -> None:
+    """An image may be a uniformly scaled version of its camera's (e.g. LLFF ``images_8``), but not
+    another aspect ratio: K cannot be fitted to a stretched picture."""
+    (width, height), (model_width, model_height) = size, model_size
+    expected = model_height * width / model_width  # height at the model's aspect ratio
+    if abs(expected - height) > 1.0 + 0.01 * height:
+        raise GsVqError(f"image {path} is {width}x{height} pixels (at -r {factor}) but its "
+                        f"COLMAP camera is {model_width}x{model_height}, another aspect ratio: use the images the "
+                        "model was made from")
 
 
 def split_llff(cameras: List[Camera], eval: bool, hold: int = LLFF_HOLD) -> Tuple[List[Camera], List[Camera]]:

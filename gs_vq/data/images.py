@@ -1,9 +1,10 @@
 """Image and mask reading, ``-r`` downscaling with an on-disk cache, compositing, K scaling.
 
 Downscaled images are written once to ``<cache>/images/<sha1 of the image's folder>/r<factor>/``
-(never next to the data, which may be read-only) and reused while the source file's mtime is
-unchanged. The default cache root is ``$GS_VQ_CACHE``, else ``$XDG_CACHE_HOME/gs_vq``, else
-``~/.cache/gs_vq``.
+(never next to the data, which may be read-only) and reused while the source file's content is
+unchanged: each cached PNG records the source's size and BLAKE2b hash (a text chunk), so an image
+replaced with its mtime kept (``cp -p``, ``rsync -a``) is resized again. The default cache root
+is ``$GS_VQ_CACHE``, else ``$XDG_CACHE_HOME/gs_vq``, else ``~/.cache/gs_vq``.
 
 Resizing follows gsplat / Inria 3DGS: PIL bicubic (alpha-premultiplied for RGBA) to
 ``(round(W / r), round(H / r))``; K is scaled by the actual size ratio per axis. Masks (object ids)
@@ -19,11 +20,13 @@ from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from gs_vq.errors import GsVqError, atomic_path, error_text
 
 RESOLUTIONS = (1, 2, 4, 8)
+CACHE_KEY = "gs_vq_source"  # PNG text chunk of a cached image: content_key of its source
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -72,6 +75,11 @@ def _open(path: Path) -> Image.Image:
 
 
 def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grey: keep the top 8 bits (convert() clips)
+        im = Image.fromarray((np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+    elif im.mode in ("I", "F"):
+        raise GsVqError(f"image {getattr(im, 'filename', '')} has 32-bit {'float' if im.mode == 'F' else 'integer'} "
+                        "pixels: convert it to 8-bit RGB(A)")
     has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
     return im.convert("RGBA" if has_alpha else "RGB") if im.mode not in ("RGB", "RGBA") else im
 
@@ -79,6 +87,15 @@ def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
 def _cache_file(src: Path, factor: int, cache_root: Path) -> Path:
     folder = hashlib.sha1(str(src.parent.absolute()).encode()).hexdigest()[:16]
     return cache_root / "images" / folder / f"r{factor}" / (src.name + ".png")
+
+
+def content_key(path: Path) -> str:
+    """``<size>-<BLAKE2b-128 of the bytes>`` of a file: what a cached copy was made from."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{path.stat().st_size}-{h.hexdigest()}"
 
 
 def read_image(path: Path, factor: int = 1, cache_root: Optional[Path] = None) -> np.ndarray:
@@ -92,19 +109,21 @@ def read_image(path: Path, factor: int = 1, cache_root: Optional[Path] = None) -
     cached = _cache_file(path, factor, cache_root or default_cache_root())
     if not path.is_file():
         raise GsVqError(f"image file not found: {path}")
-    src_mtime = int(path.stat().st_mtime)
-    if cached.is_file() and int(cached.stat().st_mtime) == src_mtime:
+    key = content_key(path)
+    if cached.is_file():
         try:
             with Image.open(cached) as im:
-                return np.asarray(_to_rgb_or_rgba(im))
+                if im.info.get(CACHE_KEY) == key:
+                    return np.asarray(_to_rgb_or_rgba(im))
         except Exception:
             pass  # a damaged cache entry is simply rebuilt
     im = _to_rgb_or_rgba(_open(path))
     im = im.resize(scaled_size(im.width, im.height, factor), Image.BICUBIC)
     try:
         with atomic_path(str(cached)) as tmp:
-            im.save(tmp, format="PNG", compress_level=1)
-            os.utime(tmp, (src_mtime, src_mtime))
+            info = PngInfo()
+            info.add_text(CACHE_KEY, key)
+            im.save(tmp, format="PNG", compress_level=1, pnginfo=info)
     except OSError:
         pass  # an unwritable cache only costs speed
     return np.asarray(im)

@@ -80,6 +80,8 @@ def load_ply(path: str, device: str = "cpu") -> Dict[str, Tensor]:
         if missing:
             raise GsVqError(f"{path} is not a 3DGS ply: missing properties {', '.join(missing)}")
         N = len(v["x"])
+        if N == 0:
+            raise GsVqError(f"{path} holds no Gaussians (0 vertices)")
         stack = lambda ns: torch.stack([col(n) for n in ns], dim=-1) if ns else torch.zeros(N, 0)  # noqa: E731
         rest_names = _numbered(names, "f_rest_")
         if len(rest_names) % 3:

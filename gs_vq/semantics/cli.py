@@ -57,7 +57,8 @@ def run_semantic_render(args: argparse.Namespace, model_path: str, split: str, s
                                args.threshold, out_dir=os.path.join(out_root, "eval_queries"), progress=progress)
         results.update(res)
     if args.query:
-        files = render_queries(splats, cameras, head, args.query, os.path.join(out_root, "queries"), background,
+        texts = list(dict.fromkeys(args.query))  # a repeated --query once
+        files = render_queries(splats, cameras, head, texts, os.path.join(out_root, "queries"), background,
                                device, backend, args.mask_rule, args.threshold, progress)
         results["query_outputs"] = {t: os.path.dirname(v[0]) for t, v in files.items() if v}
     if args.semantic:

@@ -5,6 +5,7 @@ rendered once (RGB + the per-Gaussian features) and decoded into entry weights `
 every query then costs one ``K``-vector product per pixel.
 """
 
+import hashlib
 import os
 import re
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -14,13 +15,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import GsVqError
+from .features import label_table
 from .query import MASK_RULES, SemanticHead, extra_queries, iou_counts, label_queries, query_mask
 from .visualize import overlay, pca_basis, pca_colors
 
 
 def slug(text: str) -> str:
-    """A file-name-safe version of a query text."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "query"
+    """A file-name-safe folder name for a query text, distinct for distinct texts: the text itself
+    when it is already safe, else its safe form plus 8 hex digits of its SHA-1 ("red apple" ->
+    ``red_apple-<hash>``, never the same as "red-apple"'s)."""
+    safe = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "query"
+    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 @torch.no_grad()
@@ -101,7 +106,12 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
     queries = labelled + extra
     if not queries:
         raise GsVqError("labels.json defines no queries")
+    known = set(label_table(labels)[0])
+    unknown = sorted({i for _, ids in extra for i in ids if i not in known})
+    if unknown:
+        raise GsVqError(f"labels.json: queries name id(s) {', '.join(map(str, unknown))} that no label has")
     texts = [t for t, _ in queries]
+    gt_pixels = torch.zeros(len(queries))  # a query whose objects no view shows has no IoU (None)
     scores = {r: head.entry_scores(texts, r).to(device) for r in MASK_RULES}  # rule -> [T, K]
     inter = {r: torch.zeros(len(queries)) for r in MASK_RULES}
     union = {r: torch.zeros(len(queries)) for r in MASK_RULES}
@@ -110,6 +120,7 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
         gt_ids = cam.mask.to(device)
         for q, (text, ids) in enumerate(queries):
             gt = torch.isin(gt_ids, torch.as_tensor(ids, device=device))
+            gt_pixels[q] += float(gt.sum())
             for r in MASK_RULES:
                 _, pred = query_mask(w, scores[r][q], r, threshold)
                 i, u = iou_counts(pred, gt)
@@ -118,14 +129,15 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
                 if out_dir and r == rule:
                     save_png(pred.float(), os.path.join(out_dir, slug(text), f"{_stem(cam)}_mask.png"))
     n = len(labelled)
-    mean = lambda v: round(float(v.mean()), 4) if len(v) else None  # noqa: E731
+    mean = lambda v: round(float(v.nanmean()), 4) if bool((~v.isnan()).any()) else None  # noqa: E731
+    value = lambda v: None if v != v else round(float(v), 4)  # noqa: E731
     by_rule = {}
     for r in MASK_RULES:
-        iou = inter[r] / union[r].clamp_min(1)
+        iou = torch.where(gt_pixels > 0, inter[r] / union[r].clamp_min(1), torch.full_like(gt_pixels, float("nan")))
         by_rule[r] = {"labels": mean(iou[:n]), "extra": mean(iou[n:])}
         if r == rule:
-            per_label = {t: round(float(v), 4) for (t, _), v in zip(labelled, iou[:n])}
-            per_extra = {t: round(float(v), 4) for (t, _), v in zip(extra, iou[n:])}
+            per_label = {t: value(v) for (t, _), v in zip(labelled, iou[:n])}
+            per_extra = {t: value(v) for (t, _), v in zip(extra, iou[n:])}
     return {"miou": by_rule[rule]["labels"], "miou_extra": by_rule[rule]["extra"], "iou": per_label,
             "iou_extra": per_extra, "miou_by_rule": by_rule, "mask_rule": rule, "threshold": threshold,
             "num_query_views": len(cameras), "encoder": head.encoder.name}

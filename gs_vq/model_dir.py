@@ -1,0 +1,145 @@
+"""Model folders (``-m MODEL``): checked, locked against a second run, cleaned of an earlier run.
+
+``train.py`` and ``render.py`` call :func:`open_model_dir` before any work:
+
+- the path must be a folder (or not exist yet) that this user can write to;
+- ``MODEL/.gs_vq.lock`` is locked with ``flock`` for as long as the process runs (the kernel drops
+  the lock when the process ends, even on kill -9, so no stale lock survives); a second run on the
+  same folder stops with one line naming the process that holds it;
+- ``.tmp-*`` files of writes that a killed run left behind are removed (in the folder and its
+  render folders ``test/``, ``train/``).
+
+:func:`remove_stale_outputs` then removes the outputs of an earlier run that the new run would not
+overwrite consistently: everything on a fresh run (no mix of an old ``point_cloud.ply`` with a new
+``ckpt.pt``), and on ``--resume`` the scores (``results.json``) and the files of plugins the run does
+not use (e.g. ``compressed.ply`` without ``--vq``).
+"""
+
+import os
+import sys
+from typing import Any, Iterable, List, Optional
+
+from .errors import TEMP_PREFIX, GsVqError, error_text
+
+LOCK_NAME = ".gs_vq.lock"
+CORE_OUTPUTS = ("point_cloud.ply", "cfg.yaml", "ckpt.pt", "train_stats.json")
+RENDER_OUTPUTS = ("results.json",)
+PLUGIN_OUTPUTS = {"vq": ("compressed.ply", "supersplat.compressed.ply"), "semantic": ("semantic_head.pt",)}
+RENDER_FOLDERS = ("test", "train")
+
+_held: List[Any] = []  # open lock files: the locks last as long as the process
+
+
+def _section(cfg: Any, name: str, key: str, default: Any = None) -> Any:
+    """``cfg.<name>.<key>`` whether the section is a dict or a dataclass (None: no section)."""
+    section = getattr(cfg, name, None)
+    if section is None:
+        return None
+    return section.get(key, default) if isinstance(section, dict) else getattr(section, key, default)
+
+
+def planned_outputs(cfg: Any) -> List[str]:
+    """The file names a training run with ``cfg`` writes into its model folder."""
+    out = list(CORE_OUTPUTS)
+    if getattr(cfg, "vq", None) is not None:
+        out.append(PLUGIN_OUTPUTS["vq"][0])
+        if _section(cfg, "vq", "export_supersplat", False):
+            out.append(PLUGIN_OUTPUTS["vq"][1])
+    if getattr(cfg, "semantic", None) is not None:
+        out.extend(PLUGIN_OUTPUTS["semantic"])
+    return out
+
+
+def _check_writable(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise GsVqError(f"model path {path} is a file, not a folder: choose another -m")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise GsVqError(f"cannot create the model folder {path}: {error_text(e)}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise GsVqError(f"the model folder {path} is not writable")
+
+
+def _lock(path: str) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    lock_path = os.path.join(path, LOCK_NAME)
+    try:
+        fh = open(lock_path, "a+")
+    except OSError as e:
+        raise GsVqError(f"the model folder {path} is not writable: {error_text(e)}") from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise GsVqError(f"the model folder {path} is in use by {holder}: wait for it to finish or use another -m")
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"process {os.getpid()} ({' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]})\n")
+    fh.flush()
+    _held.append(fh)
+
+
+def remove_temp_files(path: str) -> List[str]:
+    """Delete ``.tmp-*`` files (interrupted atomic writes) in ``path`` and under its render folders
+    (only where gs-vq writes: a ``-m`` given by mistake is not searched); returns their paths."""
+    tops = [(path, False)] + [(os.path.join(path, n), True) for n in RENDER_FOLDERS]
+    removed = []
+    for top, recurse in tops:
+        if not os.path.isdir(top):
+            continue
+        walk = os.walk(top) if recurse else [(top, [], os.listdir(top))]
+        for root, _, files in walk:
+            for name in files:
+                full = os.path.join(root, name)
+                if name.startswith(TEMP_PREFIX) and os.path.isfile(full):
+                    try:
+                        os.remove(full)
+                        removed.append(full)
+                    except OSError:
+                        pass
+    return removed
+
+
+def open_model_dir(path: str) -> str:
+    """Check, create and lock ``path`` for this process; remove leftover temp files. Returns ``path``."""
+    _check_writable(path)
+    _lock(path)
+    remove_temp_files(path)
+    return path
+
+
+def release_model_dirs() -> None:
+    """Drop this process's model-folder locks (tests; a finished process drops them anyway)."""
+    while _held:
+        _held.pop().close()
+
+
+def remove_stale_outputs(path: str, cfg: Any, resume: bool, keep: Iterable[Optional[str]] = ()) -> List[str]:
+    """Remove outputs of an earlier run in ``path`` that this run (``cfg``) would leave inconsistent.
+
+    Fresh run: every known output; ``--resume``: ``results.json`` and the files of plugins ``cfg``
+    does not use. Files named in ``keep`` (e.g. a ``--start_checkpoint`` inside the folder) stay.
+    Returns the names removed.
+    """
+    known = list(CORE_OUTPUTS) + list(RENDER_OUTPUTS) + [n for names in PLUGIN_OUTPUTS.values() for n in names]
+    planned = set(planned_outputs(cfg))
+    stale = known if not resume else [n for n in known if n not in planned or n in RENDER_OUTPUTS]
+    kept = {os.path.realpath(k) for k in keep if k}
+    removed = []
+    for name in stale:
+        full = os.path.join(path, name)
+        if os.path.isfile(full) and os.path.realpath(full) not in kept:
+            os.remove(full)
+            removed.append(name)
+    return removed
+
+
+def stale_render_folders(path: str) -> List[str]:
+    """Render folders (``test/``, ``train/``) in ``path``: after training they show the earlier model."""
+    return [n for n in RENDER_FOLDERS if os.path.isdir(os.path.join(path, n, "renders"))]

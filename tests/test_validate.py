@@ -1,0 +1,91 @@
+"""Start-up config checks: types, ranges and finiteness of every value, base: loops (gs_vq.validate)."""
+
+import dataclasses
+from typing import Dict, Optional
+
+import pytest
+
+from gs_vq.config import make_config, read_preset
+from gs_vq.errors import GsVqError
+from gs_vq.validate import rule_for, validate_config
+
+
+def preset(tmp_path, text: str) -> str:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("yaml_text,msg", [
+    ("iterations: abc", "iterations: expected int"),
+    ("iterations: 2.5", "iterations: expected int"),
+    ("strategy: 5", "strategy must be a mapping"),
+    ("vq: 5", "vq must be a mapping"),
+    ("sh_degree: -1", "sh_degree must be an integer >= 0 and <= 3"),
+    ("sh_degree: 4", "sh_degree"),
+    ("sh_degree_interval: 0", "sh_degree_interval must be an integer >= 1"),
+    ("scales_lr: -0.001", "scales_lr must be a finite number >= 0"),
+    ("scales_lr: 1000.0", "scales_lr must be a finite number >= 0 and <= 1"),
+    ("means_lr: .nan", "means_lr must be finite"),
+    ("opacities_lr: .inf", "opacities_lr must be finite"),
+    ("ssim_lambda: 1.5", "ssim_lambda"),
+    ("init_opacity: 0", "init_opacity"),
+    ("checkpoint_every: -1", "checkpoint_every"),
+    ("strategy: {reset_every: 0}", "strategy.reset_every must be an integer >= 1"),
+    ("strategy: {prune_opa: -1}", "strategy.prune_opa"),
+    ("vq: {attributes: {sh0: {type: vq, codebook_size: 0}}}", "vq.attributes.sh0.codebook_size must be an integer >= 2"),
+    ("vq: {attributes: {sh0: {type: vq, codebook_size: 1}}}", "codebook_size"),
+    ("vq: {attributes: {scales: {type: fsq, levels: [64, 1, 64]}}}", "vq.attributes.scales.levels"),
+    ("vq: {pos_bits: 40}", "vq.pos_bits"),
+    ("vq: {opacity_bits: 0}", "vq.opacity_bits"),
+    ("vq: {vq_evry: 3}", "vq_evry"),  # the plugin's own unknown-key check runs at start-up
+    ("semantic: {num_codes: 1}", "semantic.num_codes must be an integer >= 2"),
+    ("semantic: {decoder_lr: -1}", "semantic.decoder_lr"),
+])
+def test_bad_values_are_one_line_errors(tmp_path, yaml_text, msg):
+    with pytest.raises(GsVqError, match=msg.replace("[", r"\[")) as e:
+        make_config(preset(tmp_path, yaml_text))
+    assert "\n" not in str(e.value)
+
+
+def test_every_shipped_preset_passes():
+    for name in ("cpu", "vq", "vq_small", "semantic", "semantic_only"):
+        make_config(name)
+    make_config(None, {"vq": {"pos_bits": 32, "opacity_bits": 32}})  # lossless is allowed
+
+
+def test_base_loop_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(GsVqError, match="loop"):
+        read_preset(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text(f"base: {tmp_path / 'c.yaml'}\n")
+    with pytest.raises(GsVqError, match="loop"):
+        make_config(str(tmp_path / "c.yaml"))
+
+
+def test_rules_follow_field_names_in_any_dataclass_shape():
+    """The checks walk dataclasses generically, so typed sections (issue 10) keep being checked."""
+
+    @dataclasses.dataclass
+    class Quant:
+        codebook_size: int = 16
+
+    @dataclasses.dataclass
+    class Section:
+        decoder_lr: float = 1e-3
+        refine_every: int = 100
+        quant: Quant = dataclasses.field(default_factory=Quant)
+        attributes: Optional[Dict] = None
+
+    validate_config(Section(attributes={"sh0": {"codebook_size": 4}}))
+    with pytest.raises(GsVqError, match="quant.codebook_size"):
+        validate_config(Section(quant=Quant(codebook_size=0)))
+    with pytest.raises(GsVqError, match="refine_every"):
+        validate_config(Section(refine_every=0))
+    with pytest.raises(GsVqError, match="attributes.sh0.codebook_size"):
+        validate_config(Section(attributes={"sh0": {"codebook_size": 1}}))
+    with pytest.raises(GsVqError, match="decoder_lr must be a finite number >= 0 and <= 1"):
+        validate_config(Section(decoder_lr=2.0))
+    assert rule_for("noise_lr").high is None  # gsplat MCMC's noise_lr (5e5) is not an Adam rate
+    assert rule_for("unknown_name") is None
