@@ -100,11 +100,11 @@ def test_real_training_state_resumes_with_weights_only(demo, tmp_path):
     model = str(tmp_path / "m")
     first = Trainer(tiny_cfg(vq=SMALL_VQ), scene, model)
     first.train(progress=False, until=20)  # writes ckpt.pt at step 20, after vq_start (12)
-    assert first.plugins["vq"].initialized
+    assert first.plugins["vq"].state.initialized
     ckpt = load_checkpoint(os.path.join(model, "ckpt.pt"))  # weights_only=True inside
     assert ckpt["step"] == 20 and ckpt["plugins"]["vq"]["initialized"]
     again = Trainer(tiny_cfg(vq=SMALL_VQ, resume=True), scene, model)
-    assert again.step == 20 and again.plugins["vq"].initialized
+    assert again.step == 20 and again.plugins["vq"].state.initialized
     for k, v in first.splats.items():
         assert torch.equal(again.splats[k].detach(), v.detach()), k
     for k, opt in first.optimizers.items():
