@@ -102,3 +102,44 @@ def test_labels_round_trip_through_ply_and_compressed(lifted, tmp_path):
     assert (c_conf - conf[order]).abs().max() <= 1 / 32 + 1e-3  # 4-bit bins
     bits = describe_compressed(str(tmp_path / "c.ply"))["bits_per_gaussian"]
     assert bits["labels.index"] <= 8 and bits["labelconf.index"] <= 4 + 1e-6 and n > 0
+
+
+def test_gap_rule_keeps_every_entry_above_the_largest_drop():
+    import torch.nn.functional as F
+
+    from gs_vq.semantics.query import entry_gap_match
+
+    codes = torch.eye(5)
+    q = F.normalize(torch.tensor([0.60, 0.59, 0.45, 0.2, 0.62]), dim=0)
+    active = torch.tensor([True, True, True, True, False])  # the closest entry is unused
+    assert entry_gap_match(codes, q, active).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
+    q1 = F.normalize(torch.tensor([0.9, 0.3, 0.28, 0.1, 0.0]), dim=0)
+    assert entry_gap_match(codes, q1, active).tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_lift_initialises_the_trained_field(tmp_path):
+    from gs_vq.semantics.plugin import SemanticField
+    from test_semantic_lib import frozen_params
+
+    scene = tiny_scene(n_views=4, size=32)
+    enc = BagOfWordsEncoder()
+    compute_label_features(scene, str(tmp_path), downscale=1, encoder=enc)
+    splats, opts = frozen_params(scene)
+    cfg = {"features_dir": str(tmp_path), "num_codes": 6, "kmeans_per_view": 4, "feature_dim": 8,
+           "codebook_init": "lift"}
+    plugin = SemanticField.from_config(cfg, scene, splats, opts)
+    assert splats["features"].shape == (len(splats["means"]), 8) and "features" in opts
+    assert splats["features"].abs().sum() > 0  # lifted, not random
+    labels, _ = direct_labels(dict(splats.items()), plugin.head())
+    ids = tiny_gaussians()["ids"]
+    assert len(set(labels[ids == 1].tolist()) & set(labels[ids == 2].tolist())) == 0  # apart from the start
+
+
+def test_query_files_and_ids_are_checked(tmp_path):
+    from gs_vq.semantics.evaluate import unique_slugs
+    from gs_vq.semantics.query import extra_queries
+
+    names = unique_slugs(["red apple", "red-apple", "red apple!"])
+    assert len(set(names.values())) == 3 and names["red apple"] == "red_apple"
+    with pytest.raises(GsVqError, match=r"ids \[7\]"):
+        extra_queries({**LABELS, "queries": [{"text": "x", "ids": [1, 7]}]})

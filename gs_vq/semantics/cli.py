@@ -28,7 +28,8 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
                         "folder) against the views' ground-truth masks; miou + per-query IoU into results.json")
     g.add_argument("--mask-rule", dest="mask_rule", choices=MASK_RULES, default="codebook",
                    help="codebook: compare with the other codebook entries (default); view: per-view "
-                        "normalisation (LangSplat); lerf: LERF relevancy > threshold")
+                        "normalisation (LangSplat); lerf: LERF relevancy > threshold; gap: every entry above "
+                        "the largest drop of the query's similarities (several objects per query)")
     g.add_argument("--threshold", type=float, default=0.5, help="mask threshold on the [0, 1] pixel score")
     g.add_argument("--extract", metavar="OUT_PLY",
                    help="write the Gaussians selected by --query as a standard 3DGS ply (no rendering)")

@@ -86,6 +86,21 @@ def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, 
     return feats, head
 
 
+def init_from_lift(cfg, maps: FeatureMaps, scene, splats, optimizers) -> SemanticCodebook:
+    """``semantic.codebook_init: lift``: set ``splats["features"]`` (and its optimizer) to the
+    lifted features of the current Gaussians and return the lifted codebook + decoder to train."""
+    from .plugin import add_feature_param
+
+    if cfg.decoder != "linear":
+        raise GsVqError("semantic codebook_init lift needs decoder: linear")
+    with torch.no_grad():
+        feats, head = lift_field(dict(splats.items()), scene.train_cameras, maps, cfg.feature_dim, cfg.num_codes,
+                                 cfg.kmeans_per_view, cfg.kmeans_samples, seed=cfg.seed)
+    splats["features"] = torch.nn.Parameter(feats.to(splats["means"].device))
+    add_feature_param(splats, optimizers, cfg.feature_dim, cfg.features_lr, cfg.features_init_std, cfg.seed)
+    return head.codebook.train()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Training-free semantic field: lift 2D feature maps onto an RGB model.")
     p.add_argument("-m", "--model_path", required=True, help="finished RGB model folder (cfg.yaml, point_cloud.ply)")

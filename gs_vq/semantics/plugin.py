@@ -37,7 +37,7 @@ class SemanticConfig:
     num_codes: int = 64  # K: codebook entries
     decoder: str = "linear"  # linear | mlp
     decoder_hidden: int = 64
-    codebook_init: str = "kmeans"  # kmeans | random
+    codebook_init: str = "kmeans"  # kmeans | random | lift (training-free field; on a finished model)
     kmeans_per_view: int = 16  # first-level centroids per view
     kmeans_samples: int = 2048  # 2D feature pixels sampled per view for the k-means
     features_lr: float = 5e-3
@@ -124,11 +124,15 @@ class SemanticField:
         ``features`` parameter, and initialise the codebook (k-means or random)."""
         cfg = SemanticConfig.from_dict(cfg_dict)
         maps = ensure_features(cfg, scene, getattr(train_cfg, "resolution", 1))
+        if cfg.codebook_init == "lift" and "features" not in splats:  # training-free field as the start
+            from .lift import init_from_lift
+
+            return cls(cfg, maps, init_from_lift(cfg, maps, scene, splats, optimizers), device)
         add_feature_param(splats, optimizers, cfg.feature_dim, cfg.features_lr, cfg.features_init_std, cfg.seed)
         with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on cfg.seed only
             torch.manual_seed(cfg.seed)
             codebook = SemanticCodebook(cfg.feature_dim, cfg.num_codes, maps.dim, cfg.decoder, cfg.decoder_hidden)
-        if cfg.codebook_init == "kmeans":
+        if cfg.codebook_init != "random":  # kmeans (lift on resume: the checkpoint restores it)
             codebook.init_kmeans(sample_views(maps, cfg.kmeans_samples, cfg.seed), cfg.kmeans_per_view, cfg.seed)
         else:
             codebook.init_random(cfg.seed)
