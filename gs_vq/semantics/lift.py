@@ -58,7 +58,7 @@ def lift_features(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMap
 
 
 def lifted_head(maps: FeatureMaps, samples: Sequence[Tensor], basis: Tensor, num_codes: int = 64,
-                k_per_view: int = 16, tau: float = 20.0, active_min_usage: float = 1e-3, seed: int = 0,
+                k_per_view: int = 16, tau: float = 60.0, active_min_usage: float = 1e-3, seed: int = 0,
                 relevancy_tau: float = 10.0, mask_tau: float = 20.0) -> SemanticHead:
     """k-means codebook + the linear decoder ``tau * C P`` (see module doc)."""
     F = basis.shape[1]
@@ -72,7 +72,7 @@ def lifted_head(maps: FeatureMaps, samples: Sequence[Tensor], basis: Tensor, num
 
 
 def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, feature_dim: int = 16,
-               num_codes: int = 64, k_per_view: int = 16, samples_per_view: int = 2048, tau: float = 20.0,
+               num_codes: int = 64, k_per_view: int = 16, samples_per_view: int = 2048, tau: float = 60.0,
                seed: int = 0, backend: str = "auto") -> Tuple[Tensor, SemanticHead]:
     """The training-free field of ``splats``: ``(features [N, feature_dim], head)``."""
     from .plugin import sample_views
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="2D feature maps folder (default: label maps in the gs_vq cache, made if absent)")
     p.add_argument("--feature_dim", type=int, default=16)
     p.add_argument("--num_codes", type=int, default=64)
-    p.add_argument("--tau", type=float, default=20.0, help="decoder temperature (cosine units)")
+    p.add_argument("--tau", type=float, default=60.0, help="decoder temperature (per unit cosine)")
     p.add_argument("--labels", dest="label_method", choices=["lift", "direct"], default="direct",
                    help="per-Gaussian labels stored with the field (default: decode each lifted feature)")
     p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
