@@ -67,9 +67,7 @@ def test_extract_from_compressed_ply(tmp_path):
     bits = describe_compressed(str(model / "compressed.ply"))["bits_per_gaussian"]
     assert 0 < bits["labels.index"] <= 8 and 0 <= bits["labelconf.index"] <= 4 and "labelconf.codebook" in bits
     labels = load_ply(str(model / "point_cloud.ply"))["labels"]
-    # the query of the most common label selects something: extract and remove both write
-    from gs_vq.semantics.query import SemanticHead  # noqa: F401  (the head is in the model)
-
+    # three label queries: extract and remove both write, and together hold every Gaussian
     r = run("render.py", "-m", str(model), "--ply", str(model / "compressed.ply"), "--query", "checkered platform",
             "--query", "red ball", "--query", "green cube", "--extract", str(tmp_path / "x.ply"),
             "--remove", str(tmp_path / "y.ply"))

@@ -11,7 +11,7 @@ from gs_vq.semantics.features import compute_label_features, load_features
 from gs_vq.semantics.labelfiles import label_attributes
 from gs_vq.semantics.labels import compute_labels, direct_labels, labels_for, stored_labels
 from gs_vq.semantics.lift import lift_field
-from gs_vq.semantics.select import evaluate_selection, query_selection, subset, write_selection
+from gs_vq.semantics.select import evaluate_selection, query_selection, write_selection
 from test_semantic_lib import LABELS, BagOfWordsEncoder, tiny_gaussians, tiny_scene
 
 

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 from torch import Tensor
