@@ -1,6 +1,6 @@
 """Cost of the trainer's finite-parameter check (gs_vq.health.check_finite) against one training step.
 
-    python bench/finite_check.py            # about a minute on 2 CPU cores
+    python -m bench.finite_check            # about a minute on 2 CPU cores
 
 For N Gaussians at SH degree 3 (59 floats each): the median time of check_finite (one float64 sum
 per tensor, one sync), of the element-wise ``isfinite().all()`` it avoids, and of one training

@@ -1,7 +1,7 @@
 """Hostile-user cases through the real CLIs: what each gives (exit code, first error line, checks).
 
-    python bench/reliability_cases.py                        # this checkout, ~10 minutes on 2 cores
-    python bench/reliability_cases.py --old /path/to/old     # also an older checkout, side by side
+    python -m bench.reliability_cases                        # this checkout, ~10 minutes on 2 cores
+    python -m bench.reliability_cases --old /path/to/old     # also an older checkout, side by side
 
 Each case builds its input in a scratch folder (a 32x32 demo scene, a copy of ../shared/data/fern
 with its images linked, broken YAML / checkpoint / ply files), runs ``train.py`` or ``render.py``

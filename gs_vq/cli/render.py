@@ -11,7 +11,7 @@ from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
 from ..model_dir import open_model_dir
-from ..semantics.cli import add_render_args, run_semantic_render, wants_semantics
+from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
 from ..trainer import background_of, resolve_device
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
     p.add_argument("--quiet", action="store_true")
-    add_render_args(p)  # --query, --semantic, --eval-queries, --mask-rule, --threshold
+    add_render_args(p)  # --query, --semantic, --eval-queries, --mask-rule, --threshold, --extract, --remove
     return p
 
 
@@ -63,17 +63,22 @@ def main(argv=None) -> None:
     open_model_dir(model)  # no train.py or render.py writing here at the same time
     scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution,
                        eval=cfg.eval, white_background=cfg.white_background)
+    ply_path = args.ply or os.path.join(model, "point_cloud.ply")
+    if wants_selection(args):  # --extract / --remove: write plys, render nothing
+        splats = load_splats(ply_path, device=device)
+        print(json.dumps(run_selection(args, model, splats, scene.train_cameras, device, args.backend)))
+        return
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     if not cameras:
         raise GsVqError(f"the scene has no {args.split} views (train with --eval to hold some out)")
-    ply_path = args.ply or os.path.join(model, "point_cloud.ply")
     splats = load_splats(ply_path, device=device)
     scores = evaluate(splats, cameras, background_of(scene), device, out_dir=os.path.join(model, args.split),
                       backend=args.backend, progress=not args.quiet)
     semantic = {}
     if wants_semantics(args):
         semantic = run_semantic_render(args, model, args.split, splats, cameras, scene.source_path,
-                                       background_of(scene), device, args.backend, progress=not args.quiet)
+                                       background_of(scene), device, args.backend, progress=not args.quiet,
+                                       train_cameras=scene.train_cameras)
     stats = read_json_or_empty(os.path.join(model, "train_stats.json"))
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {

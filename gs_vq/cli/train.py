@@ -100,6 +100,10 @@ def main(argv=None) -> None:
           f"{len(scene.test_cameras)} test views, {trainer.device}, {len(trainer.splats['means'])} initial Gaussians")
     trainer.train(progress=not args.quiet)
     sizes = trainer.export()
+    if cfg.semantic is not None:  # per-Gaussian labels into point_cloud.ply / compressed.ply
+        from ..semantics.labelfiles import label_model
+
+        sizes["labels"] = label_model(model_path, scene.train_cameras, backend=cfg.backend)
     summary = {"model_path": model_path, "num_gaussians": len(trainer.splats["means"]),
                "train_seconds": round(trainer.train_seconds, 1), **sizes}
     if scene.test_cameras:

@@ -7,7 +7,8 @@ One ``vertex`` element, float32 properties, in this order::
 ``f_rest`` is channel-major (all coefficients of R, then G, then B), ``opacity`` is a logit,
 ``scale_*`` are logs and ``rot_*`` a (w, x, y, z) quaternion: exactly the raw values of gsplat's
 splat ``ParameterDict``, so saving and loading is lossless. ``sem_*`` (optional) hold per-Gaussian
-semantic features; viewers ignore properties they do not know.
+semantic features, ``label`` / ``label_conf`` (optional) a per-Gaussian semantic codebook index
+and its confidence (:mod:`gs_vq.semantics.labels`); viewers ignore properties they do not know.
 """
 
 import os
@@ -19,6 +20,8 @@ from plyfile import PlyData, PlyElement
 from torch import Tensor
 
 from ..errors import GsVqError, atomic_path
+
+LABEL_PROPERTIES = {"labels": "label", "labelconf": "label_conf"}  # splat key -> ply property
 
 
 def _numbered(names, prefix: str):
@@ -49,6 +52,9 @@ def splats_to_arrays(splats: Dict[str, Tensor]) -> Dict[str, np.ndarray]:
     if "features" in splats:
         feats = splats["features"].detach().float().cpu()  # [N, F]
         columns.update({f"sem_{i}": feats[:, i] for i in range(feats.shape[1])})
+    for key, prop in LABEL_PROPERTIES.items():  # per-Gaussian semantic label and its confidence
+        if key in splats:
+            columns[prop] = splats[key].detach().float().cpu().reshape(N)
     return {k: v.numpy().astype(np.float32) for k, v in columns.items()}
 
 
@@ -98,6 +104,9 @@ def load_ply(path: str, device: str = "cpu") -> Dict[str, Tensor]:
         sem = _numbered(names, "sem_")
         if sem:
             splats["features"] = stack(sem)  # [N, F]
+        for key, prop in LABEL_PROPERTIES.items():
+            if prop in names:
+                splats[key] = col(prop).long() if key == "labels" else col(prop)  # [N]
     except GsVqError:
         raise
     except Exception as e:  # plyfile raises many types on corrupt input

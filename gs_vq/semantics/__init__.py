@@ -7,7 +7,11 @@
 - :mod:`.plugin`    :class:`SemanticField`, the training plugin (``--semantic``)
 - :mod:`.query`     relevancy per codebook entry, masks, IoU; :class:`SemanticHead` (export file)
 - :mod:`.evaluate`  heatmaps, masks, PCA pictures, mIoU for ``render.py``
-- :mod:`.cli`       ``render.py``'s ``--query`` / ``--semantic`` / ``--eval-queries`` options
+- :mod:`.labels`    per-Gaussian labels (codebook index + confidence): lifted or decoded directly
+- :mod:`.labelfiles` labels into point_cloud.ply / compressed.ply (``python -m gs_vq.semantics.labelfiles``)
+- :mod:`.select`    3D selection by text, ``--extract`` / ``--remove``, 3D selection IoU
+- :mod:`.lift`      training-free field on an RGB model (``python -m gs_vq.semantics.lift``)
+- :mod:`.cli`       ``render.py``'s ``--query`` / ``--semantic`` / ``--eval-queries`` / ``--extract`` options
 
 Names are imported lazily (so ``python -m gs_vq.semantics.features`` runs its module only once).
 """
@@ -21,6 +25,9 @@ _EXPORTS = {
     "evaluate": ["evaluate_queries", "render_pca", "render_queries"],
     "features": ["FeatureMaps", "compute_clip_features", "compute_label_features", "load_features"],
     "plugin": ["SemanticConfig", "SemanticField", "add_feature_param"],
+    "labels": ["compute_labels", "labels_for", "stored_labels"],
+    "lift": ["lift_field"],
+    "select": ["evaluate_selection", "query_selection", "write_selection"],
     "query": ["CANONICAL_NEGATIVES", "HEAD_NAME", "SemanticHead", "entry_relevancy", "query_mask"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -1,4 +1,5 @@
-"""``render.py``'s semantic options: ``--query TEXT``, ``--semantic``, ``--eval-queries labels.json``.
+"""``render.py``'s semantic options: ``--query TEXT``, ``--semantic``, ``--eval-queries labels.json``,
+``--extract OUT.ply`` / ``--remove OUT.ply`` (3D selection, :mod:`gs_vq.semantics.select`).
 
 ``render.py`` calls :func:`add_render_args` on its parser and, when :func:`wants_semantics`, passes
 the loaded splats and cameras to :func:`run_semantic_render`, whose returned dict goes into
@@ -7,11 +8,13 @@ the loaded splats and cameras to :func:`run_semantic_render`, whose returned dic
 
 import argparse
 import os
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 from ..errors import GsVqError, read_json
 from .evaluate import evaluate_queries, render_pca, render_queries
+from .labels import LABEL_METHODS
 from .query import HEAD_NAME, MASK_RULES, SemanticHead
+from .select import evaluate_selection, query_selection, write_selection
 
 
 def add_render_args(p: argparse.ArgumentParser) -> None:
@@ -25,12 +28,39 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
                         "folder) against the views' ground-truth masks; miou + per-query IoU into results.json")
     g.add_argument("--mask-rule", dest="mask_rule", choices=MASK_RULES, default="codebook",
                    help="codebook: compare with the other codebook entries (default); view: per-view "
-                        "normalisation (LangSplat); lerf: LERF relevancy > threshold")
+                        "normalisation (LangSplat); lerf: LERF relevancy > threshold; gap: every entry above "
+                        "the largest drop of the query's similarities (several objects per query)")
     g.add_argument("--threshold", type=float, default=0.5, help="mask threshold on the [0, 1] pixel score")
+    g.add_argument("--extract", metavar="OUT_PLY",
+                   help="write the Gaussians selected by --query as a standard 3DGS ply (no rendering)")
+    g.add_argument("--remove", metavar="OUT_PLY", help="write the scene without the Gaussians selected by --query")
+    g.add_argument("--min-conf", dest="min_conf", type=float, default=0.0,
+                   help="3D selection: only Gaussians whose label confidence is at least this")
+    g.add_argument("--labels", dest="label_method", choices=LABEL_METHODS, default="lift",
+                   help="per-Gaussian labels when the ply stores none: lift (contribution-weighted vote of the "
+                        "training views) or direct (decode each Gaussian's feature)")
 
 
 def wants_semantics(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "query", None) or getattr(args, "semantic", False) or getattr(args, "eval_queries", None))
+
+
+def wants_selection(args: argparse.Namespace) -> bool:
+    """True when ``--extract`` / ``--remove`` ask for a 3D selection (which needs ``--query``)."""
+    if not (getattr(args, "extract", None) or getattr(args, "remove", None)):
+        return False
+    if not getattr(args, "query", None):
+        raise GsVqError("--extract / --remove need a --query TEXT")
+    return True
+
+
+def run_selection(args: argparse.Namespace, model_path: str, splats, train_cameras: Optional[Sequence],
+                  device: str, backend: str = "auto") -> Dict:
+    """``--extract`` / ``--remove``: write the selected Gaussians / the rest; returns a summary."""
+    head = SemanticHead.load(os.path.join(model_path, HEAD_NAME), device)
+    keep = query_selection(splats, head, args.query, args.mask_rule, args.threshold, args.min_conf, train_cameras,
+                           args.label_method, backend)
+    return write_selection(splats, keep, args.extract, args.remove, args.query)
 
 
 def read_labels(path_or_name: str, source_path: str) -> Dict:
@@ -45,9 +75,10 @@ def read_labels(path_or_name: str, source_path: str) -> Dict:
 
 def run_semantic_render(args: argparse.Namespace, model_path: str, split: str, splats, cameras: Sequence,
                         source_path: str, background, device: str, backend: str = "auto",
-                        progress: bool = True) -> Dict:
+                        progress: bool = True, train_cameras: Optional[Sequence] = None) -> Dict:
     """Do what ``args`` asks; returns the entries to merge into ``results.json`` (``miou``,
-    ``miou_extra``, ``iou``, ``iou_extra``, ``miou_by_rule``, ... for ``--eval-queries``)."""
+    ``miou_extra``, ``iou``, ``iou_extra``, ``miou_by_rule``, ``miou_3d``, ``iou_3d``, ... for
+    ``--eval-queries``). ``train_cameras`` lets 3D selection lift labels the ply does not store."""
     head = SemanticHead.load(os.path.join(model_path, HEAD_NAME), device)
     out_root = os.path.join(model_path, split)
     results: Dict = {}
@@ -56,6 +87,8 @@ def run_semantic_render(args: argparse.Namespace, model_path: str, split: str, s
         res = evaluate_queries(splats, cameras, head, labels, background, device, backend, args.mask_rule,
                                args.threshold, out_dir=os.path.join(out_root, "eval_queries"), progress=progress)
         results.update(res)
+        results.update(evaluate_selection(splats, cameras, head, labels, device, backend, args.mask_rule,
+                                          args.threshold, train_cameras, getattr(args, "label_method", "lift")))
     if args.query:
         texts = list(dict.fromkeys(args.query))  # a repeated --query once
         files = render_queries(splats, cameras, head, texts, os.path.join(out_root, "queries"), background,

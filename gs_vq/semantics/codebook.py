@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..errors import GsVqError
 
 DECODERS = ("linear", "mlp")
-CODEBOOK_INITS = ("kmeans", "random")
+CODEBOOK_INITS = ("kmeans", "random", "lift")  # lift: training-free field (gs_vq.semantics.lift)
 
 
 class SemanticCodebook(nn.Module):

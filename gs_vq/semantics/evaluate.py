@@ -28,6 +28,20 @@ def slug(text: str) -> str:
     return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
+def unique_slugs(texts: Sequence[str]) -> Dict[str, str]:
+    """Text -> folder name; texts whose slugs collide ("red apple", "red-apple") get ``_2``, ``_3``, ..."""
+    out: Dict[str, str] = {}
+    used = set()
+    for t in texts:
+        base, name, k = slug(t), slug(t), 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        out[t] = name
+    return out
+
+
 @torch.no_grad()
 def view_weights(splats: Dict[str, Tensor], cameras: Sequence, head: SemanticHead, background, device: str,
                  backend: str = "auto") -> Iterator[Tuple[object, Tensor, Tensor]]:
@@ -55,13 +69,15 @@ def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], ou
     colormapped over the render) and ``<view>_mask.png``. Returns query -> written files."""
     from ..evaluate import save_png
 
-    scores = head.entry_scores(list(texts), rule).to(device)  # [T, K]
+    texts = list(dict.fromkeys(texts))  # a repeated query once
+    scores = head.entry_scores(texts, rule).to(device)  # [T, K]
     written: Dict[str, List[str]] = {t: [] for t in texts}
+    folders = unique_slugs(texts)
     views = view_weights(splats, cameras, head, background, device, backend)
     for cam, rgb, w in tqdm(views, total=len(cameras), disable=not progress, desc="queries", dynamic_ncols=True):
         for text, e in zip(texts, scores):
             score, mask = query_mask(w, e, rule, threshold)
-            folder = os.path.join(out_dir, slug(text))
+            folder = os.path.join(out_dir, folders[text])
             for suffix, img in (("heatmap", overlay(rgb, score)), ("mask", mask.float())):
                 path = os.path.join(folder, f"{_stem(cam)}_{suffix}.png")
                 save_png(img, path)

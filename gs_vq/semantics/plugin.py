@@ -40,7 +40,7 @@ class SemanticConfig:
     num_codes: int = 64  # K: codebook entries
     decoder: str = "linear"  # linear | mlp
     decoder_hidden: int = 64
-    codebook_init: str = "kmeans"  # kmeans | random
+    codebook_init: str = "kmeans"  # kmeans | random | lift (training-free field; on a finished model)
     kmeans_per_view: int = 16  # first-level centroids per view
     kmeans_samples: int = 2048  # 2D feature pixels sampled per view for the k-means
     features_lr: float = 5e-3
@@ -116,21 +116,28 @@ class SemanticField(SemanticConfig, Plugin):
 
     def initialize(self, splats, optimizers: Dict[str, torch.optim.Optimizer], ctx: TrainContext) -> None:
         """Load (or make, from masks + labels.json) the 2D maps of ``ctx.scene``'s train views, add
-        the ``features`` parameter, and initialise the codebook (k-means or random)."""
+        the ``features`` parameter, and initialise the codebook (k-means, random, or lifted from the
+        RGB model: ``codebook_init: lift``)."""
         if ctx.scene is None:
             raise GsVqError("the semantic plugin needs the scene (its 2D feature maps)")
         self.device = str(splats["means"].device)
         self.maps = ensure_features(self, ctx.scene, ctx.resolution)
-        add_feature_param(splats, optimizers, self.feature_dim, self.features_lr, self.features_init_std, self.seed)
-        with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on seed only
-            torch.manual_seed(self.seed)
-            codebook = SemanticCodebook(self.feature_dim, self.num_codes, self.maps.dim, self.decoder,
-                                        self.decoder_hidden)
-        if self.codebook_init == "kmeans":
-            codebook.init_kmeans(sample_views(self.maps, self.kmeans_samples, self.seed), self.kmeans_per_view,
-                                 self.seed)
+        if self.codebook_init == "lift" and "features" not in splats:  # training-free field as the start
+            from .lift import init_from_lift
+
+            codebook = init_from_lift(self, self.maps, ctx.scene, splats, optimizers)
         else:
-            codebook.init_random(self.seed)
+            add_feature_param(splats, optimizers, self.feature_dim, self.features_lr, self.features_init_std,
+                              self.seed)
+            with torch.random.fork_rng(devices=[]):  # the decoder's initial weights depend on seed only
+                torch.manual_seed(self.seed)
+                codebook = SemanticCodebook(self.feature_dim, self.num_codes, self.maps.dim, self.decoder,
+                                            self.decoder_hidden)
+            if self.codebook_init != "random":  # kmeans (lift on resume: the checkpoint restores it)
+                codebook.init_kmeans(sample_views(self.maps, self.kmeans_samples, self.seed), self.kmeans_per_view,
+                                     self.seed)
+            else:
+                codebook.init_random(self.seed)
         self.codebook = codebook.to(self.device)
         self.optimizer = torch.optim.Adam([
             {"params": self.codebook.decoder.parameters(), "lr": self.decoder_lr, "name": "decoder"},

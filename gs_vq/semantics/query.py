@@ -18,6 +18,12 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   when more than half of its weight is on matching entries. Several entries can match (a query for
   "fruit" keeps apple and banana), and a view without the object gets an empty mask.
 
+- ``gap``: queries that name several objects ("fruit", "furniture"). Among the active entries
+  within ``window`` (0.1) cosine of the best match, and the first entry below that window, cut
+  the sorted similarities at their largest drop: every entry above the cut matches (e = 1), the
+  rest do not (e = 0). The threshold is the query's own; a pixel is in the mask when more than
+  half of its weight is on matching entries, so a view without any of them gets an empty mask.
+
 ``active`` entries are those the training views use; unused entries never set ``s_max``.
 """
 
@@ -33,7 +39,7 @@ from .codebook import SemanticCodebook
 from .encoders import EncoderSpec, encode_texts, load_text_encoder
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")  # LERF's canonical phrases
-MASK_RULES = ("codebook", "view", "lerf")
+MASK_RULES = ("codebook", "view", "lerf", "gap")
 HEAD_NAME = "semantic_head.pt"
 
 
@@ -55,6 +61,27 @@ def entry_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = None, t
     s = codes @ query  # [K]
     best = s[active].max() if active is not None and active.any() else s.max()
     return torch.exp(tau * (s - best)).clamp(max=1.0)
+
+
+def entry_gap_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = None, window: float = 0.1) -> Tensor:
+    """``[K]`` in {0, 1}: the entries above the largest drop of the sorted similarities among the
+    active entries within ``window`` of the best one (and the first entry below the window).
+
+    ``codes [K, D]``, ``query [D]`` unit vectors, ``active [K]`` bool. Near-duplicate entries
+    (similarities within 1e-3) count as one value.
+    """
+    s = codes @ query  # [K]
+    pool = s[active] if active is not None and active.any() else s
+    values = torch.unique(torch.round(pool / 1e-3)) * 1e-3  # ascending, near-duplicates merged
+    values = values.flip(0)  # descending
+    best = values[0]
+    inside = int((values >= best - window).sum())
+    candidates = values[: min(inside + 1, len(values))]
+    if len(candidates) < 2:
+        return (s >= best - 1e-3).float()
+    drops = candidates[:-1] - candidates[1:]  # [c-1]
+    cut = candidates[int(drops.argmax())]
+    return (s >= cut - 1e-3).float()
 
 
 def pixel_scores(weights: Tensor, e: Tensor, rule: str = "codebook") -> Tensor:
@@ -91,11 +118,18 @@ def label_queries(labels: Dict, skip_ids: Sequence[int] = (0,)) -> List[Tuple[st
 
 def extra_queries(labels: Dict) -> List[Tuple[str, List[int]]]:
     """``[(text, ids)]`` from the ``"queries"`` list of ``labels.json``."""
+    from .features import label_table
+
+    known = set(label_table(labels)[0])
     out = []
     for q in labels.get("queries", []) or []:
         if not isinstance(q, dict) or "text" not in q or not isinstance(q.get("ids"), list):
             raise GsVqError(f"labels.json: bad query entry {q!r} (expected text and ids)")
-        out.append((str(q["text"]), [int(i) for i in q["ids"]]))
+        ids = [int(i) for i in q["ids"]]
+        missing = sorted(set(ids) - known)
+        if missing:  # an id no label has would silently score IoU 0
+            raise GsVqError(f"labels.json: query {q['text']!r} names ids {missing} that no label has")
+        out.append((str(q["text"]), ids))
     return out
 
 
@@ -154,6 +188,8 @@ class SemanticHead:
         codes = self.codebook.unit_codes()
         if rule == "codebook":
             return torch.stack([entry_match(codes, q, self.active, self.mask_tau) for q in queries])
+        if rule == "gap":
+            return torch.stack([entry_gap_match(codes, q, self.active) for q in queries])
         return torch.stack([entry_relevancy(codes, q, negatives, self.relevancy_tau) for q in queries])
 
 

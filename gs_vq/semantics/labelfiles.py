@@ -1,0 +1,126 @@
+"""Write per-Gaussian semantic labels into a model's files: ``python -m gs_vq.semantics.labelfiles -m MODEL``.
+
+- ``point_cloud.ply``: float properties ``label`` and ``label_conf`` (viewers ignore them).
+- ``compressed.ply``: two coded attributes through the file's generic codebook mechanism, no
+  format change: ``labels`` (a ``[K, 1]`` codebook holding the entry numbers, one index per
+  Gaussian, ``ceil(log2 K_used)`` bits before entropy coding) and ``labelconf`` (``2^CONF_BITS``
+  float16 levels, one index per Gaussian). Older readers decode them as two extra ``[N, 1]``
+  attributes; :func:`gs_vq.semantics.labels.stored_labels` turns them back into labels.
+
+Each file's labels are computed from that file's own Gaussians (the compressed features are
+quantized, so its labels may differ slightly from the ply's). ``train.py --semantic`` runs this
+after export.
+"""
+
+import argparse
+import json
+import os
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import GsVqError
+from ..io import load_ply, save_ply
+from .labels import CONF_KEY, LABEL_KEY, LABEL_METHODS, compute_labels
+from .query import HEAD_NAME, SemanticHead
+
+CONF_BITS = 4  # confidence levels stored in compressed.ply: 2^CONF_BITS
+
+
+def label_attributes(labels: Tensor, conf: Tensor, num_codes: int) -> List:
+    """The two :class:`~gs_vq.io.compressed.CodedAttribute` of ``labels [N]`` and ``conf [N]``."""
+    from ..io.compressed import CodedAttribute
+
+    levels = 2 ** CONF_BITS
+    table = ((torch.arange(levels, dtype=torch.float32) + 0.5) / levels)[:, None]  # [L, 1] bin centres
+    q = (conf.detach().cpu().float().clamp(0, 1) * levels).long().clamp(max=levels - 1)  # [N]
+    codes = torch.arange(num_codes, dtype=torch.float32)[:, None]  # [K, 1]: entry k decodes to k
+    return [CodedAttribute(LABEL_KEY, (1,), [codes], labels.detach().cpu().long()[:, None], "sum", "float32"),
+            CodedAttribute(CONF_KEY, (1,), [table], q[:, None], "sum", "float16")]
+
+
+def label_compressed(path: str, head: SemanticHead, cameras: Optional[Sequence], method: str = "lift",
+                     downscale: Optional[int] = None, backend: str = "auto") -> Dict:
+    """Compute labels of a compressed.ply's Gaussians and rewrite it with them. Returns size facts."""
+    from ..io.compressed import LOSSLESS, read_compressed, write_compressed
+
+    scene = read_compressed(path)
+    scene.attributes = [a for a in scene.attributes if a.name not in (LABEL_KEY, CONF_KEY)]
+    splats = {k: v for k, v in scene.to_splats().items()}
+    labels, conf = compute_labels(splats, head, cameras, method, downscale, backend)
+    scene.attributes += label_attributes(labels.cpu(), conf.cpu(), head.codebook.num_codes)
+    pos_bits = scene.grid.bits if scene.grid is not None else LOSSLESS
+    info = write_compressed(path, scene, pos_bits=pos_bits, opacity_bits=scene.opacity_bits)
+    bits = info["bits_per_gaussian"]
+    return {"bytes": info["bytes"], "label_bits": round(bits.get(f"{LABEL_KEY}.index", 0.0)
+                                                        + bits.get(f"{LABEL_KEY}.codebook", 0.0), 4),
+            "label_conf_bits": round(bits.get(f"{CONF_KEY}.index", 0.0) + bits.get(f"{CONF_KEY}.codebook", 0.0), 4)}
+
+
+def label_ply(path: str, head: SemanticHead, cameras: Optional[Sequence], method: str = "lift",
+              downscale: Optional[int] = None, backend: str = "auto") -> Dict:
+    """Compute labels of a standard ply's Gaussians and rewrite it with ``label`` / ``label_conf``."""
+    splats = load_ply(path)
+    labels, conf = compute_labels(splats, head, cameras, method, downscale, backend)
+    splats[LABEL_KEY], splats[CONF_KEY] = labels.cpu(), conf.cpu()
+    return {"bytes": save_ply(splats, path)}
+
+
+def label_model(model_path: str, cameras: Optional[Sequence], method: str = "lift", downscale: Optional[int] = None,
+                backend: str = "auto") -> Dict:
+    """Label ``point_cloud.ply`` and (if present) ``compressed.ply`` of a semantic model folder."""
+    head = SemanticHead.load(os.path.join(model_path, HEAD_NAME))
+    out: Dict = {"label_method": method}
+    for name, fn in (("point_cloud.ply", label_ply), ("compressed.ply", label_compressed)):
+        path = os.path.join(model_path, name)
+        if os.path.isfile(path):
+            t0 = time.process_time()
+            out[name] = {**fn(path, head, cameras, method, downscale, backend),
+                         "label_cpu_seconds": round(time.process_time() - t0, 2)}
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Store per-Gaussian semantic labels in a model's ply files.")
+    p.add_argument("-m", "--model_path", required=True, help="model folder trained with --semantic")
+    p.add_argument("--method", choices=LABEL_METHODS, default="lift",
+                   help="lift: contribution-weighted vote of the decoded training views (default); "
+                        "direct: decode each Gaussian's own feature")
+    p.add_argument("--downscale", type=int, help="lifting renders the training views this much smaller "
+                   "(default: 4, or less to stay >= 64 pixels)")
+    p.add_argument("-s", "--source_path", help="override the scene folder recorded in MODEL/cfg.yaml")
+    p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
+    return p
+
+
+def train_cameras(model_path: str, source_path: Optional[str] = None):
+    """The training views of a model folder's scene (at the model's resolution)."""
+    from ..config import load_config
+    from ..data import load_scene
+
+    cfg = load_config(os.path.join(model_path, "cfg.yaml"))
+    scene = load_scene(source_path or cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
+                       white_background=cfg.white_background)
+    return scene.train_cameras
+
+
+def main(argv=None) -> None:
+    from ..cli import guarded
+
+    @guarded
+    def run(argv):
+        args = build_parser().parse_args(argv)
+        if not os.path.isdir(args.model_path):
+            raise GsVqError(f"model folder not found: {args.model_path}")
+        if args.downscale is not None and args.downscale < 1:
+            raise GsVqError(f"--downscale must be >= 1, got {args.downscale}")
+        cams = train_cameras(args.model_path, args.source_path) if args.method == "lift" else None
+        print(json.dumps(label_model(args.model_path, cams, args.method, args.downscale, args.backend)))
+
+    run(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Training-free semantic field: lift 2D feature maps onto a finished RGB model in one pass.
+
+``python -m gs_vq.semantics.lift -m RGB_MODEL -o OUT`` writes a semantic model folder (the
+RGB model's Gaussians with ``features [N, F]`` and labels, ``semantic_head.pt``, ``cfg.yaml``)
+that every query, extraction and evaluation path of ``render.py`` reads like a trained field:
+
+1. Codebook: hierarchical cosine k-means over samples of the 2D maps (the trained field's
+   initialisation, :meth:`SemanticCodebook.init_kmeans`), ``K`` entries.
+2. Basis: the top ``F`` right singular vectors ``P [D, F]`` of the same samples (uncentred, so
+   alpha-blending commutes with the projection); label maps span a few directions only.
+3. Lifting: per-Gaussian features are the contribution-weighted mean of the projected maps
+   ``v(p) P`` over the training views (:func:`gs_vq.render.contribution.lift_maps`, one
+   forward + backward render per view at the maps' size).
+4. Decoder: linear, ``logits = tau * C P f``: a rendered feature is scored against every entry
+   by the cosine of its back-projection (``C [K, D]`` unit entries).
+
+Gaussians no training view sees get a zero feature (uniform weights). The same lifted features
+and codebook can start the trained field (``semantic.codebook_init: lift`` with
+``--start_checkpoint``).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import time
+from typing import Dict, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from ..errors import GsVqError
+from ..render.contribution import lift_maps
+from .codebook import SemanticCodebook
+from .features import FeatureMaps
+from .query import HEAD_NAME, SemanticHead, entry_usage
+
+
+def feature_basis(samples: Sequence[Tensor], dim: int) -> Tensor:
+    """``[D, dim]`` orthonormal basis: top right singular vectors of the stacked ``samples [P_i, D]``
+    (fewer columns are padded with zeros when the samples have lower rank)."""
+    X = torch.cat([s.float() for s in samples])  # [P, D]
+    _, S, Vh = torch.linalg.svd(torch.unique(X, dim=0) if len(X) > 4 * X.shape[1] else X, full_matrices=False)
+    basis = Vh[:dim].T  # [D, <=dim]
+    if basis.shape[1] < dim:
+        basis = torch.cat([basis, torch.zeros(X.shape[1], dim - basis.shape[1])], dim=1)
+    return basis
+
+
+def lift_features(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, basis: Tensor,
+                  backend: str = "auto") -> Tuple[Tensor, Tensor]:
+    """Contribution-weighted mean of ``maps[cam] @ basis`` over ``cameras`` -> ``(features [N, F],
+    contribution [N])``."""
+    device = splats["means"].device
+    P = basis.to(device)
+    sums, weight = lift_maps(splats, cameras, lambda cam: maps[cam.name].to(device) @ P, backend)  # [N, F], [N]
+    return sums / weight.clamp_min(1e-8)[:, None], weight
+
+
+def lifted_head(maps: FeatureMaps, samples: Sequence[Tensor], basis: Tensor, num_codes: int = 64,
+                k_per_view: int = 16, tau: float = 60.0, active_min_usage: float = 1e-3, seed: int = 0,
+                relevancy_tau: float = 10.0, mask_tau: float = 20.0) -> SemanticHead:
+    """k-means codebook + the linear decoder ``tau * C P`` (see module doc)."""
+    F = basis.shape[1]
+    codebook = SemanticCodebook(F, num_codes, maps.dim, "linear")
+    codebook.init_kmeans(samples, k_per_view, seed)
+    with torch.no_grad():
+        codebook.decoder.weight.copy_(tau * codebook.unit_codes() @ basis)  # [K, F]
+        codebook.decoder.bias.zero_()
+    active = entry_usage(codebook, samples) >= active_min_usage
+    return SemanticHead(codebook.eval(), maps.encoder, active, relevancy_tau, mask_tau)
+
+
+def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, feature_dim: int = 16,
+               num_codes: int = 64, k_per_view: int = 16, samples_per_view: int = 2048, tau: float = 60.0,
+               seed: int = 0, backend: str = "auto") -> Tuple[Tensor, SemanticHead]:
+    """The training-free field of ``splats``: ``(features [N, feature_dim], head)``."""
+    from .plugin import sample_views
+
+    if not cameras:
+        raise GsVqError("lifting needs training views")
+    samples = sample_views(maps, samples_per_view, seed)
+    basis = feature_basis(samples, feature_dim)  # [D, F]
+    head = lifted_head(maps, samples, basis, num_codes, k_per_view, tau, seed=seed)
+    feats, _ = lift_features(splats, cameras, maps, basis, backend)
+    return feats, head
+
+
+def init_from_lift(cfg, maps: FeatureMaps, scene, splats, optimizers) -> SemanticCodebook:
+    """``semantic.codebook_init: lift``: set ``splats["features"]`` (and its optimizer) to the
+    lifted features of the current Gaussians and return the lifted codebook + decoder to train."""
+    from .plugin import add_feature_param
+
+    if cfg.decoder != "linear":
+        raise GsVqError("semantic codebook_init lift needs decoder: linear")
+    with torch.no_grad():
+        feats, head = lift_field(dict(splats.items()), scene.train_cameras, maps, cfg.feature_dim, cfg.num_codes,
+                                 cfg.kmeans_per_view, cfg.kmeans_samples, seed=cfg.seed)
+    splats["features"] = torch.nn.Parameter(feats.to(splats["means"].device))
+    add_feature_param(splats, optimizers, cfg.feature_dim, cfg.features_lr, cfg.features_init_std, cfg.seed)
+    return head.codebook.train()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Training-free semantic field: lift 2D feature maps onto an RGB model.")
+    p.add_argument("-m", "--model_path", required=True, help="finished RGB model folder (cfg.yaml, point_cloud.ply)")
+    p.add_argument("-o", "--out", required=True, help="output model folder (the RGB model is not changed)")
+    p.add_argument("--features", help="2D feature maps folder (default: label maps in the gs_vq cache, made if absent)")
+    p.add_argument("--feature_dim", type=int, default=16)
+    p.add_argument("--num_codes", type=int, default=64)
+    p.add_argument("--tau", type=float, default=60.0, help="decoder temperature (per unit cosine)")
+    p.add_argument("--labels", dest="label_method", choices=["lift", "direct"], default="direct",
+                   help="per-Gaussian labels stored with the field (default: decode each lifted feature)")
+    p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
+    return p
+
+
+def run(args) -> Dict:
+    from ..config import load_config
+    from ..data import load_scene
+    from ..io import load_ply, save_ply
+    from .labels import CONF_KEY, LABEL_KEY, compute_labels
+    from .plugin import SemanticConfig, ensure_features
+
+    if not os.path.isdir(args.model_path):
+        raise GsVqError(f"model folder not found: {args.model_path}")
+    if not 1 <= args.feature_dim <= 64 or args.num_codes < 2:
+        raise GsVqError(f"bad sizes: --feature_dim {args.feature_dim}, --num_codes {args.num_codes}")
+    cfg = load_config(os.path.join(args.model_path, "cfg.yaml"))
+    scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
+                       white_background=cfg.white_background)
+    maps = ensure_features(SemanticConfig(features_dir=args.features), scene, cfg.resolution or 1)
+    splats = load_ply(os.path.join(args.model_path, "point_cloud.ply"))
+    splats.pop(LABEL_KEY, None), splats.pop(CONF_KEY, None)
+    t0, c0 = time.perf_counter(), time.process_time()
+    feats, head = lift_field(splats, scene.train_cameras, maps, args.feature_dim, args.num_codes, tau=args.tau,
+                             backend=args.backend)
+    splats["features"] = feats
+    labels, conf = compute_labels(splats, head, scene.train_cameras, args.label_method, backend=args.backend)
+    stats = {"lift_seconds": round(time.perf_counter() - t0, 2), "lift_cpu_seconds": round(time.process_time() - c0, 2),
+             "num_gaussians": int(feats.shape[0]), "num_views": len(scene.train_cameras),
+             "active_codes": int(head.active.sum()), "feature_dim": args.feature_dim}
+    splats[LABEL_KEY], splats[CONF_KEY] = labels, conf
+    os.makedirs(args.out, exist_ok=True)
+    save_ply(splats, os.path.join(args.out, "point_cloud.ply"))
+    head.save(os.path.join(args.out, HEAD_NAME))
+    shutil.copyfile(os.path.join(args.model_path, "cfg.yaml"), os.path.join(args.out, "cfg.yaml"))
+    with open(os.path.join(args.out, "lift_stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+    return stats
+
+
+def main(argv=None) -> None:
+    from ..cli import guarded
+
+    guarded(lambda a: print(json.dumps(run(build_parser().parse_args(a)))))(argv)
+
+
+if __name__ == "__main__":
+    main()
