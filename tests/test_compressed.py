@@ -104,7 +104,7 @@ def test_valid_ply_one_element_per_section(tmp_path):
     info = describe_compressed(path)
     assert info["count"] == 300 and info["bytes"] > 0 and info["version"] == 2
     parts = info["bits_per_gaussian"]
-    assert {"means", "opacities", "sh0.index", "shN.index", "shN.codebook", "extra", "labels",
+    assert {"means", "opacities", "sh0.index", "shN.index", "shN.codebook", "raw_extra", "ints_labels",
             "header"} <= set(parts)
     assert abs(sum(v for k, v in parts.items() if k != "total") - parts["total"]) < 1e-2
 
@@ -302,3 +302,25 @@ def test_inconsistent_header_with_valid_checksum_is_one_line_error(tmp_path, goo
     path = str(tmp_path / "h.ply")
     container.write_container(path, meta, list(sections.items()))
     _expect_one_line_error(path)
+
+
+def test_rounded_codebooks_and_isotropic_grid_load_exactly_and_smaller(tmp_path):
+    from gs_vq.io.scene import round_mantissa
+
+    scene = make_scene(n=2000)
+    path = str(tmp_path / "c.ply")
+    full = write_compressed(path, scene)["bits_per_gaussian"]
+    for a in scene.attributes:
+        a.codebooks = [round_mantissa(cb, 5) for cb in a.codebooks]
+        assert all(torch.equal(round_mantissa(cb, 5), cb) for cb in a.codebooks)  # idempotent
+    scene.grid = S.PositionGrid.fit(scene.means.numpy(), 12, isotropic=True)
+    assert len(set(scene.grid.step)) == 1
+    report = write_compressed(path, scene)
+    back = read_compressed(path)
+    order = torch.from_numpy(report["order"])
+    for a, b in zip(scene.attributes, back.attributes):
+        assert torch.equal(b.decode(), a.decode()[order])
+    assert report["bits_per_gaussian"]["shN.codebook"] < 0.8 * full["shN.codebook"]
+    assert report["bits_per_gaussian"]["means"] < full["means"]
+    err = (back.means - scene.means[order]).abs()
+    assert (err <= torch.tensor(scene.grid.precision) * 1.001 + 1e-7).all()

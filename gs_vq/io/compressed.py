@@ -138,8 +138,8 @@ def write_compressed(
 
 def _bits_report(header: Dict[str, Any], size: int) -> Dict[str, float]:
     """Bits per Gaussian of each part: ``means``, ``opacities``, per coded attribute
-    ``<name>.index`` (all its index streams) and ``<name>.codebook``, raw and integer attributes
-    by name, ``header`` (everything else: PLY/JSON header, length prefixes) and ``total``."""
+    ``<name>.index`` (all its index streams) and ``<name>.codebook``, ``raw_<name>`` and
+    ``ints_<name>``, ``header`` (everything else: PLY/JSON header, length prefixes) and ``total``."""
     n = max(int(header["count"]), 1)
     out: Dict[str, float] = {}
     for e in header["sections"]:
@@ -148,7 +148,7 @@ def _bits_report(header: Dict[str, Any], size: int) -> Dict[str, float]:
             out[f"{e['attr']}.index"] = 8.0 * sum(b["index_bytes"] for b in books) / n
             out[f"{e['attr']}.codebook"] = 8.0 * sum(b["table_bytes"] for b in books) / n
         else:
-            out[e.get("attr", e["name"])] = 8.0 * e["bytes"] / n
+            out[e["name"]] = 8.0 * e["bytes"] / n  # means, opacities, raw_<a>, ints_<a>
     out["header"] = 8.0 * size / n - sum(out.values())
     out["total"] = 8.0 * size / n
     return {k: round(v, 4) for k, v in out.items()}

@@ -83,3 +83,22 @@ class CompressedScene:
         out.update(self.raw)
         out.update(self.ints)
         return out
+
+
+def round_mantissa(values: Tensor, bits: int) -> Tensor:
+    """Round float values to float16 with only ``bits`` (0..10) mantissa bits kept (ties away
+    from zero; the dropped bits are zero, which the file's byte-plane coders store almost for
+    free). Idempotent; ``bits=10`` is plain float16 rounding. Returns float32 values."""
+    if not 0 <= bits <= 10:
+        raise ValueError(f"float16 mantissa bits must be in 0..10, got {bits}")
+    w = values.detach().float().cpu().half().view(torch.int16).to(torch.int32) & 0xFFFF
+    drop = 10 - bits
+    if drop:
+        sign, mag = w & 0x8000, w & 0x7FFF
+        finite = mag < 0x7C00
+        mag = torch.where(finite, ((mag + (1 << (drop - 1))) >> drop) << drop, mag)
+        biggest = (0x7BFF >> drop) << drop  # largest finite value with those bits
+        mag = torch.where(finite & (mag >= 0x7C00), torch.full_like(mag, biggest), mag)
+        w = sign | mag
+    out = w.to(torch.int16).view(torch.float16).float()
+    return out.to(values.device).reshape(values.shape)
