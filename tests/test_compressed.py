@@ -324,3 +324,23 @@ def test_rounded_codebooks_and_isotropic_grid_load_exactly_and_smaller(tmp_path)
     assert report["bits_per_gaussian"]["means"] < full["means"]
     err = (back.means - scene.means[order]).abs()
     assert (err <= torch.tensor(scene.grid.precision) * 1.001 + 1e-7).all()
+
+
+def test_correlated_index_columns_use_a_context(tmp_path):
+    """Scalar grids per axis (concat of 1-D codebooks): an axis predicts the next one."""
+    n = 6000
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 64, n)
+    cols = np.stack([base, np.clip(base + rng.integers(-2, 3, n), 0, 63),
+                     np.clip(base + rng.integers(-2, 3, n), 0, 63)], 1)
+    grid = torch.linspace(-6, -1, 64)[:, None].half().float()
+    attr = CodedAttribute("scales", (3,), [grid, grid, grid], torch.from_numpy(cols), "concat", "float16")
+    path = str(tmp_path / "c.ply")
+    order = torch.from_numpy(write_compressed(
+        path, CompressedScene(torch.randn(n, 3), torch.zeros(n), [attr]))["order"])
+    books = _coded_entry(path, "scales")["params"]["codebooks"]
+    assert books[0]["index"] != "range+ctx" and books[1]["index"] == books[2]["index"] == "range+ctx"
+    assert books[1]["index_bytes"] < 0.75 * books[0]["index_bytes"]
+    back = read_compressed(path).attributes[0]
+    assert torch.equal(back.decode(), attr.decode()[order])
+    assert torch.equal(back.codebooks[0][:, 0], torch.sort(back.codebooks[0][:, 0]).values)

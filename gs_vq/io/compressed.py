@@ -38,10 +38,12 @@ READS = (1, 2)  # versions this reader understands
 
 # --------------------------------------------------------------------------- writing
 def _compact(codebook: Tensor, codes: Tensor) -> Tuple[Tensor, Tensor]:
-    """Drop unused entries, most used first. Decoded values are unchanged."""
+    """Drop unused entries, most used first (1-D codebooks: in ascending value, so that index
+    slices are value ranges for the next column's context). Decoded values are unchanged."""
     counts = torch.bincount(codes, minlength=codebook.shape[0])
     used = torch.nonzero(counts).squeeze(1)
-    used = used[torch.argsort(-counts[used], stable=True)]
+    key = codebook[used, 0] if codebook.shape[1] == 1 else -counts[used].double()
+    used = used[torch.argsort(key, stable=True)]
     remap = torch.full((codebook.shape[0],), -1, dtype=torch.int64)
     remap[used] = torch.arange(len(used))
     return codebook[used], remap[codes]

@@ -16,6 +16,7 @@ from .scene import COMBINE_RULES, PRECISIONS
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}$")
 INT_CODECS = (*S.CODECS, "range")
+INDEX_CODECS = (*INT_CODECS, "range+ctx")  # index columns after the first
 WORD_CODECS = ("plain", "planes+xz", "planes+zlib", "planes+range")
 KINDS = ("positions", "opacities", "coded", "raw", "ints")
 MAX_COUNT = 1 << 30        # Gaussians
@@ -135,7 +136,7 @@ def _check_coded(c: _Check, e, p, where: str, size: int) -> None:
         if k * dims[-1] > MAX_TABLE:
             c.fail(at, f"holds {k * dims[-1]} values (at most {MAX_TABLE})")
         c.choice(b, "table", WORD_CODECS, at)
-        c.choice(b, "index", INT_CODECS, at)
+        c.choice(b, "index", INDEX_CODECS if m else INT_CODECS, at)
         total += c.int(b, "table_bytes", 0, 1 << 40, at) + c.int(b, "index_bytes", 0, 1 << 40, at)
     if total + 8 * len(books) != e["bytes"]:
         c.fail(f"{where}.params.codebooks", "sizes do not add up to the section's size")

@@ -27,23 +27,41 @@ _UINT = {1: np.uint8, 2: "<u2", 4: "<u4", 8: "<u8"}
 
 
 # --------------------------------------------------------------------------- integers
-def encode_ints(values: np.ndarray, alphabet: int) -> Tuple[str, bytes]:
+Context = Optional[Tuple[np.ndarray, int]]  # ([N] ints in [0, C), C), known to the decoder
+CONTEXT_BUCKETS = 8
+
+
+def column_context(prev: np.ndarray, prev_size: int) -> Tuple[np.ndarray, int]:
+    """Context of an index from the previous index column of the same attribute: which of
+    ``CONTEXT_BUCKETS`` equal slices of its codebook that index falls in (1-D codebooks are
+    stored sorted by value, so a slice is a value range; others are sorted by frequency)."""
+    buckets = max(1, min(CONTEXT_BUCKETS, prev_size))
+    return (np.asarray(prev, np.int64) * buckets) // max(prev_size, 1), buckets
+
+
+def encode_ints(values: np.ndarray, alphabet: int, context: Context = None) -> Tuple[str, bytes]:
     """[N] integers in [0, alphabet) -> (codec tag, payload), the smallest of: fixed-width
-    packing (``packed``), packing or byte planes + LZMA/DEFLATE, and range coding (``range``)."""
+    packing (``packed``), packing or byte planes + LZMA/DEFLATE, range coding (``range``) and,
+    given a ``context``, range coding with one frequency table per context (``range+ctx``)."""
     values = np.asarray(values).astype(np.uint64).reshape(-1)
     bits = S.index_bits(alphabet)
     best = S.encode_uints(values, bits) if bits else ("packed", b"")
     if bits and values.size:
-        ranged = E.encode_symbols(values, alphabet)
-        if len(ranged) < len(best[1]):
-            best = ("range", ranged)
+        cands = [("range", E.encode_symbols(values, alphabet))]
+        if context is not None:
+            cands.append(("range+ctx", E.encode_symbols(values, alphabet, *context)))
+        best = min([best, *cands], key=lambda c: len(c[1]))
     return best
 
 
-def decode_ints(codec: str, payload: bytes, alphabet: int, count: int) -> np.ndarray:
+def decode_ints(codec: str, payload: bytes, alphabet: int, count: int, context: Context = None) -> np.ndarray:
     """Inverse of :func:`encode_ints` -> [count] uint64 (all < alphabet)."""
     if codec == "range":
         return E.decode_symbols(payload, alphabet, count)
+    if codec == "range+ctx":
+        if context is None:
+            raise ValueError("range+ctx stream without a context")
+        return E.decode_symbols(payload, alphabet, count, *context)
     values = S.decode_uints(codec, payload, S.index_bits(alphabet), count)
     if count and int(values.max()) >= alphabet:
         raise ValueError(f"stream value beyond its alphabet of {alphabet}")
@@ -155,7 +173,8 @@ def encode_coded(tables: List[np.ndarray], codes: np.ndarray, precision: str) ->
     entries, parts = [], []
     for m, table in enumerate(tables):
         tcodec, tpayload = encode_words(table_words(table, precision).reshape(-1))
-        icodec, ipayload = encode_ints(codes[:, m], max(1, table.shape[0]))
+        ctx = column_context(codes[:, m - 1], tables[m - 1].shape[0]) if m else None
+        icodec, ipayload = encode_ints(codes[:, m], max(1, table.shape[0]), ctx)
         entries.append({"size": int(table.shape[0]), "dim": int(table.shape[1]),
                         "table": tcodec, "table_bytes": len(tpayload),
                         "index": icodec, "index_bytes": len(ipayload)})
@@ -176,7 +195,8 @@ def decode_coded(params: Params, payload: bytes, n: int, precision: str) -> Tupl
         if not np.isfinite(table).all():
             raise ValueError(f"codebook {m} holds NaN or infinite values")
         tables.append(table)
-        codes[:, m] = decode_ints(e["index"], parts[2 * m + 1], k, n).astype(np.int64)
+        ctx = column_context(codes[:, m - 1], tables[m - 1].shape[0]) if m else None
+        codes[:, m] = decode_ints(e["index"], parts[2 * m + 1], k, n, ctx).astype(np.int64)
     return tables, codes
 
 
