@@ -17,6 +17,7 @@ Writes bench/results/codec.json. Data: ../shared/data beside the project (``--sc
 
 import argparse
 import copy
+import dataclasses
 import os
 import sys
 import tempfile
@@ -46,13 +47,29 @@ def render_psnr(splats, scene, white: bool) -> float:
                               progress=False)["psnr"], 3)
 
 
-def variant(base, pos_bits=None, isotropic=False, mantissa=10):
-    """A copy of ``base`` with a refitted position grid and/or rounded float16 codebooks."""
+def shrink(attr, factor: int):
+    """A copy of a one-codebook attribute with ``K / factor`` entries: usage-weighted k-means of
+    its codebook, each Gaussian remapped to the nearest new entry (no retraining: a pessimistic
+    stand-in for training with the smaller codebook)."""
+    from gs_vq.quant.kmeans import kmeans
+
+    cb, codes = attr.codebooks[0], attr.codes[:, 0]
+    counts = torch.bincount(codes, minlength=cb.shape[0]).float()
+    res = kmeans(cb, max(1, cb.shape[0] // factor), iters=25, weights=counts, seed=0)
+    table = res.centroids.half().float() if attr.precision == "float16" else res.centroids
+    return dataclasses.replace(attr, codebooks=[table], codes=res.assignments[codes][:, None])
+
+
+def variant(base, pos_bits=None, isotropic=False, mantissa=10, shrink_factor=1, shrink_attrs=()):
+    """A copy of ``base`` with a refitted position grid, rounded float16 codebooks and/or
+    smaller one-level codebooks."""
     scene = copy.copy(base)
+    scene.attributes = [shrink(a, shrink_factor) if a.name in shrink_attrs and len(a.codebooks) == 1
+                        else a for a in base.attributes]
     if pos_bits is not None:
         scene.grid = S.PositionGrid.fit(base.means.numpy(), pos_bits, isotropic=isotropic)
     if mantissa < 10:
-        scene.attributes = [copy.copy(a) for a in base.attributes]
+        scene.attributes = [copy.copy(a) for a in scene.attributes]
         for a in scene.attributes:
             if a.precision == "float16":
                 a.codebooks = [round_mantissa(cb, mantissa) for cb in a.codebooks]
@@ -65,6 +82,9 @@ def main() -> None:
     ap.add_argument("--scene", default="lego", help="scene of ../shared/data to render (bench/scenes.py)")
     ap.add_argument("--pos_bits", type=int, nargs="*", default=[14, 13, 12, 11])
     ap.add_argument("--mantissa", type=int, nargs="*", default=[7, 5, 3])
+    ap.add_argument("--shrink", type=int, nargs="*", default=[2, 4],
+                    help="divide the sizes of the one-level codebooks of --shrink_attrs by these")
+    ap.add_argument("--shrink_attrs", nargs="*", default=["sh0", "quats"])
     ap.add_argument("--no_render", action="store_true", help="sizes only")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "codec.json"))
     args = ap.parse_args()
@@ -104,6 +124,7 @@ def main() -> None:
     variants = [dict(pos_bits=None, mantissa=10)]
     variants += [dict(pos_bits=b, isotropic=iso) for b in args.pos_bits for iso in (False, True)]
     variants += [dict(mantissa=m) for m in args.mantissa]
+    variants += [dict(shrink_factor=f, shrink_attrs=tuple(args.shrink_attrs)) for f in args.shrink]
     scene = None
     if not args.no_render:
         sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -112,7 +133,7 @@ def main() -> None:
         scene, white = scene_of(args.scene), SCENES[args.scene]["white_background"]
         result["psnr_original"] = render_psnr(base.to_splats(), scene, white)
         print(f"PSNR of the original file on {args.scene}'s test views: {result['psnr_original']} dB")
-    head = ["positions", "codebooks", "bytes", "bits / Gaussian", "ratio", "PSNR", "dPSNR"]
+    head = ["positions", "codebooks", "codebook sizes", "bytes", "bits / Gaussian", "ratio", "PSNR", "dPSNR"]
     table = []
     for v in variants:
         sc = variant(base, **v)
@@ -129,7 +150,10 @@ def main() -> None:
         pos = "as stored" if v.get("pos_bits") is None else \
             f"{v['pos_bits']} bits{' isotropic' if v.get('isotropic') else ''}"
         psnr = row.get("psnr")
-        table.append([pos, f"float16, {v.get('mantissa', 10)} mantissa bits", info["bytes"],
+        sizes = ", ".join(f"{a.name} {a.codebooks[0].shape[0]}" for a in loaded.attributes
+                          if a.name in args.shrink_attrs)
+        row["codebook_sizes"] = sizes
+        table.append([pos, f"float16, {v.get('mantissa', 10)} mantissa bits", sizes, info["bytes"],
                       f"{info['bits_per_gaussian']['total']:.2f}", ratio(info["bytes"]),
                       psnr if psnr is not None else "-",
                       f"{psnr - result['psnr_original']:+.3f}" if psnr is not None else "-"])

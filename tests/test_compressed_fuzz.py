@@ -55,7 +55,7 @@ def test_bit_flips_and_truncations_are_caught(tmp_path, original):
     head_len = data.index(b"end_header\n") + 11
     path = str(tmp_path / "m.ply")
     outcomes = {"ok": 0, "error": 0}
-    for trial in range(3000):
+    for trial in range(2000):
         buf = bytearray(data)
         kind = trial % 4
         if kind == 0:    # one bit anywhere
@@ -72,7 +72,7 @@ def test_bit_flips_and_truncations_are_caught(tmp_path, original):
         with open(path, "wb") as fh:
             fh.write(bytes(buf))
         outcomes[_load_or_error(path, want if bytes(buf) != data else None)] += 1
-    assert outcomes["error"] >= 2990  # every real change is detected by the checksum
+    assert outcomes["error"] >= 1990  # every real change is detected by the checksum
 
 
 def test_header_edits_with_a_valid_checksum_never_crash(tmp_path, original):

@@ -99,3 +99,33 @@ def test_word_codecs_round_trip(width):
                   np.zeros(0, dtype), np.full(50, 3, dtype)):
         codec, payload = X.encode_words(words)
         assert np.array_equal(X.decode_words(codec, payload, width, words.size), words)
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_neighbour_transforms_round_trip(name):
+    from gs_vq.io import neighbors as N
+
+    alphabet, values = STREAMS[name]
+    values = values.astype(np.uint64)
+    coders = [(N.encode_same, N.decode_same), (N.encode_recent, N.decode_recent)]
+    if alphabet <= 1 << 32:
+        coders.append((N.encode_delta, N.decode_delta))
+    for enc, dec in coders:
+        if alphabet > 1:
+            assert np.array_equal(dec(enc(values, alphabet), alphabet, values.size), values)
+    codec, payload = X.encode_ints(values, alphabet, ordered=True)
+    assert np.array_equal(X.decode_ints(codec, payload, alphabet, values.size), values)
+
+
+def test_runs_of_repeats_cost_little():
+    from gs_vq.io import neighbors as N
+
+    runs = np.repeat(RNG.integers(0, 4096, 2000), RNG.integers(1, 12, 2000))  # clones in Morton order
+    alternating = np.stack([runs, np.roll(runs, 7)], 1).reshape(-1)  # values recur 2 rows back
+    for values in (runs, alternating):
+        codec, payload = X.encode_ints(values, 4096, ordered=True)
+        assert codec in ("same", "recent", "delta")
+        assert len(payload) < 0.6 * len(E.encode_symbols(values, 4096))
+    assert X.encode_ints(alternating, 4096, ordered=True)[0] == "recent"
+    flags = N.same_flags(runs)
+    assert flags[0] == 0 and flags.sum() == np.sum(runs[1:] == runs[:-1])

@@ -15,8 +15,8 @@ from . import streams as S
 from .scene import COMBINE_RULES, PRECISIONS
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}$")
-INT_CODECS = (*S.CODECS, "range")
-INDEX_CODECS = (*INT_CODECS, "range+ctx")  # index columns after the first
+INT_CODECS = (*S.CODECS, "range", "same", "recent", "delta")
+INDEX_CODECS = (*INT_CODECS, "range+ctx", "same+ctx")  # index columns after the first
 WORD_CODECS = ("plain", "planes+xz", "planes+zlib", "planes+range")
 KINDS = ("positions", "opacities", "coded", "raw", "ints")
 MAX_COUNT = 1 << 30        # Gaussians

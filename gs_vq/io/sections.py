@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import entropy as E
+from . import neighbors as N
 from . import octree as O
 from . import streams as S
 
@@ -39,10 +40,14 @@ def column_context(prev: np.ndarray, prev_size: int) -> Tuple[np.ndarray, int]:
     return (np.asarray(prev, np.int64) * buckets) // max(prev_size, 1), buckets
 
 
-def encode_ints(values: np.ndarray, alphabet: int, context: Context = None) -> Tuple[str, bytes]:
+def encode_ints(values: np.ndarray, alphabet: int, context: Context = None, ordered: bool = False,
+                flag_context: Context = None) -> Tuple[str, bytes]:
     """[N] integers in [0, alphabet) -> (codec tag, payload), the smallest of: fixed-width
-    packing (``packed``), packing or byte planes + LZMA/DEFLATE, range coding (``range``) and,
-    given a ``context``, range coding with one frequency table per context (``range+ctx``)."""
+    packing (``packed``), packing or byte planes + LZMA/DEFLATE, range coding (``range``),
+    given a ``context`` range coding with one frequency table per context (``range+ctx``), and
+    for ``ordered`` per-Gaussian streams (Morton order) the previous-Gaussian transforms of
+    :mod:`gs_vq.io.neighbors` (``same``, ``same+ctx`` with ``flag_context``, ``recent``,
+    ``delta``)."""
     values = np.asarray(values).astype(np.uint64).reshape(-1)
     bits = S.index_bits(alphabet)
     best = S.encode_uints(values, bits) if bits else ("packed", b"")
@@ -50,22 +55,41 @@ def encode_ints(values: np.ndarray, alphabet: int, context: Context = None) -> T
         cands = [("range", E.encode_symbols(values, alphabet))]
         if context is not None:
             cands.append(("range+ctx", E.encode_symbols(values, alphabet, *context)))
+        if ordered:
+            cands.append(("same", N.encode_same(values, alphabet)))
+            cands.append(("recent", N.encode_recent(values, alphabet)))
+            if flag_context is not None:
+                cands.append(("same+ctx", N.encode_same(values, alphabet, flag_context)))
+            if alphabet <= 1 << 32:
+                cands.append(("delta", N.encode_delta(values, alphabet)))
         best = min([best, *cands], key=lambda c: len(c[1]))
     return best
 
 
-def decode_ints(codec: str, payload: bytes, alphabet: int, count: int, context: Context = None) -> np.ndarray:
+def decode_ints(codec: str, payload: bytes, alphabet: int, count: int, context: Context = None,
+                flag_context: Context = None) -> np.ndarray:
     """Inverse of :func:`encode_ints` -> [count] uint64 (all < alphabet)."""
+    if codec in ("range+ctx", "same+ctx") and (context if codec == "range+ctx" else flag_context) is None:
+        raise ValueError(f"{codec} stream without its context")
     if codec == "range":
         return E.decode_symbols(payload, alphabet, count)
     if codec == "range+ctx":
-        if context is None:
-            raise ValueError("range+ctx stream without a context")
         return E.decode_symbols(payload, alphabet, count, *context)
+    if codec in ("same", "same+ctx"):
+        return N.decode_same(payload, alphabet, count, flag_context if codec == "same+ctx" else None)
+    if codec == "delta":
+        return N.decode_delta(payload, alphabet, count)
+    if codec == "recent":
+        return N.decode_recent(payload, alphabet, count)
     values = S.decode_uints(codec, payload, S.index_bits(alphabet), count)
     if count and int(values.max()) >= alphabet:
         raise ValueError(f"stream value beyond its alphabet of {alphabet}")
     return values
+
+
+def flag_context(prev: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Context of a repeat flag: whether the previous index column repeats there too."""
+    return N.same_flags(prev), 2
 
 
 # --------------------------------------------------------------------------- bytes
@@ -146,7 +170,7 @@ def encode_opacities(logits: np.ndarray, bits: int) -> Tuple[Params, bytes]:
     if bits == 32:
         codec, payload = encode_words(np.ascontiguousarray(logits, np.float32).view(np.uint32))
         return {"codec": "float32", "bits": 32, "stream": codec}, payload
-    codec, payload = encode_ints(S.quantize_opacity(logits, bits), 1 << bits)
+    codec, payload = encode_ints(S.quantize_opacity(logits, bits), 1 << bits, ordered=True)
     return {"codec": "bins", "bits": bits, "stream": codec}, payload
 
 
@@ -174,7 +198,8 @@ def encode_coded(tables: List[np.ndarray], codes: np.ndarray, precision: str) ->
     for m, table in enumerate(tables):
         tcodec, tpayload = encode_words(table_words(table, precision).reshape(-1))
         ctx = column_context(codes[:, m - 1], tables[m - 1].shape[0]) if m else None
-        icodec, ipayload = encode_ints(codes[:, m], max(1, table.shape[0]), ctx)
+        fctx = flag_context(codes[:, m - 1]) if m else None
+        icodec, ipayload = encode_ints(codes[:, m], max(1, table.shape[0]), ctx, True, fctx)
         entries.append({"size": int(table.shape[0]), "dim": int(table.shape[1]),
                         "table": tcodec, "table_bytes": len(tpayload),
                         "index": icodec, "index_bytes": len(ipayload)})
@@ -196,7 +221,8 @@ def decode_coded(params: Params, payload: bytes, n: int, precision: str) -> Tupl
             raise ValueError(f"codebook {m} holds NaN or infinite values")
         tables.append(table)
         ctx = column_context(codes[:, m - 1], tables[m - 1].shape[0]) if m else None
-        codes[:, m] = decode_ints(e["index"], parts[2 * m + 1], k, n, ctx).astype(np.int64)
+        fctx = flag_context(codes[:, m - 1]) if m else None
+        codes[:, m] = decode_ints(e["index"], parts[2 * m + 1], k, n, ctx, fctx).astype(np.int64)
     return tables, codes
 
 
@@ -221,7 +247,7 @@ def encode_int_attribute(values: np.ndarray) -> Tuple[Params, bytes]:
     if flat.size and (flat.min() < 0 or flat.max() >= 2**62):
         raise ValueError("integer attributes must be in [0, 2**62)")
     alphabet = int(flat.max()) + 1 if flat.size else 1
-    codec, payload = encode_ints(flat, alphabet)
+    codec, payload = encode_ints(flat, alphabet, ordered=values.ndim == 1 or values.shape[1] == 1)
     return {"codec": "ints", "alphabet": alphabet, "stream": codec}, payload
 
 
