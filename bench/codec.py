@@ -2,14 +2,14 @@
 quality cost of coarser positions and codebooks.
 
     python bench/codec.py --model /work/models/lego_vq                 # lego -r 4, --config vq
-    python bench/codec.py --model output/lego --pos_bits 14 12 11 --mantissa 10 7 5
+    python bench/codec.py --model output/lego --pos_bits 14 12 11 --mantissa 7 5 --joint 11 5
 
 1. Reads MODEL/compressed.ply (any version), rewrites it as version 2 with the same grid and
    codebooks and checks that the loaded splats are identical (bit-exact, same order).
 2. Prints the bits per Gaussian of each part (positions, opacities, each attribute's index
    streams and codebooks, header) for the original and the v2 file, and the bytes / ratio
    against MODEL/point_cloud.ply.
-3. For each ``--pos_bits`` (per-axis and isotropic grids) and each ``--mantissa`` (float16
+3. For each ``--pos_bits`` (per-axis grids; also isotropic ones with ``--isotropic``) and each ``--mantissa`` (float16
    codebook mantissa bits kept), re-encodes, loads back and renders the scene's test views:
    bytes, bits per Gaussian and PSNR against the original file's PSNR.
 Writes bench/results/codec.json. Data: ../shared/data beside the project (``--scene``).
@@ -85,6 +85,9 @@ def main() -> None:
     ap.add_argument("--shrink", type=int, nargs="*", default=[2, 4],
                     help="divide the sizes of the one-level codebooks of --shrink_attrs by these")
     ap.add_argument("--shrink_attrs", nargs="*", default=["sh0", "quats"])
+    ap.add_argument("--joint", type=int, nargs=2, action="append", default=[], metavar=("POS_BITS", "MANTISSA"),
+                    help="also one variant with both a position grid and codebook mantissa bits (repeatable)")
+    ap.add_argument("--isotropic", action="store_true", help="also isotropic grids (one step for all axes)")
     ap.add_argument("--no_render", action="store_true", help="sizes only")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "codec.json"))
     args = ap.parse_args()
@@ -122,9 +125,11 @@ def main() -> None:
               "v1": d1, "v2": d2, "variants": []}
 
     variants = [dict(pos_bits=None, mantissa=10)]
-    variants += [dict(pos_bits=b, isotropic=iso) for b in args.pos_bits for iso in (False, True)]
+    variants += [dict(pos_bits=b, isotropic=iso) for b in args.pos_bits
+                 for iso in ((False, True) if args.isotropic else (False,))]
     variants += [dict(mantissa=m) for m in args.mantissa]
     variants += [dict(shrink_factor=f, shrink_attrs=tuple(args.shrink_attrs)) for f in args.shrink]
+    variants += [dict(pos_bits=p, mantissa=m) for p, m in args.joint]
     scene = None
     if not args.no_render:
         sys.path.insert(0, os.path.join(ROOT, "bench"))
