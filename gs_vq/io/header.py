@@ -19,7 +19,7 @@ INT_CODECS = (*S.CODECS, "range", "same", "recent", "delta")
 INDEX_CODECS = (*INT_CODECS, "range+ctx", "same+ctx")  # index columns after the first
 WORD_CODECS = ("plain", "planes+xz", "planes+zlib", "planes+range")
 KINDS = ("positions", "opacities", "coded", "raw", "ints")
-MAX_COUNT = 1 << 30        # Gaussians
+MAX_COUNT = 1 << 28        # Gaussians (268M; far above any scene this trains)
 MAX_VALUES = 1 << 16       # values per Gaussian of one attribute
 MAX_TABLE = 1 << 26        # codebook entries x dims
 
