@@ -11,17 +11,13 @@ a step when it runs every CHECK_EVERY steps. Prints a table; writes bench/result
 import argparse
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as gs_vq does, before torch loads
 
 import torch  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from report import markdown, write_json  # noqa: E402  (bench/report.py)
+from bench.report import ROOT, markdown, write_json  # noqa: E402
 from gs_vq.health import CHECK_EVERY, check_finite  # noqa: E402
 from gs_vq.splats import make_optimizers, make_param_dict, render_splats  # noqa: E402
 

@@ -19,11 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-FERN = ROOT.parent / "shared" / "data" / "fern"
+from bench.report import markdown, write_json
 
-from report import markdown, write_json  # noqa: E402  (bench/report.py)
+ROOT = Path(__file__).resolve().parents[1]
+FERN = ROOT.parent / "shared" / "data" / "fern"
 
 TINY = ["--quiet", "--config", "TINY"]
 TINY_YAML = ("iterations: 2\nmax_init_points: 300\ninit_num_points: 300\nsh_degree: 1\nsh_degree_interval: 1\n"

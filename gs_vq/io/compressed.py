@@ -1,143 +1,67 @@
 """MODEL/compressed.ply: a vector-quantized 3DGS scene in a valid, small PLY file.
 
-Layout (``format binary_little_endian 1.0``, readable by plyfile)::
+Version 2 (written): a binary PLY whose header carries a JSON table of sections and a CRC32 of
+the whole file (:mod:`gs_vq.io.container`); one section per part, each with its own codec
+(:mod:`gs_vq.io.sections`)::
 
-    obj_info {JSON: counts, position grid, opacity bits, attribute table, stream table}
-    element codebook_<attr>_<m> K_m      one element per codebook, properties c0..c{d-1}
-                                         (float, or ushort holding float16 bit patterns)
-    element stream_<name> 1              one row: property list uint uchar data
-        stream_means                     Morton codes of the grid positions, sorted, as gaps
-        stream_opacities                 opacity bins (``opacity_bits`` each)
-        stream_idx_<attr>_<m>            per-Gaussian index into codebook m, ceil(log2 K_m) bits
-        stream_raw_<attr>                unquantized attributes (float16/float32), if any
+    means        positions on a grid, Morton-sorted, as an entropy-coded octree (or gaps)
+    opacities    bins of sigmoid(opacity), range-coded (or float32)
+    coded_<a>    attribute <a>: its codebook tables and one index stream per codebook
+    raw_<a>      unquantized attribute <a> (float16/float32)
+    ints_<a>     per-Gaussian non-negative integers <a> (e.g. semantic labels)
 
-Gaussians are stored in Morton order of their quantized positions. Each per-Gaussian stream is
-the plain fixed-width layout or, when smaller, that layout entropy-coded (LZMA2 or DEFLATE),
-and carries a CRC32 so that a damaged file fails loudly. Codebooks and indices load back
+Every integer stream is stored with the smallest of range coding (per-stream frequency tables)
+and the fixed-width layouts of version 1 (plain, LZMA, DEFLATE); the tag says which. Version 1
+files (:mod:`gs_vq.io.compressed_v1`) are still read. Codebooks and indices load back
 bit-exactly; positions are within ``grid.precision`` (half a grid step) of the written ones;
 opacities within half an opacity bin (in sigmoid units).
 """
 
-import json
 import os
-import re
-import zlib
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError
+from . import container as C
+from . import sections as X
 from . import streams as S
+from .header import NAME, validate_header
+from .scene import LOSSLESS, CodedAttribute, CompressedScene, decode_codes  # noqa: F401 (public)
 
 FORMAT = "gs_vq.compressed"
-VERSION = 1
-LOSSLESS = 32  # pos_bits / opacity_bits value meaning "store float32 as is"
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
-
-
-def decode_codes(codebooks: Sequence[Tensor], codes: Tensor, combine: str) -> Tensor:
-    """Values of coded vectors: the one decoding rule shared by the file and the VQ plugin.
-
-    Args:
-        codebooks: M tensors [K_m, d_m].
-        codes: [N, M] integer indices.
-        combine: "sum" (VQ, residual and additive VQ: sum_m C_m[c_m], added in order m = 0..M-1)
-            or "concat" (product quantization: [C_0[c_0], ..., C_{M-1}[c_{M-1}]]).
-    Returns:
-        [N, d] with d = d_0 (sum) or sum_m d_m (concat).
-    """
-    parts = [cb.index_select(0, codes[:, m].contiguous()) for m, cb in enumerate(codebooks)]
-    if combine == "concat":
-        return torch.cat(parts, dim=-1)
-    if combine != "sum":
-        raise ValueError(f"unknown combine rule {combine!r}")
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
-
-
-@dataclass
-class CodedAttribute:
-    """One per-Gaussian attribute stored as indices into codebooks."""
-
-    name: str                    # splat key: "sh0", "shN", "scales", "quats", "features", ...
-    shape: Tuple[int, ...]       # per-Gaussian shape in the splats, e.g. (1, 3) for sh0
-    codebooks: List[Tensor]      # M x [K_m, d_m] float32
-    codes: Tensor                # [N, M] int64
-    combine: str = "sum"         # see decode_codes
-    precision: str = "float32"   # codebook storage: "float32" or "float16" (values rounded)
-
-    def decode(self) -> Tensor:
-        """[N, *shape] float32 values."""
-        flat = decode_codes(self.codebooks, self.codes, self.combine)
-        return flat.reshape(flat.shape[0], *self.shape)
-
-
-@dataclass
-class CompressedScene:
-    """What compressed.ply holds, decoded (Gaussians in the file's order)."""
-
-    means: Tensor                                   # [N, 3] float32
-    opacities: Tensor                               # [N] float32 logits
-    attributes: List[CodedAttribute]
-    raw: Dict[str, Tensor] = field(default_factory=dict)  # unquantized attributes [N, ...]
-    raw_precision: str = "float16"                  # how ``raw`` is stored
-    meta: Dict[str, Any] = field(default_factory=dict)    # free-form (sh_degree, ...)
-    grid: Optional[S.PositionGrid] = None           # position grid (None: lossless)
-    opacity_bits: int = 8
-
-    def to_splats(self) -> Dict[str, Tensor]:
-        """Decoded splat tensors with gsplat's names (``means``, ``quats``, ``sh0``, ...)."""
-        out = {"means": self.means, "opacities": self.opacities}
-        out.update({a.name: a.decode() for a in self.attributes})
-        out.update(self.raw)
-        return out
+VERSION = 2
+READS = (1, 2)  # versions this reader understands
 
 
 # --------------------------------------------------------------------------- writing
 def _compact(codebook: Tensor, codes: Tensor) -> Tuple[Tensor, Tensor]:
-    """Drop unused entries, most used first. Decoded values are unchanged."""
+    """Drop unused entries, most used first (1-D codebooks: in ascending value, so that index
+    slices are value ranges for the next column's context). Decoded values are unchanged."""
     counts = torch.bincount(codes, minlength=codebook.shape[0])
     used = torch.nonzero(counts).squeeze(1)
-    used = used[torch.argsort(-counts[used], stable=True)]
+    key = codebook[used, 0] if codebook.shape[1] == 1 else -counts[used].double()
+    used = used[torch.argsort(key, stable=True)]
     remap = torch.full((codebook.shape[0],), -1, dtype=torch.int64)
     remap[used] = torch.arange(len(used))
     return codebook[used], remap[codes]
 
 
-def _codebook_table(cb: np.ndarray, precision: str) -> np.ndarray:
-    """[K, d] float -> the stored [K, d] array: little-endian float32, or float16 bits (uint16)."""
-    if precision == "float16":
-        return cb.astype(np.float16).view(np.uint16).astype("<u2")
-    if precision == "float32":
-        return cb.astype("<f4")
-    raise GsVqError(f"codebook precision must be float32 or float16, got {precision!r}")
-
-
-def _codebook_element(name: str, table: np.ndarray):
-    from plyfile import PlyElement
-
-    rec = np.empty(table.shape[0], dtype=[(f"c{j}", table.dtype) for j in range(table.shape[1])])
-    for j in range(table.shape[1]):
-        rec[f"c{j}"] = table[:, j]
-    return PlyElement.describe(rec, name)
-
-
-def _stream_element(name: str, payload: bytes):
-    from plyfile import PlyElement
-
-    rec = np.empty(1, dtype=[("data", object)])
-    rec["data"][0] = np.frombuffer(payload, dtype=np.uint8)
-    return PlyElement.describe(rec, f"stream_{name}", len_types={"data": "u4"},
-                               val_types={"data": "u1"})
-
-
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+def _width(value: Tensor) -> int:
+    """Values per Gaussian of an [N, ...] attribute."""
+    return int(np.prod(tuple(value.shape[1:])))
+
+
+def _attr_name(name: str) -> str:
+    if not NAME.match(name) or name in ("means", "opacities"):
+        raise GsVqError(f"attribute name {name!r} must be alphanumeric (and not means/opacities)")
+    return name
 
 
 def write_compressed(
@@ -147,7 +71,7 @@ def write_compressed(
     opacity_bits: int = 8,
     compact_codebooks: bool = True,
 ) -> Dict[str, Any]:
-    """Write ``scene`` to ``path`` (atomically).
+    """Write ``scene`` to ``path`` (atomically) in format version 2.
 
     Args:
         scene: Gaussians in any order; ``scene.grid`` (if set) fixes the position grid, else a
@@ -160,168 +84,130 @@ def write_compressed(
     """
     n = int(scene.means.shape[0])
     means = _np(scene.means).astype(np.float32).reshape(n, 3)
-    if not np.isfinite(means).all() or not torch.isfinite(scene.opacities).all():
+    opac = _np(scene.opacities).astype(np.float32).reshape(n)
+    if not np.isfinite(means).all() or not np.isfinite(opac).all():
         raise GsVqError("compressed ply: means or opacities hold NaN or infinite values")
+    if not (1 <= opacity_bits <= 16 or opacity_bits == LOSSLESS):
+        raise GsVqError(f"opacity bits must be 1..16 or 32, got {opacity_bits}")
     grid = scene.grid
     if grid is None and pos_bits != LOSSLESS:
         grid = S.PositionGrid.fit(means, pos_bits)
     order_grid = grid if grid is not None else S.PositionGrid.fit(means, 21)
-    morton = S.morton_encode(order_grid.quantize(means), order_grid.bits)
-    order = np.argsort(morton, kind="stable")
-
-    meta: Dict[str, Any] = {"format": FORMAT, "version": VERSION, "count": n,
-                            "meta": scene.meta, "streams": {}, "attributes": [], "raw": []}
-    payloads: Dict[str, bytes] = {}
-
-    def add_stream(name: str, codec: str, bits: int, payload: bytes) -> None:
-        meta["streams"][name] = {"codec": codec, "bits": bits, "bytes": len(payload),
-                                 "crc32": zlib.crc32(payload)}
-        payloads[name] = payload
-
-    if grid is None:
-        meta["means"] = {"lossless": True}
-        codec, payload = S.encode_uints(means[order].view(np.uint32).reshape(-1), 32)
-        add_stream("means", codec, 32, payload)
-    else:
-        meta["means"] = {"lo": list(grid.lo), "step": list(grid.step), "bits": grid.bits}
-        codec, bits, payload = S.encode_deltas(morton[order])
-        add_stream("means", codec, bits, payload)
-
-    opac = _np(scene.opacities).astype(np.float32).reshape(n)[order]
-    if opacity_bits == LOSSLESS:
-        codec, payload = S.encode_uints(opac.view(np.uint32), 32)
-    elif 1 <= opacity_bits <= 16:
-        codec, payload = S.encode_uints(S.quantize_opacity(opac, opacity_bits), opacity_bits)
-    else:
-        raise GsVqError(f"opacity bits must be 1..16 or 32, got {opacity_bits}")
-    add_stream("opacities", codec, opacity_bits, payload)
-    meta["opacities"] = {"bits": opacity_bits}
-
+    order = np.argsort(S.morton_encode(order_grid.quantize(means), order_grid.bits), kind="stable")
     order_t = torch.from_numpy(order)
-    elements = []
+
+    entries: List[Dict[str, Any]] = []
+    payloads: List[Tuple[str, bytes]] = []
+
+    def add(name: str, kind: str, params: Dict[str, Any], payload: bytes, **extra) -> None:
+        entries.append({"name": name, "kind": kind, **extra, "bytes": len(payload), "params": params})
+        payloads.append((name, payload))
+
+    add("means", "positions", *X.encode_positions(means[order], grid))
+    add("opacities", "opacities", *X.encode_opacities(opac[order], opacity_bits))
     for attr in scene.attributes:
-        if not _NAME.match(attr.name):
-            raise GsVqError(f"attribute name {attr.name!r} must be alphanumeric")
-        codes = attr.codes.detach().cpu().long().reshape(n, -1)[order_t]  # [N, M]
-        entry = {"name": attr.name, "shape": list(attr.shape), "combine": attr.combine,
-                 "precision": attr.precision, "codebooks": []}
+        codes = attr.codes.detach().cpu().long().reshape(n, len(attr.codebooks))[order_t]  # [N, M]
+        tables, cols = [], []
         for m, cb in enumerate(attr.codebooks):
-            cb = cb.detach().cpu().float()
-            c = codes[:, m]
+            cb, c = cb.detach().cpu().float(), codes[:, m]
             if compact_codebooks and n > 0:
                 cb, c = _compact(cb, c)
-            elem = f"codebook_{attr.name}_{m}"
-            table = _codebook_table(_np(cb), attr.precision)  # [K, d]
-            elements.append(_codebook_element(elem, table))
-            bits = S.index_bits(max(1, cb.shape[0]))
-            codec, payload = S.encode_uints(_np(c), bits)
-            add_stream(f"idx_{attr.name}_{m}", codec, bits, payload)
-            entry["codebooks"].append({"element": elem, "size": int(cb.shape[0]),
-                                       "dim": int(cb.shape[1]), "index_bits": bits,
-                                       "crc32": zlib.crc32(np.ascontiguousarray(table).tobytes())})
-        meta["attributes"].append(entry)
-
+            tables.append(_np(cb))
+            cols.append(_np(c))
+        stacked = np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
+        if attr.precision not in ("float32", "float16"):
+            raise GsVqError(f"codebook precision must be float32 or float16, got {attr.precision!r}")
+        add(f"coded_{_attr_name(attr.name)}", "coded", *X.encode_coded(tables, stacked, attr.precision),
+            attr=attr.name, shape=list(attr.shape), combine=attr.combine, precision=attr.precision)
     for name, value in scene.raw.items():
-        value = _np(value).astype(np.float32).reshape(n, -1)[order]
-        dtype = np.float16 if scene.raw_precision == "float16" else np.float32
-        payload = S._xz(np.ascontiguousarray(value.astype(dtype)).tobytes())
-        add_stream(f"raw_{name}", "xz", 8 * np.dtype(dtype).itemsize, payload)
-        meta["raw"].append({"name": name, "shape": list(scene.raw[name].shape[1:]),
-                            "precision": scene.raw_precision})
+        values = _np(value).astype(np.float32).reshape(n, _width(value))[order]
+        add(f"raw_{_attr_name(name)}", "raw", *X.encode_raw(values, scene.raw_precision),
+            attr=name, shape=list(value.shape[1:]), precision=scene.raw_precision)
+    for name, value in scene.ints.items():
+        values = _np(value).astype(np.int64).reshape(n, _width(value))[order]
+        try:
+            params, payload = X.encode_int_attribute(values)
+        except ValueError as e:
+            raise GsVqError(f"compressed ply: integer attribute {name}: {e}") from None
+        add(f"ints_{_attr_name(name)}", "ints", params, payload, attr=name, shape=list(value.shape[1:]))
 
-    elements += [_stream_element(k, v) for k, v in payloads.items()]
-    from plyfile import PlyData
-
-    ply = PlyData(elements, text=False, byte_order="<",
-                  obj_info=[json.dumps(meta, separators=(",", ":"))])
-    with atomic_path(path) as tmp:
-        ply.write(tmp)
-    size = os.path.getsize(path)
+    header = {"format": FORMAT, "version": VERSION, "count": n, "meta": scene.meta, "sections": entries}
+    validate_header(header, dict(payloads), path)  # the writer obeys the reader's rules
+    size = C.write_container(path, header, payloads)
     return {"bytes": size, "count": n, "order": order, "grid": grid,
-            "bits_per_gaussian": _bits_report(meta, elements, size)}
+            "bits_per_gaussian": _bits_report(header, size)}
 
 
-def _bits_report(meta: Dict[str, Any], elements, size: int) -> Dict[str, float]:
-    """Bits per Gaussian of each part: ``means``, ``opacities``, per attribute ``<name>.index``
-    (all its index streams) and ``<name>.codebook``, raw attributes, ``header`` and ``total``."""
-    n = max(int(meta["count"]), 1)
+def _bits_report(header: Dict[str, Any], size: int) -> Dict[str, float]:
+    """Bits per Gaussian of each part: ``means``, ``opacities``, per coded attribute
+    ``<name>.index`` (all its index streams) and ``<name>.codebook``, ``raw_<name>`` and
+    ``ints_<name>``, ``header`` (everything else: PLY/JSON header, length prefixes) and ``total``."""
+    n = max(int(header["count"]), 1)
     out: Dict[str, float] = {}
-
-    def add(key: str, nbytes: int) -> None:
-        out[key] = out.get(key, 0.0) + 8.0 * nbytes / n
-
-    for name, s in meta["streams"].items():
-        if name.startswith("idx_"):
-            add(name[len("idx_"):].rsplit("_", 1)[0] + ".index", s["bytes"])
+    for e in header["sections"]:
+        if e["kind"] == "coded":
+            books = e["params"]["codebooks"]
+            out[f"{e['attr']}.index"] = 8.0 * sum(b["index_bytes"] for b in books) / n
+            out[f"{e['attr']}.codebook"] = 8.0 * sum(b["table_bytes"] for b in books) / n
         else:
-            add(name, s["bytes"])
-    for e in elements:
-        if e.name.startswith("codebook_"):
-            add(e.name[len("codebook_"):].rsplit("_", 1)[0] + ".codebook",
-                len(e.data) * e.data.dtype.itemsize)
+            out[e["name"]] = 8.0 * e["bytes"] / n  # means, opacities, raw_<a>, ints_<a>
     out["header"] = 8.0 * size / n - sum(out.values())
     out["total"] = 8.0 * size / n
     return {k: round(v, 4) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------- reading
-def _read_ply(path: str):
-    from plyfile import PlyData
-
+def _read_bytes(path: str) -> bytes:
     if not os.path.isfile(path):
         raise GsVqError(f"{path}: no such file")
     try:
-        ply = PlyData.read(path)
-        meta = json.loads(ply.obj_info[0]) if ply.obj_info else None
-    except GsVqError:
-        raise
-    except Exception as e:  # plyfile / json / numpy raise many types on damaged input
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as e:
+        raise GsVqError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _open(path: str) -> Tuple[int, Dict[str, Any], Any]:
+    """-> (version, JSON header, v1: plyfile PlyData / v2: {section: payload}), checked."""
+    data = _read_bytes(path)
+    head, _ = C.split_header(data, path)
+    if C.has_checksum(head):
+        meta, sections = C.read_container(data, path)
+    else:
+        meta, sections = C.header_json(head, path), None
+    if meta.get("format") != FORMAT:
+        raise GsVqError(f"{path}: not a gs-vq compressed ply (no {FORMAT} header)")
+    version = meta.get("version")
+    if version not in READS or (version == 2) != (sections is not None):
+        raise GsVqError(f"{path}: compressed ply version {version!r} is not supported "
+                        f"(this gs-vq reads versions {', '.join(map(str, READS))})")
+    if version == 2:
+        validate_header(meta, sections, path)
+        return version, meta, sections
+    return version, meta, _plyfile(data, path)
+
+
+def _plyfile(data: bytes, path: str):
+    import io
+
+    from plyfile import PlyData
+
+    try:
+        return PlyData.read(io.BytesIO(data))
+    except Exception as e:  # plyfile / numpy raise many types on damaged input
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise GsVqError(f"{path}: corrupt or truncated ply ({msg})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise GsVqError(f"{path}: not a gs-vq compressed ply (no {FORMAT} header)")
-    if meta.get("version") != VERSION:
-        raise GsVqError(f"{path}: compressed ply version {meta.get('version')} is not supported "
-                        f"(this gs-vq reads version {VERSION})")
-    return ply, meta
-
-
-def _stream(ply, meta, name: str) -> Tuple[dict, bytes]:
-    info = meta["streams"][name]
-    payload = np.asarray(ply[f"stream_{name}"]["data"][0], dtype=np.uint8).tobytes()
-    if len(payload) != info["bytes"] or zlib.crc32(payload) != info["crc32"]:
-        raise ValueError(f"stream {name} fails its checksum")
-    return info, payload
-
-
-def _uints(ply, meta, name: str, n: int) -> np.ndarray:
-    info, payload = _stream(ply, meta, name)
-    return S.decode_uints(info["codec"], payload, info["bits"], n)
-
-
-def _read_codebook(ply, entry: Dict[str, Any], precision: str) -> Tensor:
-    data = ply[entry["element"]].data
-    cols = [f"c{j}" for j in range(entry["dim"])]
-    if len(data) != entry["size"] or list(data.dtype.names) != cols:
-        raise ValueError(f"codebook {entry['element']} has the wrong shape")
-    dtype = "<u2" if precision == "float16" else "<f4"
-    table = np.stack([data[c].astype(dtype) for c in cols], axis=1) if cols else \
-        np.zeros((len(data), 0), dtype)
-    if zlib.crc32(np.ascontiguousarray(table).tobytes()) != entry["crc32"]:
-        raise ValueError(f"codebook {entry['element']} fails its checksum")
-    if precision == "float16":
-        table = table.view(np.float16)
-    values = torch.from_numpy(table.astype(np.float32)).reshape(entry["size"], entry["dim"])
-    if not torch.isfinite(values).all():
-        raise ValueError(f"codebook {entry['element']} holds NaN or infinite values")
-    return values
 
 
 def read_compressed(path: str) -> CompressedScene:
-    """Load compressed.ply. Any damage (bad header, truncation, checksum, ranges) -> GsVqError."""
-    ply, meta = _read_ply(path)
+    """Load compressed.ply (version 1 or 2). Any damage -> one-line GsVqError."""
+    version, meta, body = _open(path)
     try:
-        return _decode(ply, meta)
+        if version == 1:
+            from .compressed_v1 import decode_v1
+
+            return decode_v1(body, meta)
+        return _decode_v2(meta, body)
     except GsVqError:
         raise
     except Exception as e:
@@ -329,51 +215,32 @@ def read_compressed(path: str) -> CompressedScene:
         raise GsVqError(f"{path}: corrupt compressed ply ({msg})") from None
 
 
-def _decode(ply, meta: Dict[str, Any]) -> CompressedScene:
+def _decode_v2(meta: Dict[str, Any], sections: Dict[str, bytes]) -> CompressedScene:
     n = int(meta["count"])
-    m = meta["means"]
-    grid = None
-    if m.get("lossless"):
-        means = _uints(ply, meta, "means", 3 * n).astype(np.uint32).view(np.float32)
-    else:
-        grid = S.PositionGrid(tuple(m["lo"]), tuple(m["step"]), int(m["bits"]))
-        info, payload = _stream(ply, meta, "means")
-        codes = S.decode_deltas(info["codec"], payload, info["bits"], n)
-        if n and int(codes[-1]) >= 2 ** (3 * grid.bits):
-            raise ValueError("position stream out of the grid")
-        means = grid.dequantize(S.morton_decode(codes, grid.bits))
-    obits = int(meta["opacities"]["bits"])
-    q = _uints(ply, meta, "opacities", n)
-    opac = (q.astype(np.uint32).view(np.float32) if obits == LOSSLESS
-            else S.dequantize_opacity(q, obits))
-
-    attributes = []
-    for entry in meta["attributes"]:
-        codebooks, codes = [], []
-        for mi, cbe in enumerate(entry["codebooks"]):
-            codebooks.append(_read_codebook(ply, cbe, entry["precision"]))
-            c = _uints(ply, meta, f"idx_{entry['name']}_{mi}", n)
-            if n and int(c.max()) >= cbe["size"]:
-                raise ValueError(f"index of {entry['name']} beyond its codebook")
-            codes.append(torch.from_numpy(c.astype(np.int64)))
-        codes_t = torch.stack(codes, dim=1) if codes else torch.zeros(n, 0, dtype=torch.int64)
-        attributes.append(CodedAttribute(entry["name"], tuple(entry["shape"]), codebooks,
-                                         codes_t, entry["combine"], entry["precision"]))
-
-    raw, raw_precision = {}, "float16"
-    for entry in meta["raw"]:
-        info, payload = _stream(ply, meta, f"raw_{entry['name']}")
-        raw_precision = entry["precision"]
-        dtype = np.float16 if raw_precision == "float16" else np.float32
-        shape = (n, *entry["shape"])
-        values = np.frombuffer(S._unxz(payload), dtype=dtype, count=int(np.prod(shape)))
-        raw[entry["name"]] = torch.from_numpy(values.astype(np.float32).reshape(shape))
-
-    return CompressedScene(
-        means=torch.from_numpy(np.ascontiguousarray(means).reshape(n, 3)),
-        opacities=torch.from_numpy(np.ascontiguousarray(opac).reshape(n)),
-        attributes=attributes, raw=raw, raw_precision=raw_precision,
-        meta=meta.get("meta", {}), grid=grid, opacity_bits=obits)
+    scene = CompressedScene(means=torch.zeros(n, 3), opacities=torch.zeros(n), attributes=[],
+                            meta=meta.get("meta", {}))
+    for e in meta["sections"]:
+        payload, p, kind = sections[e["name"]], e["params"], e["kind"]
+        shape = tuple(e.get("shape", ()))
+        if kind == "positions":
+            means, scene.grid = X.decode_positions(p, payload, n)
+            scene.means = torch.from_numpy(np.ascontiguousarray(means, np.float32).reshape(n, 3))
+        elif kind == "opacities":
+            scene.opacities = torch.from_numpy(np.ascontiguousarray(X.decode_opacities(p, payload, n)))
+            scene.opacity_bits = int(p["bits"])
+        elif kind == "coded":
+            tables, codes = X.decode_coded(p, payload, n, e["precision"])
+            scene.attributes.append(CodedAttribute(
+                e["attr"], shape, [torch.from_numpy(t) for t in tables], torch.from_numpy(codes),
+                e["combine"], e["precision"]))
+        elif kind == "raw":
+            values = X.decode_raw(p, payload, n * int(np.prod(shape)))
+            scene.raw[e["attr"]] = torch.from_numpy(values.reshape(n, *shape))
+            scene.raw_precision = p["codec"]
+        else:
+            values = X.decode_int_attribute(p, payload, n * int(np.prod(shape)))
+            scene.ints[e["attr"]] = torch.from_numpy(values.reshape(n, *shape))
+    return scene
 
 
 def load_compressed_splats(path: str, device: str = "cpu") -> Dict[str, Tensor]:
@@ -382,11 +249,16 @@ def load_compressed_splats(path: str, device: str = "cpu") -> Dict[str, Tensor]:
 
 
 def describe_compressed(path: str) -> Dict[str, Any]:
-    """Size facts of a compressed.ply: bytes, count and bits per Gaussian of each part."""
-    ply, meta = _read_ply(path)
+    """Size facts of a compressed.ply: bytes, count, version and bits per Gaussian of each part."""
+    version, meta, body = _open(path)
     size = os.path.getsize(path)
-    return {"bytes": size, "count": int(meta["count"]),
-            "bits_per_gaussian": _bits_report(meta, ply.elements, size)}
+    if version == 1:
+        from .compressed_v1 import bits_report_v1
+
+        bits = bits_report_v1(meta, body.elements, size)
+    else:
+        bits = _bits_report(meta, size)
+    return {"bytes": size, "count": int(meta["count"]), "version": version, "bits_per_gaussian": bits}
 
 
 def is_compressed_ply(path: str) -> bool:
@@ -397,3 +269,8 @@ def is_compressed_ply(path: str) -> bool:
     except OSError:
         return False
     return head.startswith(b"ply") and FORMAT.encode() in head
+
+
+__all__ = ["FORMAT", "VERSION", "READS", "LOSSLESS", "CodedAttribute", "CompressedScene",
+           "decode_codes", "write_compressed", "read_compressed", "load_compressed_splats",
+           "describe_compressed", "is_compressed_ply"]

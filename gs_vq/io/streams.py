@@ -7,19 +7,13 @@ went through ``dequantize(quantize(x))`` once comes back bit-identical the secon
 """
 
 import lzma
-import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
 import numpy as np
 
-
-def index_bits(k: int) -> int:
-    """Fewest bits that can hold an index into a codebook of ``k`` entries: ceil(log2 k)."""
-    if k < 1:
-        raise ValueError(f"codebook size must be >= 1, got {k}")
-    return int(math.ceil(math.log2(k))) if k > 1 else 0
+from ..quant.base import bits_for as index_bits  # noqa: F401  (the one definition; re-exported)
 
 
 # --------------------------------------------------------------------------- bit packing
@@ -88,14 +82,20 @@ class PositionGrid:
     bits: int
 
     @classmethod
-    def fit(cls, means: np.ndarray, bits: int) -> "PositionGrid":
-        """Smallest grid with ``bits`` bits per axis covering [N, 3] ``means``."""
+    def fit(cls, means: np.ndarray, bits: int, isotropic: bool = False) -> "PositionGrid":
+        """Smallest grid with ``bits`` bits per axis covering [N, 3] ``means``.
+
+        ``isotropic``: one step for all three axes, set by the longest extent (cubic cells; the
+        shorter axes use fewer of their ``2**bits`` cells, which the octree codes for free).
+        """
         if not 1 <= bits <= 21:
             raise ValueError(f"position bits must be in 1..21, got {bits}")
         means = np.asarray(means, dtype=np.float32).reshape(-1, 3)
         lo = means.min(axis=0) if len(means) else np.zeros(3, np.float32)
         hi = means.max(axis=0) if len(means) else np.ones(3, np.float32)
         step = np.maximum((hi.astype(np.float64) - lo) / (2**bits - 1), 1e-12)
+        if isotropic:
+            step = np.full(3, step.max())
         # round the step up so that lo + (2**bits - 1) * step covers hi in float32
         step = np.nextafter(step.astype(np.float32), np.float32(np.inf))
         return cls(tuple(float(v) for v in lo), tuple(float(v) for v in step), bits)

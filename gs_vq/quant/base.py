@@ -10,7 +10,6 @@ methods accept any number of leading dimensions. On CPU, ``fit`` / ``encode`` / 
 ops single-threaded and split the heavy passes over rows across threads (:mod:`.parallel`).
 """
 
-import math
 from typing import ClassVar, List, Optional, Sequence
 
 import torch
@@ -44,8 +43,11 @@ def straight_through(q: Tensor, x: Tensor) -> Tensor:
 
 
 def bits_for(k: int) -> int:
-    """Bits of one index into a codebook of ``k`` entries: ``ceil(log2 k)`` (0 when k = 1)."""
-    return int(math.ceil(math.log2(k))) if k > 1 else 0
+    """Bits of one index into a codebook of ``k`` entries: ``ceil(log2 k)`` (0 when k = 1), exact for
+    any size (the log2 of a float is not). The one definition: ``gs_vq.io.streams.index_bits`` too."""
+    if k < 1:
+        raise ValueError(f"codebook size must be >= 1, got {k}")
+    return int(k - 1).bit_length()
 
 
 class Quantizer(nn.Module):
