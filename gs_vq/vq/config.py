@@ -53,6 +53,8 @@ class VQConfig:
     # --- what is quantized ---
     attributes: Dict[str, Any] = field(default_factory=default_attributes)
     precision: str = "float16"  # default codebook storage for entries that do not set one
+    codebook_mantissa: int = 10  # mantissa bits float16 codebooks keep (10: plain float16; 5 cost lego
+    # -0.009 dB post hoc, bench/codec.py)
     rate: float = 0.0  # ECVQ rate term at each refresh of a single-codebook (vq) attribute: one bit of
     # index entropy is worth `rate` x the mean squared error per vector (0 = plain nearest code)
     max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
@@ -115,6 +117,8 @@ class VQConfig:
             raise GsVqError(f"vq.pos_bits must be 1..21 or 32, got {self.pos_bits}")
         if not (1 <= self.opacity_bits <= 16 or self.opacity_bits == 32):
             raise GsVqError(f"vq.opacity_bits must be 1..16 or 32, got {self.opacity_bits}")
+        if not 0 <= self.codebook_mantissa <= 10:
+            raise GsVqError(f"vq.codebook_mantissa must be 0..10 (float16 mantissa bits), got {self.codebook_mantissa}")
         if self.raw_precision not in ("float16", "float32"):
             raise GsVqError("vq.raw_precision must be float16 or float32")
         if self.prune_every < 1 or self.prune_window < 0:

@@ -73,7 +73,8 @@ def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
         quantizer = build_quantizer(spec).to(x.device).fit(x)
         codes = quantizer.encode(x)  # [N, M]
         slot = Slot(name, shapes[name], quantizer, start, codes.shape[1],
-                    cfg.codebook_precision(name), spec, Slot.rule_of(name, quantizer))
+                    cfg.codebook_precision(name), spec, Slot.rule_of(name, quantizer),
+                    mantissa=cfg.codebook_mantissa)
         quantizer.update_codebooks_from_assignments(x, codes)
         slots[name] = slot
         columns.append(codes)

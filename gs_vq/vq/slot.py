@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from ..io.compressed import decode_codes
+from ..io.scene import round_mantissa
 from ..quant import build_quantizer
 
 
@@ -29,6 +30,7 @@ class Slot:
     spec: Dict[str, Any] = field(default_factory=dict)  # build_quantizer spec it was built from
     combine: str = "sum"          # the quantizer's decode_rule: "sum" | "concat"
     frozen: Optional[List[Tensor]] = field(default=None)  # final tables once snapped
+    mantissa: int = 10            # float16 mantissa bits kept when snapped (10: plain float16)
 
     @property
     def cols(self) -> slice:
@@ -54,10 +56,11 @@ class Slot:
         return decode_codes(self.tables(), codes, self.combine)
 
     def snap(self) -> None:
-        """Freeze the tables at their storage precision (float16 rounding is idempotent)."""
+        """Freeze the tables at their storage precision (idempotent): float32, or float16 with
+        ``mantissa`` bits kept (the dropped bits are zero, which compressed.ply stores almost free)."""
         tables = [t.detach().clone().float() for t in self.tables()]
         if self.precision == "float16":
-            tables = [t.half().float() for t in tables]
+            tables = [round_mantissa(t, self.mantissa).to(t.device) for t in tables]
         self.frozen = tables
 
     def state(self) -> Dict[str, Any]:
@@ -65,7 +68,8 @@ class Slot:
                 "num_codes": self.num_codes, "precision": self.precision, "combine": self.combine,
                 "spec": dict(self.spec),
                 "quantizer": self.quantizer.state_dict(),
-                "frozen": [t.cpu() for t in self.frozen] if self.frozen is not None else None}
+                "frozen": [t.cpu() for t in self.frozen] if self.frozen is not None else None,
+                "mantissa": self.mantissa}
 
     @classmethod
     def from_state(cls, s: Dict[str, Any], device) -> "Slot":
@@ -74,4 +78,5 @@ class Slot:
         quantizer.load_state_dict(s["quantizer"])
         frozen = [t.to(device) for t in s["frozen"]] if s.get("frozen") is not None else None
         return cls(s["name"], tuple(s["shape"]), quantizer, int(s["start"]), int(s["num_codes"]),
-                   s["precision"], dict(s["spec"]), cls.rule_of(s["name"], quantizer), frozen)
+                   s["precision"], dict(s["spec"]), cls.rule_of(s["name"], quantizer), frozen,
+                   int(s.get("mantissa", 10)))
