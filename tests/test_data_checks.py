@@ -118,7 +118,7 @@ class _Cam:
 
 def test_query_ids_must_exist():
     labels = {"0": "background", "1": "apple", "queries": [{"text": "fruit", "ids": [1, 7]}]}
-    with pytest.raises(GsVqError, match="id\\(s\\) 7 that no label has"):
+    with pytest.raises(GsVqError, match="names ids \\[7\\] that no label has"):
         evaluate_queries({}, [_Cam()], None, labels, None, "cpu")
 
 

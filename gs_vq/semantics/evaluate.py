@@ -15,7 +15,6 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import GsVqError
-from .features import label_table
 from .query import MASK_RULES, SemanticHead, extra_queries, iou_counts, label_queries, query_mask
 from .visualize import overlay, pca_basis, pca_colors
 
@@ -26,20 +25,6 @@ def slug(text: str) -> str:
     ``red_apple-<hash>``, never the same as "red-apple"'s)."""
     safe = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:60] or "query"
     return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
-
-
-def unique_slugs(texts: Sequence[str]) -> Dict[str, str]:
-    """Text -> folder name; texts whose slugs collide ("red apple", "red-apple") get ``_2``, ``_3``, ..."""
-    out: Dict[str, str] = {}
-    used = set()
-    for t in texts:
-        base, name, k = slug(t), slug(t), 1
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        out[t] = name
-    return out
 
 
 @torch.no_grad()
@@ -72,12 +57,11 @@ def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], ou
     texts = list(dict.fromkeys(texts))  # a repeated query once
     scores = head.entry_scores(texts, rule).to(device)  # [T, K]
     written: Dict[str, List[str]] = {t: [] for t in texts}
-    folders = unique_slugs(texts)
     views = view_weights(splats, cameras, head, background, device, backend)
     for cam, rgb, w in tqdm(views, total=len(cameras), disable=not progress, desc="queries", dynamic_ncols=True):
         for text, e in zip(texts, scores):
             score, mask = query_mask(w, e, rule, threshold)
-            folder = os.path.join(out_dir, folders[text])
+            folder = os.path.join(out_dir, slug(text))
             for suffix, img in (("heatmap", overlay(rgb, score)), ("mask", mask.float())):
                 path = os.path.join(folder, f"{_stem(cam)}_{suffix}.png")
                 save_png(img, path)
@@ -122,10 +106,6 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
     queries = labelled + extra
     if not queries:
         raise GsVqError("labels.json defines no queries")
-    known = set(label_table(labels)[0])
-    unknown = sorted({i for _, ids in extra for i in ids if i not in known})
-    if unknown:
-        raise GsVqError(f"labels.json: queries name id(s) {', '.join(map(str, unknown))} that no label has")
     texts = [t for t, _ in queries]
     gt_pixels = torch.zeros(len(queries))  # a query whose objects no view shows has no IoU (None)
     scores = {r: head.entry_scores(texts, r).to(device) for r in MASK_RULES}  # rule -> [T, K]
