@@ -24,7 +24,7 @@ from .config import TrainConfig, save_config
 from .data import Scene
 from .errors import GsVqError, atomic_path
 from .health import check_finite, maybe_check_finite
-from .io.ply import load_ply, save_ply
+from .io.ply import LABEL_PROPERTIES, load_ply, save_ply
 from .metrics import dssim_loss
 from .plugins import Plugin, TrainContext
 from .render.gsplat_cuda import load_gsplat_cuda
@@ -110,10 +110,13 @@ class Trainer:
     def _start_tensors(self, path: str) -> Dict[str, torch.Tensor]:
         """Splats of a finished model (its ckpt.pt or a 3DGS ply) to continue from (GOI-style)."""
         if path.endswith(".ply"):
-            return load_ply(path)
-        if not os.path.isfile(path):
+            tensors = load_ply(path)
+        elif not os.path.isfile(path):
             raise GsVqError(f"--start_checkpoint: no file at {path}")
-        return load_checkpoint(path, "cpu", self.cfg)["splats"]
+        else:
+            tensors = load_checkpoint(path, "cpu", self.cfg)["splats"]
+        # per-Gaussian semantic labels describe the finished model: they would go stale as it trains
+        return {k: v for k, v in tensors.items() if k not in LABEL_PROPERTIES}
 
     def _lrs(self) -> Dict[str, float]:
         c = self.cfg
