@@ -118,8 +118,7 @@ def test_gap_rule_keeps_every_entry_above_the_largest_drop():
 
 
 def test_lift_initialises_the_trained_field(tmp_path):
-    from gs_vq.semantics.plugin import SemanticField
-    from test_semantic_lib import frozen_params
+    from test_semantic_lib import frozen_params, semantic_field
 
     scene = tiny_scene(n_views=4, size=32)
     enc = BagOfWordsEncoder()
@@ -127,7 +126,7 @@ def test_lift_initialises_the_trained_field(tmp_path):
     splats, opts = frozen_params(scene)
     cfg = {"features_dir": str(tmp_path), "num_codes": 6, "kmeans_per_view": 4, "feature_dim": 8,
            "codebook_init": "lift"}
-    plugin = SemanticField.from_config(cfg, scene, splats, opts)
+    plugin = semantic_field(cfg, scene, splats, opts)
     assert splats["features"].shape == (len(splats["means"]), 8) and "features" in opts
     assert splats["features"].abs().sum() > 0  # lifted, not random
     labels, _ = direct_labels(dict(splats.items()), plugin.head())
