@@ -90,7 +90,9 @@ step_semantic() {
   fi
   "$PY" train.py -s "$W/demo" -m "$W/sem" $TINY --iterations 40 --semantic --vq --device "$MODE" &&
   "$PY" render.py -m "$W/sem" --ply "$W/sem/compressed.ply" --query "red ball" --device "$MODE" --quiet &&
-  [ -n "$(ls "$W/sem/test/queries/red_ball")" ] && echo "query 'red ball': $(ls "$W/sem/test/queries/red_ball" | wc -l) files"
+  local files
+  files=$("$PY" -c "import json, os, sys; print(len(os.listdir(json.load(open(sys.argv[1]))['query_outputs']['red ball'])))" \
+          "$W/sem/results.json") && [ "$files" -gt 0 ] && echo "query 'red ball': $files files"
 }
 export -f json_field train_psnr step_versions step_gsplat_ext step_parity step_cuda_tests step_vq step_psnr \
   step_resume step_semantic
