@@ -1,8 +1,8 @@
 """compressed.ply format v1 against v2 on a trained VQ model: bits per Gaussian by part, and the
 quality cost of coarser positions and codebooks.
 
-    python bench/codec.py --model /work/models/lego_vq                 # lego -r 4, --config vq
-    python bench/codec.py --model output/lego --pos_bits 14 12 11 --mantissa 7 5 --joint 11 5
+    python -m bench.codec --model output/lego_vq              # lego -r 4, --config vq
+    python -m bench.codec --model output/lego_vq --pos_bits 14 12 11 --mantissa 7 5 --joint 11 5
 
 1. Reads MODEL/compressed.ply (any version), rewrites it as version 2 with the same grid and
    codebooks and checks that the loaded splats are identical (bit-exact, same order).
@@ -73,7 +73,7 @@ def variant(base, pos_bits=None, isotropic=False, mantissa=10, shrink_factor=1, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="/work/models/lego_vq")
+    ap.add_argument("--model", default="output/lego_vq")
     ap.add_argument("--scene", default="lego", help="scene of ../shared/data to render (bench/scenes.py)")
     ap.add_argument("--pos_bits", type=int, nargs="*", default=[14, 13, 12, 11])
     ap.add_argument("--mantissa", type=int, nargs="*", default=[7, 5, 3])

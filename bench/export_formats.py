@@ -1,6 +1,6 @@
 """Size and quality of each export format (``python -m gs_vq.export``) next to gs-vq's compressed.ply.
 
-    python -m bench.export_formats -m /work/models/lego_vq          # a --vq model of a scene with test views
+    python -m bench.export_formats -m output/lego_vq          # a --vq model of a scene with test views
 
 For each source (``MODEL/point_cloud.ply`` and, when present, gs-vq's ``MODEL/compressed.ply``),
 writes the four export formats to a temporary folder, reads each back with gs-vq's readers
