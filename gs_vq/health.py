@@ -7,7 +7,7 @@ one-line :class:`~gs_vq.errors.GsVqError` naming the step and the parameter.
 
 Cost: one ``sum`` per tensor (a NaN or infinity anywhere makes the sum non-finite) and a single
 device sync; only a non-finite sum is examined element-wise (so huge but finite values, whose
-sum overflows, pass). Measured on 2 busy CPU cores (``python bench/finite_check.py``): 2.0 ms for
+sum overflows, pass). Measured on 2 busy CPU cores (``python -m bench.finite_check``): 2.0 ms for
 50k Gaussians at SH degree 3 (a training step there: 1.7 s) and 8.6 ms for 300k (10.5 s), so the
 trainer checks after every step (the loss check already syncs once per step) and before every
 checkpoint and export.
