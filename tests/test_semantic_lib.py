@@ -95,6 +95,16 @@ def train_features(scene, plugin, steps: int = 150) -> torch.nn.ParameterDict:
     return splats
 
 
+def labelled_scene(folder: str, downscale: int, n_views: int = 4, size: int = 32):
+    """A tiny scene and its bag-of-words label maps written to ``folder``: ``(scene, encoder)``."""
+    from gs_vq.semantics.features import compute_label_features
+
+    scene = tiny_scene(n_views=n_views, size=size)
+    enc = BagOfWordsEncoder()
+    compute_label_features(scene, folder, downscale=downscale, encoder=enc)
+    return scene, enc
+
+
 def semantic_field(options, scene, splats, optimizers, resolution=1):
     """A :class:`SemanticField` from a ``semantic:`` mapping, initialised on ``scene``'s views."""
     from gs_vq.plugins import TrainContext

@@ -9,11 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from gs_vq.errors import GsVqError
-from gs_vq.semantics.features import compute_label_features
 from gs_vq.semantics.query import (SemanticHead, entry_match, entry_relevancy, extra_queries, iou_counts,
                                    label_queries, query_mask)
 from gs_vq.splats import render_splats
-from test_semantic_lib import LABELS, BagOfWordsEncoder, frozen_params, semantic_field, tiny_scene, train_features
+from test_semantic_lib import LABELS, frozen_params, labelled_scene, semantic_field, train_features
 
 
 def test_entry_relevancy_matches_lerf_formula():
@@ -54,9 +53,7 @@ def test_mask_rules_and_iou():
 def trained(tmp_path_factory):
     """A tiny scene whose features + codebook were trained on label maps (bag-of-words encoder)."""
     folder = tmp_path_factory.mktemp("feats")
-    scene = tiny_scene(n_views=4, size=32)
-    enc = BagOfWordsEncoder()
-    compute_label_features(scene, str(folder), downscale=2, encoder=enc)
+    scene, enc = labelled_scene(str(folder), downscale=2)
     splats, opts = frozen_params(scene)
     plugin = semantic_field({"features_dir": str(folder), "num_codes": 16, "kmeans_per_view": 8,
                                         "num_pixels": 1024}, scene, splats, opts)

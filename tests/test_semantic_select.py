@@ -7,21 +7,19 @@ import torch
 from gs_vq.errors import GsVqError
 from gs_vq.io import load_ply, load_splats
 from gs_vq.semantics import encoders
-from gs_vq.semantics.features import compute_label_features, load_features
+from gs_vq.semantics.features import load_features
 from gs_vq.semantics.labelfiles import label_attributes
 from gs_vq.semantics.labels import compute_labels, direct_labels, labels_for, stored_labels
 from gs_vq.semantics.lift import lift_field
 from gs_vq.semantics.select import evaluate_selection, query_selection, write_selection
-from test_semantic_lib import LABELS, BagOfWordsEncoder, tiny_gaussians, tiny_scene
+from test_semantic_lib import LABELS, labelled_scene, tiny_gaussians
 
 
 @pytest.fixture(scope="module")
 def lifted(tmp_path_factory):
     """The training-free field of the tiny scene (bag-of-words label maps), with the test encoder."""
     folder = tmp_path_factory.mktemp("feats")
-    scene = tiny_scene(n_views=4, size=32)
-    enc = BagOfWordsEncoder()
-    compute_label_features(scene, str(folder), downscale=1, encoder=enc)
+    scene, enc = labelled_scene(str(folder), downscale=1)
     maps = load_features(str(folder), scene.train_cameras)
     splats = dict(scene.splats)
     feats, head = lift_field(splats, scene.train_cameras, maps, feature_dim=8, num_codes=6, k_per_view=4)
@@ -120,9 +118,7 @@ def test_gap_rule_keeps_every_entry_above_the_largest_drop():
 def test_lift_initialises_the_trained_field(tmp_path):
     from test_semantic_lib import frozen_params, semantic_field
 
-    scene = tiny_scene(n_views=4, size=32)
-    enc = BagOfWordsEncoder()
-    compute_label_features(scene, str(tmp_path), downscale=1, encoder=enc)
+    scene, _ = labelled_scene(str(tmp_path), downscale=1)
     splats, opts = frozen_params(scene)
     cfg = {"features_dir": str(tmp_path), "num_codes": 6, "kmeans_per_view": 4, "feature_dim": 8,
            "codebook_init": "lift"}
