@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GsVqError
+from .ply import ply_header_has
 from . import container as C
 from . import sections as X
 from . import streams as S
@@ -263,12 +264,7 @@ def describe_compressed(path: str) -> Dict[str, Any]:
 
 def is_compressed_ply(path: str) -> bool:
     """True when ``path`` starts like a gs-vq compressed ply (reads the header only)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return head.startswith(b"ply") and FORMAT.encode() in head
+    return ply_header_has(path, FORMAT.encode())
 
 
 __all__ = ["FORMAT", "VERSION", "READS", "LOSSLESS", "CodedAttribute", "CompressedScene",

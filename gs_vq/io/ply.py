@@ -24,6 +24,17 @@ from ..errors import GsVqError, atomic_path
 LABEL_PROPERTIES = {"labels": "label", "labelconf": "label_conf"}  # splat key -> ply property
 
 
+def ply_header_has(path: str, *markers: bytes) -> bool:
+    """True when ``path`` starts like a PLY file and its first 4 KiB hold every one of ``markers``
+    (how each ply flavour is recognised without parsing it); False for unreadable files."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"ply") and all(m in head for m in markers)
+
+
 def _numbered(names, prefix: str):
     found = sorted((n for n in names if n.startswith(prefix)), key=lambda n: int(n[len(prefix):]))
     return found

@@ -23,6 +23,7 @@ from plyfile import PlyData
 from torch import Tensor
 
 from ..errors import GsVqError
+from .ply import ply_header_has
 
 SH_C0 = 0.28209479177387814
 CHUNK = 256
@@ -68,12 +69,7 @@ def load_splat_file(path: str, device: str = "cpu") -> Dict[str, Tensor]:
 
 def is_supersplat_ply(path: str) -> bool:
     """True when ``path`` has SuperSplat's compressed-ply header (chunk + packed vertex elements)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return head.startswith(b"ply") and b"element chunk" in head and b"packed_position" in head
+    return ply_header_has(path, b"element chunk", b"packed_position")
 
 
 def _unorm(v: np.ndarray, shift: int, bits: int) -> np.ndarray:
