@@ -33,12 +33,12 @@ def render(splats):
     return render_splats(splats, viewmats, Ks, 48, 48, sh_degree=1, background=[0.0, 0.0, 0.0]).rgb
 
 
-def trained_plugin(tmp_path, steps=8, features=0, **cfg):
+def trained_plugin(tmp_path, steps=8, features=0, ctx=None, **cfg):
     splats, opts = scene_splats(features=features)
     attrs = dict(ATTRS, **({"features": {"type": "vq", "codebook_size": 16}} if features else {}))
     plugin = VQPlugin.from_dict({"vq_start": 2, "vq_every": 3, "init_iters": 3, "refresh_iters": 2,
                                  "attributes": attrs, "prune_opa": 0.0, "max_k_fraction": 0.0, **cfg})
-    plugin.initialize(splats, opts, TrainContext(total_steps=steps))
+    plugin.initialize(splats, opts, TrainContext(total_steps=steps, **(ctx or {})))
     target = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(3))
     for step in range(steps):
         plugin.step_pre_forward(step, splats, opts)

@@ -6,7 +6,8 @@ the whole file (:mod:`gs_vq.io.container`); one section per part, each with its 
 
     means        positions on a grid, Morton-sorted, as an entropy-coded octree (or gaps)
     opacities    bins of sigmoid(opacity), range-coded (or float32)
-    coded_<a>    attribute <a>: its codebook tables and one index stream per codebook
+    coded_<a>    attribute <a>: its codebook tables and one index stream per codebook (optionally
+                 a row-presence flag stream first: absent rows store no indices, decode to 0)
     raw_<a>      unquantized attribute <a> (float16/float32)
     ints_<a>     per-Gaussian non-negative integers <a> (e.g. semantic labels)
 
@@ -118,7 +119,8 @@ def write_compressed(
         stacked = np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
         if attr.precision not in ("float32", "float16"):
             raise GsVqError(f"codebook precision must be float32 or float16, got {attr.precision!r}")
-        add(f"coded_{_attr_name(attr.name)}", "coded", *X.encode_coded(tables, stacked, attr.precision),
+        present = None if attr.present is None else _np(attr.present.bool().reshape(n))[order]
+        add(f"coded_{_attr_name(attr.name)}", "coded", *X.encode_coded(tables, stacked, attr.precision, present),
             attr=attr.name, shape=list(attr.shape), combine=attr.combine, precision=attr.precision)
     for name, value in scene.raw.items():
         values = _np(value).astype(np.float32).reshape(n, _width(value))[order]
@@ -230,10 +232,10 @@ def _decode_v2(meta: Dict[str, Any], sections: Dict[str, bytes]) -> CompressedSc
             scene.opacities = torch.from_numpy(np.ascontiguousarray(X.decode_opacities(p, payload, n)))
             scene.opacity_bits = int(p["bits"])
         elif kind == "coded":
-            tables, codes = X.decode_coded(p, payload, n, e["precision"])
+            tables, codes, present = X.decode_coded(p, payload, n, e["precision"])
             scene.attributes.append(CodedAttribute(
                 e["attr"], shape, [torch.from_numpy(t) for t in tables], torch.from_numpy(codes),
-                e["combine"], e["precision"]))
+                e["combine"], e["precision"], None if present is None else torch.from_numpy(present)))
         elif kind == "raw":
             values = X.decode_raw(p, payload, n * int(np.prod(shape)))
             scene.raw[e["attr"]] = torch.from_numpy(values.reshape(n, *shape))

@@ -138,6 +138,12 @@ def _check_coded(c: _Check, e, p, where: str, size: int) -> None:
         c.choice(b, "table", WORD_CODECS, at)
         c.choice(b, "index", INDEX_CODECS if m else INT_CODECS, at)
         total += c.int(b, "table_bytes", 0, 1 << 40, at) + c.int(b, "index_bytes", 0, 1 << 40, at)
+    rows = p.get("rows")
+    if rows is not None:
+        if not isinstance(rows, dict):
+            c.fail(f"{where}.params.rows", "must be an object")
+        c.choice(rows, "stream", INT_CODECS, f"{where}.params.rows")
+        total += c.int(rows, "bytes", 0, 1 << 40, f"{where}.params.rows") + 4
     if total + 8 * len(books) != e["bytes"]:
         c.fail(f"{where}.params.codebooks", "sizes do not add up to the section's size")
     want = sum(dims) if combine == "concat" else dims[0]

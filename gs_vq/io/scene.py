@@ -49,10 +49,14 @@ class CodedAttribute:
     codes: Tensor                # [N, M] int64
     combine: str = "sum"         # see decode_codes
     precision: str = "float32"   # codebook storage: "float32" or "float16" (values rounded)
+    present: Optional[Tensor] = None  # [N] bool: rows that carry codes (None: all); the others
+    # decode to zeros and store no indices (e.g. shN of Gaussians whose SH degree is 0)
 
     def decode(self) -> Tensor:
-        """[N, *shape] float32 values."""
+        """[N, *shape] float32 values (zeros where ``present`` is False)."""
         flat = decode_codes(self.codebooks, self.codes, self.combine)
+        if self.present is not None:
+            flat = flat * self.present.to(flat.device, flat.dtype)[:, None]
         return flat.reshape(flat.shape[0], *self.shape)
 
 

@@ -191,10 +191,22 @@ def table_words(table: np.ndarray, precision: str) -> np.ndarray:
     raise ValueError(f"codebook precision must be float32 or float16, got {precision!r}")
 
 
-def encode_coded(tables: List[np.ndarray], codes: np.ndarray, precision: str) -> Tuple[Params, bytes]:
+def encode_coded(tables: List[np.ndarray], codes: np.ndarray, precision: str,
+                 present: Optional[np.ndarray] = None) -> Tuple[Params, bytes]:
     """M codebook tables [K_m, d_m] and [N, M] indices -> params {codebooks: [{size, dim,
-    table, table_bytes, index, index_bytes}]} and the payload (tables, then index streams)."""
+    table, table_bytes, index, index_bytes}]} and the payload (tables, then index streams).
+
+    With ``present`` ([N] bool) only those rows' indices are stored; a flag stream (params
+    ``rows: {stream, bytes}``) goes first in the payload, and the other rows decode to zeros.
+    """
     entries, parts = [], []
+    extra: Params = {}
+    if present is not None:
+        flags = np.asarray(present, bool).reshape(-1)
+        rcodec, rpayload = encode_ints(flags.astype(np.uint64), 2, ordered=True)
+        extra["rows"] = {"stream": rcodec, "bytes": len(rpayload)}
+        parts.append(rpayload)
+        codes = codes[flags]
     for m, table in enumerate(tables):
         tcodec, tpayload = encode_words(table_words(table, precision).reshape(-1))
         ctx = column_context(codes[:, m - 1], tables[m - 1].shape[0]) if m else None
@@ -204,15 +216,21 @@ def encode_coded(tables: List[np.ndarray], codes: np.ndarray, precision: str) ->
                         "table": tcodec, "table_bytes": len(tpayload),
                         "index": icodec, "index_bytes": len(ipayload)})
         parts += [tpayload, ipayload]
-    return {"codec": "vq", "codebooks": entries}, E.join_payloads(*parts)
+    return {"codec": "vq", "codebooks": entries, **extra}, E.join_payloads(*parts)
 
 
-def decode_coded(params: Params, payload: bytes, n: int, precision: str) -> Tuple[List[np.ndarray], np.ndarray]:
-    """-> (M float32 tables [K_m, d_m], [n, M] int64 indices)."""
-    entries = params["codebooks"]
-    parts = E.split_payloads(payload, 2 * len(entries))
+def decode_coded(params: Params, payload: bytes, n: int,
+                 precision: str) -> Tuple[List[np.ndarray], np.ndarray, Optional[np.ndarray]]:
+    """-> (M float32 tables [K_m, d_m], [n, M] int64 indices (0 in absent rows), [n] bool rows
+    present or None when all are)."""
+    entries, rows = params["codebooks"], params.get("rows")
+    parts = list(E.split_payloads(payload, 2 * len(entries) + (rows is not None)))
+    present = None
+    if rows is not None:
+        present = decode_ints(rows["stream"], parts.pop(0), 2, n).astype(bool)
+    count = n if present is None else int(present.sum())
     width = 2 if precision == "float16" else 4
-    tables, codes = [], np.zeros((n, len(entries)), dtype=np.int64)
+    tables, codes = [], np.zeros((count, len(entries)), dtype=np.int64)
     for m, e in enumerate(entries):
         k, d = int(e["size"]), int(e["dim"])
         words = decode_words(e["table"], parts[2 * m], width, k * d).reshape(k, d)
@@ -222,8 +240,12 @@ def decode_coded(params: Params, payload: bytes, n: int, precision: str) -> Tupl
         tables.append(table)
         ctx = column_context(codes[:, m - 1], tables[m - 1].shape[0]) if m else None
         fctx = flag_context(codes[:, m - 1]) if m else None
-        codes[:, m] = decode_ints(e["index"], parts[2 * m + 1], k, n, ctx, fctx).astype(np.int64)
-    return tables, codes
+        codes[:, m] = decode_ints(e["index"], parts[2 * m + 1], k, count, ctx, fctx).astype(np.int64)
+    if present is not None:
+        full = np.zeros((n, len(entries)), dtype=np.int64)
+        full[present] = codes
+        codes = full
+    return tables, codes, present
 
 
 # --------------------------------------------------------------------------- raw / ints
