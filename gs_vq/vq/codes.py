@@ -17,6 +17,7 @@ from torch import Tensor
 from .slot import Slot
 
 CODES_KEY = "vq_codes"  # the table's entry in the splats ParameterDict
+SH_DEGREES_KEY = "sh_degrees"  # [N] int64 per-Gaussian SH degree (frozen), once SH bands were dropped
 
 
 class CodeTable:

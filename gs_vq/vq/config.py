@@ -63,6 +63,13 @@ class VQConfig:
     prune_opa: float = 0.005  # prune Gaussians whose sigmoid(opacity) is below this (0 = never)
     prune_window: int = field(default=500, metadata=STEPS)  # the window: [vq_start, vq_start + prune_window)
     prune_every: int = field(default=100, metadata=STEPS)  # prune every this many steps inside the window
+    # --- fewer Gaussians, fewer SH bands: once, at the window's first pruning step (gs_vq.vq.importance) ---
+    prune_fraction: float = 0.0  # remove this fraction of the Gaussians, least significant first
+    # (significance: summed alpha x transmittance over the training views, as in LightGaussian)
+    prune_budget: int = 0  # ... or as many as it takes to keep at most this many (0 = no budget)
+    significance_downscale: int = 2  # render the significance at 1/this of the training resolution
+    sh_drop: float = 0.0  # fraction of the Gaussians whose SH bands above 0 are dropped (degree 0;
+    # least view-dependent colour x significance first); compressed.ply stores no shN indices for them
     # --- export (MODEL/compressed.ply) ---
     pos_bits: int = 16  # bits per axis of positions (32 = float32, lossless)
     opacity_bits: int = 8  # bits of sigmoid(opacity) (32 = float32 logits, lossless)
@@ -123,6 +130,20 @@ class VQConfig:
             raise GsVqError("vq.raw_precision must be float16 or float32")
         if self.prune_every < 1 or self.prune_window < 0:
             raise GsVqError("vq.prune_every must be >= 1 and vq.prune_window >= 0")
+        if not (0 <= self.prune_fraction < 1 and 0 <= self.sh_drop <= 1):
+            raise GsVqError(f"vq.prune_fraction must be in [0, 1) and vq.sh_drop in [0, 1], got "
+                            f"{self.prune_fraction} and {self.sh_drop}")
+        if self.prune_budget < 0 or self.significance_downscale < 1:
+            raise GsVqError("vq.prune_budget must be >= 0 and vq.significance_downscale >= 1")
+        if self.reduces and self.prune_every >= self.prune_window:
+            raise GsVqError(f"vq.prune_fraction/prune_budget/sh_drop act at step vq_start + prune_every, "
+                            f"inside the window: vq.prune_window ({self.prune_window}) must exceed "
+                            f"vq.prune_every ({self.prune_every})")
+
+    @property
+    def reduces(self) -> bool:
+        """Whether significance pruning or SH-band dropping is configured."""
+        return self.prune_fraction > 0 or self.prune_budget > 0 or self.sh_drop > 0
 
     def quantizer_spec(self, name: str) -> Dict[str, Any]:
         """The ``build_quantizer`` spec of attribute ``name`` (without the plugin's own keys)."""

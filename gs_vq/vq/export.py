@@ -51,12 +51,18 @@ def compressed_scene(plugin, splats) -> CompressedScene:
     """The plugin's current model as a :class:`CompressedScene` (Gaussians in splat order)."""
     codes = splats[CODES_KEY].detach().cpu()
     slots = plugin.state.slots
+
+    def rows(name):
+        r = plugin.rows(splats, name)
+        return None if r is None else r.cpu()
+
     attributes = [
         CodedAttribute(name, slot.shape, [t.detach().cpu().float() for t in slot.tables()],
-                       codes[:, slot.cols], slot.combine, slot.precision)
+                       codes[:, slot.cols], slot.combine, slot.precision, rows(name))
         for name, slot in slots.items()
     ]
     raw = {k: splats[k].detach().cpu().float() for k in raw_attributes(splats, set(slots))}
+    raw = {k: v if rows(k) is None else v * rows(k).reshape(-1, *[1] * (v.ndim - 1)) for k, v in raw.items()}
     shn = splats["shN"] if "shN" in splats.keys() else None
     meta = {"sh_degree": int(round((1 + (shn.shape[1] if shn is not None else 0)) ** 0.5)) - 1,
             "generator": "gs_vq.vq"}
@@ -93,6 +99,7 @@ def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
         "bits_per_gaussian": report["bits_per_gaussian"],
         "vq_num_gaussians": report["count"],
         "vq_pruned": plugin.state.num_pruned,
+        "vq_sh_dropped": plugin.state.num_sh_dropped,
         "vq_seconds": {k: round(v, 2) for k, v in plugin.state.seconds.items()},
     }
     if plugin.state.grid is not None:

@@ -19,10 +19,11 @@ from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from ..quant.base import straight_through as identity_gradient
 from .attributes import from_vectors, to_vectors
-from .codes import CODES_KEY, CodeTable
+from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
 from .export import export_compressed, snap_splats
 from .fit import build_slots, quantizer_spec, refresh_slot
+from .importance import lowest, prune_count, sh_drop_mask, significance
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
 
@@ -43,6 +44,7 @@ class VQPlugin(VQConfig, Plugin):
         self.codes = CodeTable()
         self.schedule: Optional[VQSchedule] = None
         self._splats, self._strategy_state, self._refine_stop, self._device = None, None, 0, "cpu"
+        self._cameras = None
 
     def initialize(self, splats, optimizers: Dict[str, Any], ctx: TrainContext) -> None:
         """Check every quantizer spec (a bad option fails now, not at ``vq_start``) and start the
@@ -56,6 +58,10 @@ class VQPlugin(VQConfig, Plugin):
         # without the strategy's state, pruning while it densifies would leave its buffers stale
         self._strategy_state, self._refine_stop = ctx.strategy_state, ctx.refine_stop
         self._device = splats["means"].device
+        self._cameras = getattr(ctx.scene, "train_cameras", None)  # for the significance score
+        if self.reduces and not self._cameras:
+            raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views "
+                            "(TrainContext.scene)")
         from ..quant import build_quantizer
 
         n = max(int(splats["means"].shape[0]), 1)
@@ -95,6 +101,8 @@ class VQPlugin(VQConfig, Plugin):
         if not self.state.initialized or self.state.frozen:
             return
         self.sync(splats)
+        if self.reduces and not self.state.reduced and self.schedule.prunes_at(step):
+            self.reduce(splats, optimizers)
         if self.prune_opa > 0 and self.schedule.prunes_at(step):
             self.prune(splats, optimizers, step)
         if self.snap and self.schedule.snaps_at(step):
@@ -106,7 +114,8 @@ class VQPlugin(VQConfig, Plugin):
         return export_compressed(self, splats, model_dir)
 
     def state_dict(self) -> Dict[str, Any]:
-        return self.state.to_dict(self.codes.param)
+        return self.state.to_dict(self.codes.param, self._splats[SH_DEGREES_KEY]
+                                  if self._splats is not None and SH_DEGREES_KEY in self._splats else None)
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         """Restore after :meth:`initialize`, once the splats hold the checkpoint's values; the code
@@ -115,6 +124,9 @@ class VQPlugin(VQConfig, Plugin):
         if splats is None:
             raise GsVqError("VQPlugin.load_state_dict: call initialize(splats, ...) first")
         self.state, table = VQState.from_dict(d, self._device)
+        degrees = d.get("sh_degrees")
+        if degrees is not None and degrees.shape[0] == splats["means"].shape[0]:
+            splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees.to(self._device), requires_grad=False)
         if table is not None and table.shape[0] == splats["means"].shape[0]:
             self.codes.install(splats, table)
         else:  # splats and codes disagree: sync re-encodes every row
@@ -134,7 +146,18 @@ class VQPlugin(VQConfig, Plugin):
             if straight_through:  # value exactly q, gradient exactly identity to x
                 q = identity_gradient(q, to_vectors(name, splats[name]))
             out[name] = from_vectors(q, slot.shape)
+        rows = self.rows(splats, "shN")
+        if rows is not None:  # SH degree 0: no view-dependent colour
+            out["shN"] = out.get("shN", splats["shN"]) * rows[:, None, None]
         return out
+
+    @staticmethod
+    def rows(splats, name: str) -> Optional[Tensor]:
+        """``[N]`` bool: the Gaussians that keep attribute ``name`` (None: all). Only ``shN``
+        is ever dropped (per-Gaussian SH degree 0, :meth:`reduce`)."""
+        if name != "shN" or SH_DEGREES_KEY not in splats:
+            return None
+        return splats[SH_DEGREES_KEY] > 0
 
     # ------------------------------------------------------------------ schedule work
     def _timed(self, what: str):
@@ -165,14 +188,22 @@ class VQPlugin(VQConfig, Plugin):
         table = splats[CODES_KEY].data
         with self._timed("refresh"):
             for name, slot in self.state.slots.items():
-                table[:, slot.cols] = refresh_slot(slot, self._vectors(splats, name), self)
+                rows = self.rows(splats, name)
+                if rows is None:
+                    table[:, slot.cols] = refresh_slot(slot, self._vectors(splats, name), self)
+                elif rows.any():  # fit the Gaussians that keep the attribute; the rest store no codes
+                    table[rows, slot.cols] = refresh_slot(slot, self._vectors(splats, name)[rows], self)
+                    table[~rows, slot.cols] = 0
         self.state.refresh_steps.append(step)
 
     def _update_codebooks(self, splats, step: Optional[int] = None) -> None:
         with self._timed("update"):
             for name, slot in self.state.slots.items():
-                slot.quantizer.update_codebooks_from_assignments(self._vectors(splats, name),
-                                                                 CodeTable.columns(splats, slot))
+                x, codes, rows = self._vectors(splats, name), CodeTable.columns(splats, slot), self.rows(splats, name)
+                if rows is not None:
+                    x, codes = x[rows], codes[rows]
+                if x.shape[0]:
+                    slot.quantizer.update_codebooks_from_assignments(x, codes)
 
     # ------------------------------------------------------------------ pruning / snapping
     @torch.no_grad()
@@ -190,6 +221,37 @@ class VQPlugin(VQConfig, Plugin):
             self.state.num_pruned += count
             self.sync(splats)
         return count
+
+    @torch.no_grad()
+    def reduce(self, splats, optimizers) -> Dict[str, int]:
+        """Once: remove the least significant Gaussians (``prune_fraction`` / ``prune_budget``) and
+        drop the SH bands of the ``sh_drop`` fraction with the least view-dependent colour times
+        significance (their ``sh_degrees`` entry becomes 0). Returns the two counts."""
+        with self._timed("reduce"):
+            score = significance(splats, self._cameras, self.significance_downscale)  # [N]
+            removed = prune_count(score.shape[0], self.prune_fraction, self.prune_budget)
+            if removed:
+                mask = lowest(score, removed)  # [N]
+                ops.remove(splats, optimizers, self._strategy_state if self._strategy_state is not None else {}, mask)
+                self.state.num_pruned += int(mask.sum())
+                score = score[~mask]
+                self.sync(splats)
+            dropped = 0
+            if self.sh_drop > 0 and "shN" in splats and splats["shN"].shape[1] > 0:
+                drop = sh_drop_mask(splats["shN"], score, self.sh_drop)  # [N]
+                degree = int(round((splats["shN"].shape[1] + 1) ** 0.5)) - 1
+                degrees = torch.full((drop.shape[0],), degree, dtype=torch.int64, device=drop.device)
+                degrees[drop] = 0
+                splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees, requires_grad=False)
+                dropped = int(drop.sum())
+                if "shN" in self.state.slots and (~drop).any():  # refit shN on the Gaussians that keep it
+                    table = splats[CODES_KEY].data
+                    slot, rows = self.state.slots["shN"], ~drop
+                    table[rows, slot.cols] = refresh_slot(slot, self._vectors(splats, "shN")[rows], self)
+                if "shN" in self.state.slots:
+                    splats[CODES_KEY].data[drop, self.state.slots["shN"].cols] = 0
+        self.state.reduced, self.state.num_sh_dropped = True, dropped
+        return {"pruned": removed, "sh_dropped": dropped}
 
     @torch.no_grad()
     def finalize(self, splats) -> None:

@@ -20,17 +20,21 @@ class VQState:
     slots: Dict[str, Slot] = field(default_factory=dict)  # one per quantized attribute
     refresh_steps: List[int] = field(default_factory=list)  # steps at which codes were re-assigned
     num_pruned: int = 0
+    reduced: bool = False  # significance pruning / SH dropping done (gs_vq.vq.importance)
+    num_sh_dropped: int = 0  # Gaussians rendered at SH degree 0 when that was done
     grid: Optional[PositionGrid] = None  # the grid the means were snapped to (None: lossless)
     seconds: Dict[str, float] = field(default_factory=lambda: {"fit": 0.0, "refresh": 0.0, "update": 0.0,
-                                                                "sync": 0.0})  # wall time per kind of work
+                                                                "sync": 0.0, "reduce": 0.0})  # wall time per kind of work
 
-    def to_dict(self, codes: Optional[Tensor]) -> Dict[str, Any]:
+    def to_dict(self, codes: Optional[Tensor], sh_degrees: Optional[Tensor] = None) -> Dict[str, Any]:
         """Tensors, numbers, strings, lists and dicts only (safe for ``torch.load(weights_only=True)``)."""
         return {"vq_start": self.vq_start, "initialized": self.initialized, "frozen": self.frozen,
                 "refresh_steps": list(self.refresh_steps), "num_pruned": self.num_pruned,
+                "reduced": self.reduced, "num_sh_dropped": self.num_sh_dropped,
                 "grid": dataclasses.asdict(self.grid) if self.grid is not None else None,
                 "seconds": dict(self.seconds),
                 "codes": codes.detach().cpu() if codes is not None else None,
+                "sh_degrees": sh_degrees.detach().cpu() if sh_degrees is not None else None,
                 "slots": {k: s.state() for k, s in self.slots.items()}}
 
     @classmethod
@@ -39,6 +43,7 @@ class VQState:
         grid = d.get("grid")
         state = cls(vq_start=int(d["vq_start"]), initialized=bool(d["initialized"]), frozen=bool(d["frozen"]),
                     refresh_steps=list(d.get("refresh_steps", [])), num_pruned=int(d.get("num_pruned", 0)),
+                    reduced=bool(d.get("reduced", False)), num_sh_dropped=int(d.get("num_sh_dropped", 0)),
                     grid=None if grid is None else PositionGrid(tuple(grid["lo"]), tuple(grid["step"]),
                                                                 int(grid["bits"])))
         state.seconds.update(d.get("seconds", {}))

@@ -1,0 +1,125 @@
+"""Fewer Gaussians and fewer SH bands in the VQ plugin: significance pruning, per-Gaussian SH
+degree, and their consistency through gsplat's ops, checkpoints and compressed.ply."""
+
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+from gsplat.cuda._torch_impl import _spherical_harmonics
+from gsplat.strategy import ops
+
+from gs_vq.errors import GsVqError
+from gs_vq.io.compressed import load_compressed_splats, read_compressed
+from gs_vq.plugins import TrainContext
+from gs_vq.vq import CODES_KEY, VQPlugin
+from gs_vq.vq.codes import SH_DEGREES_KEY
+from gs_vq.vq.importance import lowest, prune_count, sh_drop_mask, significance, view_dependence
+
+from test_vq_export import ATTRS, render, scene_splats, trained_plugin
+
+CAMERA = SimpleNamespace(viewmat=torch.eye(4), K=torch.tensor([[40.0, 0, 24], [0, 40.0, 24], [0, 0, 1]]),
+                         width=48, height=48)
+SCENE = SimpleNamespace(train_cameras=[CAMERA])
+REDUCE = {"prune_window": 6, "prune_every": 2, "prune_fraction": 0.3, "sh_drop": 0.5,
+          "significance_downscale": 1}
+
+
+def test_view_dependence_is_the_rms_of_the_sh_colour_over_directions():
+    g = torch.Generator().manual_seed(0)
+    coeffs = torch.randn(5, 16, 3, generator=g)  # degree 3
+    dirs = torch.nn.functional.normalize(torch.randn(50000, 3, generator=g), dim=-1)  # [D, 3]
+    full = _spherical_harmonics(3, dirs[:, None].expand(-1, 5, -1),
+                                coeffs[None].expand(len(dirs), -1, -1, -1))  # [D, 5, 3]
+    dc = coeffs[:, 0] * 0.28209479177387814  # [5, 3]
+    mc = (full - dc).pow(2).mean(dim=(0, 2)).sqrt()  # Monte Carlo RMS over directions
+    assert torch.allclose(view_dependence(coeffs[:, 1:]), mc, rtol=0.03)
+
+
+def test_masks_pick_the_lowest_and_never_everything():
+    s = torch.tensor([3.0, 1.0, 2.0, 1.0, 5.0])
+    assert lowest(s, 2).tolist() == [False, True, False, True, False]  # ties: stable order
+    assert lowest(s, 99).sum() == 4 and lowest(s, 0).sum() == 0
+    assert prune_count(1000, 0.3, 0) == 300 and prune_count(1000, 0.0, 600) == 400
+    assert prune_count(1000, 0.3, 800) == 300 and prune_count(1000, 0.0, 2000) == 0
+    shN = torch.zeros(4, 3, 3)
+    shN[:, 0, 0] = torch.tensor([0.1, 0.4, 0.2, 0.3])
+    assert sh_drop_mask(shN, None, 0.5).tolist() == [True, False, True, False]
+    # significance weighs in: a strongly view-dependent but invisible Gaussian goes first
+    assert sh_drop_mask(shN, torch.tensor([1.0, 0.0, 1.0, 1.0]), 0.25).tolist() == [False, True, False, False]
+
+
+def test_reduce_removes_the_least_significant_and_drops_sh():
+    splats, opts = scene_splats()
+    plugin = VQPlugin.from_dict({"vq_start": 0, "attributes": ATTRS, "prune_opa": 0.0, "max_k_fraction": 0.0,
+                                 "init_iters": 2, **REDUCE})
+    plugin.initialize(splats, opts, TrainContext(total_steps=10, scene=SCENE))
+    plugin.step_pre_forward(0, splats, opts)
+    score = significance(splats, [CAMERA])
+    keep = set(map(tuple, splats["means"].detach()[~lowest(score, 90)].tolist()))
+    counts = plugin.reduce(splats, opts)
+    assert counts == {"pruned": 90, "sh_dropped": 105}
+    assert set(map(tuple, splats["means"].detach().tolist())) == keep
+    degrees = splats[SH_DEGREES_KEY]
+    assert degrees.shape == (210,) and int((degrees == 0).sum()) == 105 and set(degrees.tolist()) == {0, 1}
+    rendered = plugin.splats_to_render(splats)["shN"]
+    assert (rendered[degrees == 0] == 0).all() and (rendered[degrees > 0] != 0).any()
+    assert (splats[CODES_KEY][degrees == 0][:, plugin.state.slots["shN"].cols] == 0).all()
+
+
+def test_sh_degrees_follow_ops_and_checkpoints():
+    splats, opts = scene_splats()
+    plugin = VQPlugin.from_dict({"vq_start": 0, "attributes": ATTRS, "prune_opa": 0.0, "max_k_fraction": 0.0,
+                                 "init_iters": 2, **REDUCE})
+    plugin.initialize(splats, opts, TrainContext(total_steps=10, scene=SCENE))
+    plugin.step_pre_forward(0, splats, opts)
+    plugin.reduce(splats, opts)
+    before = splats[SH_DEGREES_KEY].clone()
+    state = {"grad2d": torch.zeros(210), "count": torch.zeros(210)}
+    sel = torch.zeros(210, dtype=torch.bool)
+    sel[:20] = True
+    ops.split(splats, opts, state, sel)  # children of a degree-0 Gaussian are degree 0
+    plugin.sync(splats)
+    n = splats["means"].shape[0]
+    assert splats[SH_DEGREES_KEY].shape == (n,)
+    assert torch.equal(splats[SH_DEGREES_KEY][-40:], before[:20].repeat(2))
+    rows = splats[SH_DEGREES_KEY] == 0
+    assert (plugin.splats_to_render(splats)["shN"][rows] == 0).all()
+    saved = plugin.state_dict()
+    splats2 = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone(), requires_grad=v.requires_grad)
+                                      for k, v in splats.items() if k not in (SH_DEGREES_KEY,)})
+    other = VQPlugin.from_dict({"vq_start": 0, "attributes": ATTRS, "max_k_fraction": 0.0, **REDUCE})
+    other.initialize(splats2, opts, TrainContext(total_steps=10, scene=SCENE))
+    other.load_state_dict(saved)
+    assert torch.equal(splats2[SH_DEGREES_KEY], splats[SH_DEGREES_KEY]) and other.state.reduced
+    assert torch.equal(other.splats_to_render(splats2)["shN"], plugin.splats_to_render(splats)["shN"])
+
+
+def test_trained_with_reduction_loads_back_exactly_and_stores_no_dropped_indices(tmp_path):
+    plugin, splats = trained_plugin(tmp_path, steps=10, ctx={"scene": SCENE}, **REDUCE)
+    assert plugin.state.reduced and plugin.state.num_pruned == 90 and plugin.state.num_sh_dropped == 105
+    model = {k: v for k, v in {**dict(splats.items()), **plugin.splats_to_render(splats)}.items()
+             if k not in (CODES_KEY, SH_DEGREES_KEY)}
+    sizes = plugin.export(str(tmp_path), splats)
+    assert sizes["vq_sh_dropped"] == 105
+    path = os.path.join(tmp_path, "compressed.ply")
+    loaded = load_compressed_splats(path)
+    key = lambda m: torch.argsort(m[:, 0] * 1e8 + m[:, 1] * 1e4 + m[:, 2])  # noqa: E731
+    a, b = key(model["means"].detach()), key(loaded["means"])
+    for k, v in loaded.items():
+        assert torch.equal(model[k].detach()[a], v[b]), k
+    assert torch.allclose(render(model).detach(), render(loaded), atol=1e-5)
+    shn = next(x for x in read_compressed(path).attributes if x.name == "shN")
+    assert shn.present is not None and int(shn.present.sum()) == 105
+
+
+def test_reduction_options_are_checked():
+    with pytest.raises(GsVqError, match="sh_drop"):
+        VQPlugin.from_dict({"sh_drop": 1.5})
+    with pytest.raises(GsVqError, match="prune_window"):
+        VQPlugin.from_dict({"prune_fraction": 0.5, "prune_window": 100, "prune_every": 100})
+    splats, opts = scene_splats()
+    with pytest.raises(GsVqError, match="training views"):
+        VQPlugin.from_dict({"prune_fraction": 0.5}).initialize(splats, opts, TrainContext(total_steps=10))
+    assert math.isclose(VQPlugin.from_dict({"prune_budget": 10}).prune_fraction, 0.0)
