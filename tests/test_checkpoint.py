@@ -95,16 +95,22 @@ def tiny_cfg(**over):
     return make_config(None, {**base, **over})
 
 
-def test_real_training_state_resumes_with_weights_only(demo, tmp_path):
+REDUCED_VQ = {**SMALL_VQ, "prune_fraction": 0.3, "sh_drop": 0.5}  # reduced at step 17 (vq_start + 5)
+
+
+@pytest.mark.parametrize("vq", [SMALL_VQ, REDUCED_VQ], ids=["vq", "pruned_and_sh_dropped"])
+def test_real_training_state_resumes_with_weights_only(demo, tmp_path, vq):
     _, scene = demo
     model = str(tmp_path / "m")
-    first = Trainer(tiny_cfg(vq=SMALL_VQ), scene, model)
+    first = Trainer(tiny_cfg(vq=vq), scene, model)
     first.train(progress=False, until=20)  # writes ckpt.pt at step 20, after vq_start (12)
     assert first.plugins["vq"].state.initialized
+    assert first.plugins["vq"].state.reduced == (vq is REDUCED_VQ)
     ckpt = load_checkpoint(os.path.join(model, "ckpt.pt"))  # weights_only=True inside
     assert ckpt["step"] == 20 and ckpt["plugins"]["vq"]["initialized"]
-    again = Trainer(tiny_cfg(vq=SMALL_VQ, resume=True), scene, model)
+    again = Trainer(tiny_cfg(vq=vq, resume=True), scene, model)
     assert again.step == 20 and again.plugins["vq"].state.initialized
+    assert set(again.splats.keys()) == set(first.splats.keys())  # sh_degrees too, once reduced
     for k, v in first.splats.items():
         assert torch.equal(again.splats[k].detach(), v.detach()), k
     for k, opt in first.optimizers.items():

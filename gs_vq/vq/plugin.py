@@ -5,6 +5,10 @@ their codebooks with a straight-through gradient to the full-precision parameter
 (:mod:`.schedule`) runs in :meth:`VQPlugin.step_pre_forward`; :meth:`VQPlugin.splats_to_render` only
 decodes. Per-Gaussian codes ride in the splats (:mod:`.codes`), the run state is a
 :class:`~.state.VQState`, and :mod:`.export` writes compressed.ply.
+
+At the window's first pruning step :meth:`VQPlugin.reduce` removes the least significant
+Gaussians and sets the SH degree of the least view-dependent ones to 0 (:mod:`.importance`);
+their shN renders as zero and compressed.ply stores no shN indices for them.
 """
 
 from dataclasses import dataclass
