@@ -123,3 +123,23 @@ def test_reduction_options_are_checked():
     with pytest.raises(GsVqError, match="training views"):
         VQPlugin.from_dict({"prune_fraction": 0.5}).initialize(splats, opts, TrainContext(total_steps=10))
     assert math.isclose(VQPlugin.from_dict({"prune_budget": 10}).prune_fraction, 0.0)
+
+
+@pytest.mark.parametrize("kind", ["none", "some", "all"])
+def test_absent_rows_store_no_indices_and_unused_entries_go(tmp_path, kind):
+    from gs_vq.io.compressed import CodedAttribute, CompressedScene, write_compressed
+
+    n, g = 500, torch.Generator().manual_seed(1)
+    present = {"none": torch.zeros(n, dtype=torch.bool), "all": torch.ones(n, dtype=torch.bool),
+               "some": torch.rand(n, generator=g) < 0.3}[kind]
+    codes = torch.stack([torch.randint(0, 16, (n,), generator=g), torch.randint(0, 8, (n,), generator=g)], 1)
+    attr = CodedAttribute("shN", (3, 3), [torch.randn(16, 9, generator=g), torch.randn(8, 9, generator=g)],
+                          codes, "sum", "float32", present)
+    scene = CompressedScene(means=torch.randn(n, 3, generator=g), opacities=torch.randn(n, generator=g),
+                            attributes=[attr])
+    report = write_compressed(str(tmp_path / "c.ply"), scene, pos_bits=32, opacity_bits=32)
+    back = read_compressed(str(tmp_path / "c.ply")).attributes[0]
+    order = torch.from_numpy(report["order"])
+    assert torch.equal(back.decode(), attr.decode()[order]) and torch.equal(back.present, present[order])
+    if kind == "none":  # nothing uses the codebooks: one entry each is kept
+        assert [c.shape[0] for c in back.codebooks] == [1, 1] and report["bits_per_gaussian"]["shN.index"] < 0.1

@@ -19,7 +19,7 @@ opacities within half an opacity bin (in sigmoid units).
 """
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -39,16 +39,22 @@ READS = (1, 2)  # versions this reader understands
 
 
 # --------------------------------------------------------------------------- writing
-def _compact(codebook: Tensor, codes: Tensor) -> Tuple[Tensor, Tensor]:
+def _compact(codebook: Tensor, codes: Tensor, rows: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Drop unused entries, most used first (1-D codebooks: in ascending value, so that index
-    slices are value ranges for the next column's context). Decoded values are unchanged."""
-    counts = torch.bincount(codes, minlength=codebook.shape[0])
+    slices are value ranges for the next column's context). Only ``rows`` ([N] bool, None = all)
+    count as uses; the other rows get index 0. At least one entry is kept. Decoded values of the
+    counted rows are unchanged."""
+    counts = torch.bincount(codes if rows is None else codes[rows], minlength=codebook.shape[0])
+    counts[0] += int(not counts.any())
     used = torch.nonzero(counts).squeeze(1)
     key = codebook[used, 0] if codebook.shape[1] == 1 else -counts[used].double()
     used = used[torch.argsort(key, stable=True)]
     remap = torch.full((codebook.shape[0],), -1, dtype=torch.int64)
     remap[used] = torch.arange(len(used))
-    return codebook[used], remap[codes]
+    out = remap[codes]
+    if rows is not None:
+        out[~rows] = 0
+    return codebook[used], out
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -109,17 +115,18 @@ def write_compressed(
     add("opacities", "opacities", *X.encode_opacities(opac[order], opacity_bits))
     for attr in scene.attributes:
         codes = attr.codes.detach().cpu().long().reshape(n, len(attr.codebooks))[order_t]  # [N, M]
+        rows = None if attr.present is None else attr.present.detach().cpu().bool().reshape(n)[order_t]
         tables, cols = [], []
         for m, cb in enumerate(attr.codebooks):
             cb, c = cb.detach().cpu().float(), codes[:, m]
             if compact_codebooks and n > 0:
-                cb, c = _compact(cb, c)
+                cb, c = _compact(cb, c, rows)
             tables.append(_np(cb))
             cols.append(_np(c))
         stacked = np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
         if attr.precision not in ("float32", "float16"):
             raise GsVqError(f"codebook precision must be float32 or float16, got {attr.precision!r}")
-        present = None if attr.present is None else _np(attr.present.bool().reshape(n))[order]
+        present = None if rows is None else _np(rows)
         add(f"coded_{_attr_name(attr.name)}", "coded", *X.encode_coded(tables, stacked, attr.precision, present),
             attr=attr.name, shape=list(attr.shape), combine=attr.combine, precision=attr.precision)
     for name, value in scene.raw.items():
