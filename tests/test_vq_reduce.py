@@ -50,12 +50,18 @@ def test_masks_pick_the_lowest_and_never_everything():
     assert sh_drop_mask(shN, torch.tensor([1.0, 0.0, 1.0, 1.0]), 0.25).tolist() == [False, True, False, False]
 
 
-def test_reduce_removes_the_least_significant_and_drops_sh():
+def fitted_plugin():
+    """A VQ plugin with REDUCE's options, fitted at step 0 on scene_splats()."""
     splats, opts = scene_splats()
     plugin = VQPlugin.from_dict({"vq_start": 0, "attributes": ATTRS, "prune_opa": 0.0, "max_k_fraction": 0.0,
                                  "init_iters": 2, **REDUCE})
     plugin.initialize(splats, opts, TrainContext(total_steps=10, scene=SCENE))
     plugin.step_pre_forward(0, splats, opts)
+    return plugin, splats, opts
+
+
+def test_reduce_removes_the_least_significant_and_drops_sh():
+    plugin, splats, opts = fitted_plugin()
     score = significance(splats, [CAMERA])
     keep = set(map(tuple, splats["means"].detach()[~lowest(score, 90)].tolist()))
     counts = plugin.reduce(splats, opts)
@@ -69,11 +75,7 @@ def test_reduce_removes_the_least_significant_and_drops_sh():
 
 
 def test_sh_degrees_follow_ops_and_checkpoints():
-    splats, opts = scene_splats()
-    plugin = VQPlugin.from_dict({"vq_start": 0, "attributes": ATTRS, "prune_opa": 0.0, "max_k_fraction": 0.0,
-                                 "init_iters": 2, **REDUCE})
-    plugin.initialize(splats, opts, TrainContext(total_steps=10, scene=SCENE))
-    plugin.step_pre_forward(0, splats, opts)
+    plugin, splats, opts = fitted_plugin()
     plugin.reduce(splats, opts)
     before = splats[SH_DEGREES_KEY].clone()
     state = {"grad2d": torch.zeros(210), "count": torch.zeros(210)}
