@@ -155,10 +155,11 @@ def main() -> None:
     p.add_argument("--plot", default=os.path.join(ROOT, "docs", "rd.png"))
     args = p.parse_args()
     old = []
-    if args.reuse and os.path.isfile(args.out):
+    source = next((f for f in (args.out, args.out + ".partial") if os.path.isfile(f)), None) if args.reuse else None
+    if source:  # the finished JSON, or the rows a stopped run had saved so far
         import json
 
-        with open(args.out) as fh:
+        with open(source) as fh:
             old = [r for r in json.load(fh)["rows"] if os.path.isdir(r.get("model_path", ""))]
     have = {(r["scene"], r["preset"]) for r in old if r.get("kind", "trained") == "trained"}
     jobs = [(s, pr) for s in args.scenes for pr in [PLAIN] + args.presets if (s, pr) not in have]

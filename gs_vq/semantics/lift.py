@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model_path", required=True, help="finished RGB model folder (cfg.yaml, point_cloud.ply)")
     p.add_argument("-o", "--out", required=True, help="output model folder (the RGB model is not changed)")
     p.add_argument("--features", help="2D feature maps folder (default: label maps in the gs_vq cache, made if absent)")
+    p.add_argument("--map_downscale", type=int, default=2,
+                   help="label maps made on demand are 1/this of the full-resolution images (default 2; "
+                        "training uses 4)")
     p.add_argument("--feature_dim", type=int, default=16)
     p.add_argument("--num_codes", type=int, default=64)
     p.add_argument("--tau", type=float, default=60.0, help="decoder temperature (per unit cosine)")
@@ -129,7 +132,10 @@ def run(args) -> Dict:
     cfg = load_config(os.path.join(args.model_path, "cfg.yaml"))
     scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
                        white_background=cfg.white_background)
-    maps = ensure_features(SemanticConfig(features_dir=args.features), scene, cfg.resolution or 1)
+    if args.map_downscale < 1:
+        raise GsVqError(f"--map_downscale must be >= 1, got {args.map_downscale}")
+    maps = ensure_features(SemanticConfig(features_dir=args.features, map_downscale=args.map_downscale), scene,
+                           cfg.resolution or 1)
     splats = load_ply(os.path.join(args.model_path, "point_cloud.ply"))
     splats.pop(LABEL_KEY, None), splats.pop(CONF_KEY, None)
     t0, c0 = time.perf_counter(), time.process_time()

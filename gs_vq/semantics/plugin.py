@@ -214,7 +214,8 @@ def sample_views(maps: FeatureMaps, per_view: int, seed: int = 0):
 def ensure_features(cfg: SemanticConfig, scene, resolution: int = 1) -> FeatureMaps:
     """The train views' 2D maps from ``cfg.features_dir`` (default: the scene's folder in the gs_vq
     cache); label maps are computed there first when it has none and the scene has masks + labels.json."""
-    folder = cfg.features_dir or default_features_dir(scene.source_path, "labels")
+    tag = "labels" if cfg.map_downscale == 4 else f"labels_d{cfg.map_downscale}"  # one folder per map size
+    folder = cfg.features_dir or default_features_dir(scene.source_path, tag)
     if not os.path.isfile(os.path.join(folder, "meta.json")):
         has_masks = bool(scene.train_cameras) and all(c.mask is not None for c in scene.train_cameras)
         if not (scene.labels and has_masks):
