@@ -110,9 +110,27 @@ def test_gap_rule_keeps_every_entry_above_the_largest_drop():
     codes = torch.eye(5)
     q = F.normalize(torch.tensor([0.60, 0.59, 0.45, 0.2, 0.62]), dim=0)
     active = torch.tensor([True, True, True, True, False])  # the closest entry is unused
-    assert entry_gap_match(codes, q, active).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
+    assert entry_gap_match(codes, q, active).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]  # unused: matched, never the best
     q1 = F.normalize(torch.tensor([0.9, 0.3, 0.28, 0.1, 0.0]), dim=0)
     assert entry_gap_match(codes, q1, active).tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_gap_rule_skips_entries_a_canonical_negative_beats():
+    import torch.nn.functional as F
+
+    from gs_vq.semantics.query import entry_gap_match
+
+    # entries: book, background, ball, box; negatives: "texture"-like direction close to background
+    codes = F.normalize(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.3, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
+                                      [0.0, 0.0, 0.0, 1.0]]), dim=1)
+    negatives = F.normalize(torch.tensor([[0.0, 1.0, 0.2, 0.2]]), dim=1)
+    q = F.normalize(torch.tensor([0.36, 0.25, 0.23, 0.1]), dim=0)  # "something to read"
+    active = torch.ones(4, dtype=torch.bool)
+    assert entry_gap_match(codes, q, active)[:2].tolist() == [1.0, 1.0]  # without negatives: book + background
+    assert entry_gap_match(codes, q, active, negatives=negatives).tolist() == [1.0, 0.0, 0.0, 0.0]
+    # a query every negative beats everywhere falls back to the plain rule
+    far = F.normalize(torch.tensor([0.0, 1.0, 0.2, 0.2]), dim=0)
+    assert entry_gap_match(codes, far, active, negatives=negatives).sum() >= 1
 
 
 def test_lift_initialises_the_trained_field(tmp_path):

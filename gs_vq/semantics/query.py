@@ -18,10 +18,11 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   when more than half of its weight is on matching entries. Several entries can match (a query for
   "fruit" keeps apple and banana), and a view without the object gets an empty mask.
 
-- ``gap``: queries that name several objects ("fruit", "furniture"). Among the active entries
-  within ``window`` (0.1) cosine of the best match, and the first entry below that window, cut
-  the sorted similarities at their largest drop: every entry above the cut matches (e = 1), the
-  rest do not (e = 0). The threshold is the query's own; a pixel is in the mask when more than
+- ``gap``: queries that name several objects ("fruit", "furniture"). Among the selectable entries
+  within ``window`` (0.1) cosine of the best match, and the first active entry below that window,
+  cut the sorted similarities at their largest drop: every entry above the cut matches (e = 1),
+  the rest do not (e = 0). An entry is selectable when the query is closer to it than each of
+  LERF's canonical negatives is (a "background" entry is nearer "texture" than most queries). The threshold is the query's own; a pixel is in the mask when more than
   half of its weight is on matching entries, so a view without any of them gets an empty mask.
 
 ``active`` entries are those the training views use; unused entries never set ``s_max``.
@@ -63,25 +64,35 @@ def entry_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = None, t
     return torch.exp(tau * (s - best)).clamp(max=1.0)
 
 
-def entry_gap_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = None, window: float = 0.1) -> Tensor:
+def entry_gap_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = None, window: float = 0.1,
+                    negatives: Optional[Tensor] = None) -> Tensor:
     """``[K]`` in {0, 1}: the entries above the largest drop of the sorted similarities among the
-    active entries within ``window`` of the best one (and the first entry below the window).
+    selectable entries within ``window`` of the best one (and the first active entry below the
+    window).
 
-    ``codes [K, D]``, ``query [D]`` unit vectors, ``active [K]`` bool. Near-duplicate entries
-    (similarities within 1e-3) count as one value.
+    ``codes [K, D]``, ``query [D]`` unit vectors, ``active [K]`` bool. With ``negatives [M, D]``
+    (LERF's canonical phrases) an entry is selectable only when the query is closer to it than
+    every negative is: entries that are "stuff" or "texture" more than they are the query (a
+    background entry) never match (if none is selectable, all active entries are). Near-duplicate
+    entries (similarities within 1e-3) count as one value.
     """
     s = codes @ query  # [K]
-    pool = s[active] if active is not None and active.any() else s
-    values = torch.unique(torch.round(pool / 1e-3)) * 1e-3  # ascending, near-duplicates merged
-    values = values.flip(0)  # descending
-    best = values[0]
-    inside = int((values >= best - window).sum())
-    candidates = values[: min(inside + 1, len(values))]
-    if len(candidates) < 2:
-        return (s >= best - 1e-3).float()
-    drops = candidates[:-1] - candidates[1:]  # [c-1]
-    cut = candidates[int(drops.argmax())]
-    return (s >= cut - 1e-3).float()
+    used = active if active is not None and active.any() else torch.ones_like(s, dtype=torch.bool)
+    allowed = torch.ones_like(used)  # [K] entries that may match (unused ones too: decoding gives them weight)
+    if negatives is not None:
+        beaten = s <= (codes @ negatives.T).max(dim=1).values  # [K]
+        if (used & ~beaten).any():
+            allowed = ~beaten
+    pool = used & allowed
+    best = s[pool].max()
+    inside = torch.unique(torch.round(s[pool & (s >= best - window)] / 1e-3)).flip(0) * 1e-3  # descending
+    outside = s[used & (s < best - window)]  # the first active entry below the window
+    candidates = torch.cat([inside, outside.max()[None]]) if len(outside) else inside
+    cut = best
+    if len(candidates) >= 2:
+        drops = candidates[:-1] - candidates[1:]  # [c-1]
+        cut = candidates[int(drops.argmax())]
+    return (allowed & (s >= cut - 1e-3)).float()
 
 
 def pixel_scores(weights: Tensor, e: Tensor, rule: str = "codebook") -> Tensor:
@@ -189,7 +200,7 @@ class SemanticHead:
         if rule == "codebook":
             return torch.stack([entry_match(codes, q, self.active, self.mask_tau) for q in queries])
         if rule == "gap":
-            return torch.stack([entry_gap_match(codes, q, self.active) for q in queries])
+            return torch.stack([entry_gap_match(codes, q, self.active, negatives=negatives) for q in queries])
         return torch.stack([entry_relevancy(codes, q, negatives, self.relevancy_tau) for q in queries])
 
 
