@@ -49,7 +49,12 @@ def test_bad_values_are_one_line_errors(tmp_path, yaml_text, msg):
 
 
 def test_every_shipped_preset_passes():
-    for name in ("cpu", "vq", "vq_small", "semantic", "semantic_only"):
+    import glob
+    import os
+
+    names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.yaml"))]
+    assert {"cpu", "gpu", "vq", "vq_small", "vq_tiny", "mcmc", "semantic", "semantic_only", "semantic_lift"} <= set(names)
+    for name in names:
         make_config(name)
     make_config(None, {"vq": {"pos_bits": 32, "opacity_bits": 32}})  # lossless is allowed
 
