@@ -9,7 +9,7 @@ The bias is folded into the plain search by one extra coordinate: with ``x' = [x
 nearest-code kernels serve unchanged.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -42,13 +42,18 @@ def rate_assign(x: Tensor, centroids: Tensor, lengths: Tensor, lam: float) -> Te
     return assign(torch.cat([x, zeros], dim=1), torch.cat([centroids, bias], dim=1))
 
 
-def ecvq_step(x: Tensor, centroids: Tensor, codes: Tensor, rate: float) -> Tuple[Tensor, Tensor]:
+def ecvq_step(x: Tensor, centroids: Tensor, codes: Tensor, rate: float,
+              scale: Optional[float] = None) -> Tuple[Tensor, Tensor]:
     """One ECVQ iteration: re-assign ``x [N, D]`` with a rate term, then move each used code to its
-    members' mean. ``rate`` is dimensionless: one bit is worth ``rate`` times the current mean
-    squared error per vector. Returns ``(centroids [K, D], codes [N])``."""
+    members' mean. ``rate`` is dimensionless: one bit is worth ``rate`` times ``scale``, a squared
+    error per vector (default: the current mean squared error at ``codes``). Repeated steps
+    should pass the same ``scale`` (e.g. the plain k-means distortion): with the current error
+    the price of a bit grows as the codes merge, and the codes collapse onto a few entries.
+    Returns ``(centroids [K, D], codes [N])``."""
     k = centroids.shape[0]
-    mse = (x - centroids[codes]).square().sum(dim=1).mean()  # distortion per vector at the current codes
-    new = rate_assign(x, centroids, code_lengths(codes, k), float(rate * mse))
+    if scale is None:
+        scale = float((x - centroids[codes]).square().sum(dim=1).mean())  # distortion per vector now
+    new = rate_assign(x, centroids, code_lengths(codes, k), float(rate * scale))
     sums = torch.zeros_like(centroids).index_add_(0, new, x.to(centroids))  # [K, D]
     counts = torch.bincount(new, minlength=k).to(centroids)[:, None]  # [K, 1]
     moved = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)

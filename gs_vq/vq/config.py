@@ -56,7 +56,8 @@ class VQConfig:
     codebook_mantissa: int = 10  # mantissa bits float16 codebooks keep (10: plain float16; 5 cost lego
     # -0.009 dB post hoc, bench/codec.py)
     rate: float = 0.0  # ECVQ rate term at each refresh of a single-codebook (vq) attribute: one bit of
-    # index entropy is worth `rate` x the mean squared error per vector (0 = plain nearest code)
+    # index entropy is worth `rate` x the plain assignment's mean squared error per vector at the
+    # first refresh (fixed from then on; 0 = plain nearest code)
     max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
     # --- opacity regularisation and pruning, in a window after vq_start ---
     opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window

@@ -98,7 +98,9 @@ def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
         q.codebook_0.copy_(r.centroids)
         codes = r.assignments[:, None]
         if cfg.rate > 0:  # entropy-constrained: frequent codes get cheaper (gs_vq.quant.rate)
-            centroids, idx = ecvq_step(x, q.codebook_0, codes[:, 0], cfg.rate)
+            if slot.rate_scale is None:  # price bits against the plain distortion, once
+                slot.rate_scale = float((x - q.codebook_0[codes[:, 0]]).square().sum(dim=1).mean())
+            centroids, idx = ecvq_step(x, q.codebook_0, codes[:, 0], cfg.rate, slot.rate_scale)
             q.codebook_0.copy_(centroids)
             codes = idx[:, None]
     else:

@@ -31,6 +31,8 @@ class Slot:
     combine: str = "sum"          # the quantizer's decode_rule: "sum" | "concat"
     frozen: Optional[List[Tensor]] = field(default=None)  # final tables once snapped
     mantissa: int = 10            # float16 mantissa bits kept when snapped (10: plain float16)
+    rate_scale: Optional[float] = None  # ECVQ: squared error per vector a bit is priced against
+    # (the plain assignment's distortion at the first rate-constrained refresh, then fixed)
 
     @property
     def cols(self) -> slice:
@@ -69,7 +71,7 @@ class Slot:
                 "spec": dict(self.spec),
                 "quantizer": self.quantizer.state_dict(),
                 "frozen": [t.cpu() for t in self.frozen] if self.frozen is not None else None,
-                "mantissa": self.mantissa}
+                "mantissa": self.mantissa, "rate_scale": self.rate_scale}
 
     @classmethod
     def from_state(cls, s: Dict[str, Any], device) -> "Slot":
@@ -79,4 +81,4 @@ class Slot:
         frozen = [t.to(device) for t in s["frozen"]] if s.get("frozen") is not None else None
         return cls(s["name"], tuple(s["shape"]), quantizer, int(s["start"]), int(s["num_codes"]),
                    s["precision"], dict(s["spec"]), cls.rule_of(s["name"], quantizer), frozen,
-                   int(s.get("mantissa", 10)))
+                   int(s.get("mantissa", 10)), s.get("rate_scale"))
