@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 from ..errors import GsVqError, read_json
 from .evaluate import evaluate_queries, render_pca, render_queries
 from .labels import LABEL_METHODS
-from .query import HEAD_NAME, MASK_RULES, SemanticHead
+from .query import DEFAULT_MASK_RULE, HEAD_NAME, MASK_RULES, SemanticHead
 from .select import evaluate_selection, query_selection, write_selection
 
 
@@ -26,10 +26,10 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-queries", dest="eval_queries", metavar="LABELS_JSON",
                    help="IoU of each label and extra query of this labels.json (a path, or a name in the scene "
                         "folder) against the views' ground-truth masks; miou + per-query IoU into results.json")
-    g.add_argument("--mask-rule", dest="mask_rule", choices=MASK_RULES, default="codebook",
-                   help="codebook: compare with the other codebook entries (default); view: per-view "
-                        "normalisation (LangSplat); lerf: LERF relevancy > threshold; gap: every entry above "
-                        "the largest drop of the query's similarities (several objects per query)")
+    g.add_argument("--mask-rule", dest="mask_rule", choices=MASK_RULES, default=DEFAULT_MASK_RULE,
+                   help="gap (default): every entry above the largest drop of the query's similarities "
+                        "(several objects per query); codebook: compare with the other codebook entries; "
+                        "view: per-view normalisation (LangSplat); lerf: LERF relevancy > threshold")
     g.add_argument("--threshold", type=float, default=0.5, help="mask threshold on the [0, 1] pixel score")
     g.add_argument("--extract", metavar="OUT_PLY",
                    help="write the Gaussians selected by --query as a standard 3DGS ply (no rendering)")

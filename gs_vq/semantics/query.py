@@ -12,13 +12,13 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   (shared/README.md): kept as the baseline and for heatmaps.
 - ``view``: the same relevancy per pixel, min-max normalised per view (LangSplat's evaluation).
   Fails when the object is absent from a view (something else becomes the maximum).
-- ``codebook`` (default): compare each entry with the *other entries*. With ``s_k = cos(q, c_k)``
+- ``codebook``: compare each entry with the *other entries*. With ``s_k = cos(q, c_k)``
   and the best active entry's ``s_max``, ``e_k = exp(mask_tau * (s_k - s_max))`` is 1 for the best
   match and 0.5 at ``ln 2 / mask_tau`` (0.035 for mask_tau 20) below it; a pixel is in the mask
   when more than half of its weight is on matching entries. Several entries can match (a query for
   "fruit" keeps apple and banana), and a view without the object gets an empty mask.
 
-- ``gap``: queries that name several objects ("fruit", "furniture"). Among the selectable entries
+- ``gap`` (default): also for queries that name several objects ("fruit", "furniture"). Among the selectable entries
   within ``window`` (0.1) cosine of the best match, and the first active entry below that window,
   cut the sorted similarities at their largest drop: every entry above the cut matches (e = 1),
   the rest do not (e = 0). An entry is selectable when the query is closer to it than each of
@@ -41,6 +41,7 @@ from .encoders import EncoderSpec, encode_texts, load_text_encoder
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")  # LERF's canonical phrases
 MASK_RULES = ("codebook", "view", "lerf", "gap")
+DEFAULT_MASK_RULE = "gap"  # tabletop, lifted field: same label mIoU as codebook, extra queries 0.697 -> 0.787
 HEAD_NAME = "semantic_head.pt"
 
 

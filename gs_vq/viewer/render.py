@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GsVqError
+from ..semantics.query import DEFAULT_MASK_RULE
 from ..splats import render_splats
 from .model import ViewerModel
 
@@ -34,7 +35,7 @@ class ViewOptions:
 
     mode: str = "rgb"
     query: str = ""  # text of the query for the heatmap / mask modes
-    rule: str = "codebook"  # mask rule (gs_vq.semantics.query.MASK_RULES)
+    rule: str = DEFAULT_MASK_RULE  # mask rule (gs_vq.semantics.query.MASK_RULES)
     threshold: float = 0.5  # mask threshold on the [0, 1] pixel score
     keep: Optional[Tensor] = None  # [N] bool: draw only these Gaussians (None: all)
     backend: str = "auto"
