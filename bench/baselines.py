@@ -16,6 +16,8 @@ folder, writes its files there, and returns ``(splats decoded from those files, 
 * :func:`supersplat`: gsplat's ``export_splats(format="ply_compressed")`` (SuperSplat's format).
 """
 
+import contextlib
+import io
 import os
 import sys
 import types
@@ -99,9 +101,6 @@ def png_compression(splats: Splats, out_dir: str) -> Tuple[Splats, Dict[str, int
     keys = ("means", "scales", "quats", "opacities", "sh0", "shN")
     order = morton_order(splats["means"])
     data = {k: splats[k].detach().cpu().float()[order].clone() for k in keys if k in splats}
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()):  # its "removed N Gaussians" notice
         PngCompression(use_sort=False, verbose=False).compress(out_dir, data)
     decoded = PngCompression(use_sort=False, verbose=False).decompress(out_dir)

@@ -16,6 +16,7 @@ Writes bench/results/rd.json and a plot of test PSNR against file size (docs/rd.
 """
 
 import argparse
+import json
 import os
 from types import SimpleNamespace
 
@@ -157,8 +158,6 @@ def main() -> None:
     old = []
     source = next((f for f in (args.out, args.out + ".partial") if os.path.isfile(f)), None) if args.reuse else None
     if source:  # the finished JSON, or the rows a stopped run had saved so far
-        import json
-
         with open(source) as fh:
             old = [r for r in json.load(fh)["rows"] if os.path.isdir(r.get("model_path", ""))]
     have = {(r["scene"], r["preset"]) for r in old if r.get("kind", "trained") == "trained"}
@@ -178,6 +177,8 @@ def main() -> None:
     rows = finish(sorted(rows, key=lambda r: (r["scene"], r.get("kind", "trained") != "trained")))
     print("\n" + table(rows))
     write_json(args.out, {"steps_scaler": args.steps_scaler, "jobs": args.jobs, "seed": args.seed, "rows": rows})
+    if os.path.isfile(ns.out):  # the finished JSON now holds every row
+        os.remove(ns.out)
     plot(rows, args.plot)
     print(f"\nwrote {args.out} and {args.plot}")
 

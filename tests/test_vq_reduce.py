@@ -15,7 +15,8 @@ from gs_vq.io.compressed import load_compressed_splats, read_compressed
 from gs_vq.plugins import TrainContext
 from gs_vq.vq import CODES_KEY, VQPlugin
 from gs_vq.vq.codes import SH_DEGREES_KEY
-from gs_vq.vq.importance import lowest, prune_count, sh_drop_mask, significance, view_dependence
+from gs_vq.render.contribution import contribution
+from gs_vq.vq.importance import lowest, prune_count, sh_drop_mask, view_dependence
 
 from test_vq_export import ATTRS, render, scene_splats, trained_plugin
 
@@ -62,7 +63,7 @@ def fitted_plugin():
 
 def test_reduce_removes_the_least_significant_and_drops_sh():
     plugin, splats, opts = fitted_plugin()
-    score = significance(splats, [CAMERA])
+    score = contribution(splats, [CAMERA])  # the significance reduce() ranks by
     keep = set(map(tuple, splats["means"].detach()[~lowest(score, 90)].tolist()))
     counts = plugin.reduce(splats, opts)
     assert counts == {"pruned": 90, "sh_dropped": 105}

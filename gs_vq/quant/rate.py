@@ -42,6 +42,11 @@ def rate_assign(x: Tensor, centroids: Tensor, lengths: Tensor, lam: float) -> Te
     return assign(torch.cat([x, zeros], dim=1), torch.cat([centroids, bias], dim=1))
 
 
+def distortion(x: Tensor, centroids: Tensor, codes: Tensor) -> float:
+    """Mean squared error per vector of ``x [N, D]`` coded as ``centroids[codes]``."""
+    return float((x - centroids[codes]).square().sum(dim=1).mean())
+
+
 def ecvq_step(x: Tensor, centroids: Tensor, codes: Tensor, rate: float,
               scale: Optional[float] = None) -> Tuple[Tensor, Tensor]:
     """One ECVQ iteration: re-assign ``x [N, D]`` with a rate term, then move each used code to its
@@ -52,7 +57,7 @@ def ecvq_step(x: Tensor, centroids: Tensor, codes: Tensor, rate: float,
     Returns ``(centroids [K, D], codes [N])``."""
     k = centroids.shape[0]
     if scale is None:
-        scale = float((x - centroids[codes]).square().sum(dim=1).mean())  # distortion per vector now
+        scale = distortion(x, centroids, codes)
     new = rate_assign(x, centroids, code_lengths(codes, k), float(rate * scale))
     sums = torch.zeros_like(centroids).index_add_(0, new, x.to(centroids))  # [K, D]
     counts = torch.bincount(new, minlength=k).to(centroids)[:, None]  # [K, 1]

@@ -18,12 +18,14 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   when more than half of its weight is on matching entries. Several entries can match (a query for
   "fruit" keeps apple and banana), and a view without the object gets an empty mask.
 
-- ``gap`` (default): also for queries that name several objects ("fruit", "furniture"). Among the selectable entries
-  within ``window`` (0.1) cosine of the best match, and the first active entry below that window,
-  cut the sorted similarities at their largest drop: every entry above the cut matches (e = 1),
-  the rest do not (e = 0). An entry is selectable when the query is closer to it than each of
-  LERF's canonical negatives is (a "background" entry is nearer "texture" than most queries). The threshold is the query's own; a pixel is in the mask when more than
-  half of its weight is on matching entries, so a view without any of them gets an empty mask.
+- ``gap`` (default): also for queries that name several objects ("fruit", "furniture"). Among
+  the selectable entries within ``window`` (0.1) cosine of the best match, and the first active
+  entry below that window, cut the sorted similarities at their largest drop: every entry above
+  the cut matches (e = 1), the rest do not (e = 0). An entry is selectable when the query is
+  closer to it than each of LERF's canonical negatives is (a "background" entry is nearer
+  "texture" than most queries). The threshold is the query's own; a pixel is in the mask when
+  more than half of its weight is on matching entries, so a view without any of them gets an
+  empty mask.
 
 ``active`` entries are those the training views use; unused entries never set ``s_max``.
 """

@@ -51,18 +51,14 @@ def compressed_scene(plugin, splats) -> CompressedScene:
     """The plugin's current model as a :class:`CompressedScene` (Gaussians in splat order)."""
     codes = splats[CODES_KEY].detach().cpu()
     slots = plugin.state.slots
-
-    def rows(name):
-        r = plugin.rows(splats, name)
-        return None if r is None else r.cpu()
-
+    kept = {k: r.cpu() for k in KNOWN_ATTRIBUTES if (r := plugin.rows(splats, k)) is not None}  # [N] bool
     attributes = [
         CodedAttribute(name, slot.shape, [t.detach().cpu().float() for t in slot.tables()],
-                       codes[:, slot.cols], slot.combine, slot.precision, rows(name))
+                       codes[:, slot.cols], slot.combine, slot.precision, kept.get(name))
         for name, slot in slots.items()
     ]
     raw = {k: splats[k].detach().cpu().float() for k in raw_attributes(splats, set(slots))}
-    raw = {k: v if rows(k) is None else v * rows(k).reshape(-1, *[1] * (v.ndim - 1)) for k, v in raw.items()}
+    raw = {k: v * kept[k].reshape(-1, *[1] * (v.ndim - 1)) if k in kept else v for k, v in raw.items()}
     shn = splats["shN"] if "shN" in splats.keys() else None
     meta = {"sh_degree": int(round((1 + (shn.shape[1] if shn is not None else 0)) ** 0.5)) - 1,
             "generator": "gs_vq.vq"}

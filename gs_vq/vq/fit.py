@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from ..quant import QUANTIZERS, VectorQuantizer, build_quantizer, kmeans
-from ..quant.rate import ecvq_step
+from ..quant.rate import distortion, ecvq_step
 from .config import VQConfig
 from .slot import Slot
 
@@ -99,7 +99,7 @@ def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
         codes = r.assignments[:, None]
         if cfg.rate > 0:  # entropy-constrained: frequent codes get cheaper (gs_vq.quant.rate)
             if slot.rate_scale is None:  # price bits against the plain distortion, once
-                slot.rate_scale = float((x - q.codebook_0[codes[:, 0]]).square().sum(dim=1).mean())
+                slot.rate_scale = distortion(x, q.codebook_0, codes[:, 0])
             centroids, idx = ecvq_step(x, q.codebook_0, codes[:, 0], cfg.rate, slot.rate_scale)
             q.codebook_0.copy_(centroids)
             codes = idx[:, None]

@@ -1,8 +1,8 @@
 """Which Gaussians matter: global significance for pruning, view dependence for SH bands.
 
 * **Significance** (LightGaussian's global score): ``sum_views sum_pixels alpha_i T_i``, how much
-  of the training images Gaussian i paints (:func:`gs_vq.render.contribution.contribution`, one
-  backward pass per view, CPU rasterizer or gsplat).
+  of the training images Gaussian i paints: :func:`gs_vq.render.contribution.contribution`, one
+  backward pass per view, CPU rasterizer or gsplat.
 * **View dependence**: with gsplat's orthonormal real SH basis the higher bands add a colour
   ``sum_{l>=1} c_lm Y_lm(d)`` whose mean square over all directions is ``|shN|^2 / (4 pi)``; its
   root, in RGB units, is how far the colour moves with the view on average. Times the
@@ -13,19 +13,10 @@ Ties go in index order. Pruning never removes every Gaussian; ``sh_drop = 1`` dr
 """
 
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor
-
-from ..render.contribution import contribution
-
-
-def significance(splats, cameras: Sequence, downscale: int = 1, backend: str = "auto") -> Tensor:
-    """``[N]`` summed rendering contribution over ``cameras`` (images ``downscale`` times smaller
-    than the cameras'), in pixels of those images."""
-    return contribution(splats, cameras, downscale=downscale, backend=backend)
-
 
 def view_dependence(shN: Tensor) -> Tensor:
     """RMS over directions of the colour the SH bands above 0 add: ``[N, K-1, 3]`` -> ``[N]``
@@ -54,14 +45,10 @@ def prune_count(n: int, fraction: float, budget: int) -> int:
     return max(by_fraction, by_budget)
 
 
-def sh_drop_mask(shN: Tensor, significance_: Optional[Tensor], fraction: float,
-                 already: Optional[Tensor] = None) -> Tensor:
+def sh_drop_mask(shN: Tensor, significance: Optional[Tensor], fraction: float) -> Tensor:
     """``[N]`` bool: the Gaussians whose SH bands go, the ``fraction`` (of all N) with the
-    least view-dependent colour times significance (``significance_`` None: view dependence
-    alone). Gaussians in ``already`` stay dropped and count toward the fraction."""
+    least view-dependent colour times ``significance [N]`` (None: view dependence alone)."""
     score = view_dependence(shN)
-    if significance_ is not None:
-        score = score * significance_.float()
-    if already is not None:
-        score = torch.where(already, torch.full_like(score, -1.0), score)  # first in line
+    if significance is not None:
+        score = score * significance.float()
     return lowest(score, int(round(fraction * shN.shape[0])), keep_one=False)

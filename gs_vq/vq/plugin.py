@@ -22,12 +22,13 @@ from ..devices import timed
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from ..quant.base import straight_through as identity_gradient
+from ..render.contribution import contribution
 from .attributes import from_vectors, to_vectors
 from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
 from .export import export_compressed, snap_splats
 from .fit import build_slots, quantizer_spec, refresh_slot
-from .importance import lowest, prune_count, sh_drop_mask, significance
+from .importance import lowest, prune_count, sh_drop_mask
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
 
@@ -189,16 +190,21 @@ class VQPlugin(VQConfig, Plugin):
         self.state.slots, self.state.initialized = slots, True
 
     def _refresh(self, splats, step: int) -> None:
-        table = splats[CODES_KEY].data
         with self._timed("refresh"):
             for name, slot in self.state.slots.items():
-                rows = self.rows(splats, name)
-                if rows is None:
-                    table[:, slot.cols] = refresh_slot(slot, self._vectors(splats, name), self)
-                elif rows.any():  # fit the Gaussians that keep the attribute; the rest store no codes
-                    table[rows, slot.cols] = refresh_slot(slot, self._vectors(splats, name)[rows], self)
-                    table[~rows, slot.cols] = 0
+                self._reassign(splats, name, slot)
         self.state.refresh_steps.append(step)
+
+    def _reassign(self, splats, name: str, slot) -> None:
+        """Refresh ``slot``'s codes on the Gaussians that keep the attribute (:meth:`rows`); the
+        others store no codes (index 0)."""
+        table, x, rows = splats[CODES_KEY].data, self._vectors(splats, name), self.rows(splats, name)
+        if rows is None:
+            table[:, slot.cols] = refresh_slot(slot, x, self)
+            return
+        if rows.any():
+            table[rows, slot.cols] = refresh_slot(slot, x[rows], self)
+        table[~rows, slot.cols] = 0
 
     def _update_codebooks(self, splats, step: Optional[int] = None) -> None:
         with self._timed("update"):
@@ -232,7 +238,7 @@ class VQPlugin(VQConfig, Plugin):
         drop the SH bands of the ``sh_drop`` fraction with the least view-dependent colour times
         significance (their ``sh_degrees`` entry becomes 0). Returns the two counts."""
         with self._timed("reduce"):
-            score = significance(splats, self._cameras, self.significance_downscale)  # [N]
+            score = contribution(splats, self._cameras, self.significance_downscale)  # [N] significance
             removed = prune_count(score.shape[0], self.prune_fraction, self.prune_budget)
             if removed:
                 mask = lowest(score, removed)  # [N]
@@ -248,12 +254,8 @@ class VQPlugin(VQConfig, Plugin):
                 degrees[drop] = 0
                 splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees, requires_grad=False)
                 dropped = int(drop.sum())
-                if "shN" in self.state.slots and (~drop).any():  # refit shN on the Gaussians that keep it
-                    table = splats[CODES_KEY].data
-                    slot, rows = self.state.slots["shN"], ~drop
-                    table[rows, slot.cols] = refresh_slot(slot, self._vectors(splats, "shN")[rows], self)
-                if "shN" in self.state.slots:
-                    splats[CODES_KEY].data[drop, self.state.slots["shN"].cols] = 0
+                if "shN" in self.state.slots:  # refit shN on the Gaussians that keep it
+                    self._reassign(splats, "shN", self.state.slots["shN"])
         self.state.reduced, self.state.num_sh_dropped = True, dropped
         return {"pruned": removed, "sh_dropped": dropped}
 
