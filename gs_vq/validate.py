@@ -87,6 +87,7 @@ RULES = {
     "codebook_size": Int(2), "levels": Int(2), "num_stages": Int(1), "num_codebooks": Int(1),
     "num_subvectors": Int(1), "beam_size": Int(1), "iters": Int(1), "encode_ils_rounds": Int(0),
     "num_vectors": Int(0), "temperature": POSITIVE, "clip_quantile": Num(0.0, 0.5, open_high=True),
+    "clip_low": Num(0.0, 1.0, open_high=True),
     "chunk_size": Int(1), "batch_size": Int(1), "init_max_points": Int(1), "max_points": Int(1),
     # semantics (SemanticConfig)
     "map_downscale": Int(1), "feature_dim": Int(1, 64), "num_codes": Int(2), "decoder_hidden": Int(1),

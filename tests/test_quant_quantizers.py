@@ -185,6 +185,19 @@ def test_scalar_quantizer_grid():
     assert torch.allclose(q.codebooks[0].flatten(), torch.tensor([0.0, 2.0, 4.0, 6.0, 8.0]))
 
 
+def test_scalar_quantizer_clip_low():
+    """``clip_low`` lifts only the bottom of the fitted range to that quantile; the top stays the
+    maximum, and values below the new bottom are clamped to level 0."""
+    x = torch.arange(101, dtype=torch.float32)[:, None]  # 0..100
+    q = ScalarQuantizer(1, levels=9, clip_low=0.2).fit(x)
+    assert q.low.item() == pytest.approx(20.0) and q.high.item() == pytest.approx(100.0)
+    assert q.encode(torch.tensor([[5.0], [100.0]])).flatten().tolist() == [0, 8]
+    both = ScalarQuantizer(1, levels=9, clip_quantile=0.1, clip_low=0.2).fit(x)
+    assert both.low.item() == pytest.approx(20.0) and both.high.item() == pytest.approx(90.0)
+    with pytest.raises(GsVqError, match="clip_low"):
+        ScalarQuantizer(1, clip_low=1.0)
+
+
 def test_soft_index_quantizer():
     x = data(200, 4)
     q = SoftIndexQuantizer(4, codebook_size=8, iters=5).fit(x)

@@ -26,23 +26,33 @@ class ScalarQuantizer(Quantizer):
     ``[-1, 1]``, as in FSQ); ``fit(x)`` sets the range per dimension to the data's quantiles
     ``clip_quantile`` and ``1 - clip_quantile`` (min and max for 0). Values outside are clamped.
 
+    ``clip_low`` raises only the bottom of the range, to that quantile: for log-scales, whose
+    lowest values are degenerate (flat or sub-pixel) axes that render the same when clamped,
+    the levels then go where the size matters. On the plain lego model (post hoc, bench.rd's
+    scenes) 16 levels per axis cost -1.38 dB over [min, max] and -0.22 dB with ``clip_low=0.1``.
+
     Args:
         dim: D.
         levels: ``L`` (>= 2) for every dimension, or one per dimension.
         low, high: grid range, one value or one per dimension.
-        clip_quantile: quantile used by ``fit`` for the range.
+        clip_quantile: quantile used by ``fit`` for the range (both ends).
+        clip_low: quantile used by ``fit`` for the bottom of the range (overrides
+            ``clip_quantile`` there when larger).
     """
 
     decode_rule = "concat"
 
-    def __init__(self, dim: int, levels=16, low=-1.0, high=1.0, clip_quantile: float = 0.0):
+    def __init__(self, dim: int, levels=16, low=-1.0, high=1.0, clip_quantile: float = 0.0,
+                 clip_low: float = 0.0):
         super().__init__(dim)
         lv = _per_dim(levels, self.dim, "levels").long()
         if bool((lv < 2).any()):
             raise GsVqError("scalar quantizer levels must be >= 2")
         if not 0.0 <= clip_quantile < 0.5:
             raise GsVqError(f"clip_quantile must be in [0, 0.5), got {clip_quantile}")
-        self.clip_quantile = float(clip_quantile)
+        if not 0.0 <= clip_low < 1.0:
+            raise GsVqError(f"clip_low must be in [0, 1), got {clip_low}")
+        self.clip_quantile, self.clip_low = float(clip_quantile), float(clip_low)
         self.num_codebooks = self.dim
         self.register_buffer("levels", lv)  # [D]
         self.register_buffer("low", _per_dim(low, self.dim, "low").float())  # [D]
@@ -68,12 +78,13 @@ class ScalarQuantizer(Quantizer):
 
     def _fit(self, x: Tensor) -> None:
         x = x.to(self.low.device).float()
-        if self.clip_quantile == 0.0:
+        bottom = max(self.clip_quantile, self.clip_low)
+        if bottom == 0.0:
             low, high = x.amin(dim=0), x.amax(dim=0)
         else:
             cap = min(x.shape[0], (1 << 24) // self.dim)  # torch.quantile's size limit
             rows = x[torch.linspace(0, x.shape[0] - 1, cap, device=x.device).long()]
-            q = torch.tensor([self.clip_quantile, 1 - self.clip_quantile], device=x.device)
+            q = torch.tensor([bottom, 1 - self.clip_quantile], device=x.device)
             low, high = torch.quantile(rows, q, dim=0)
         self.low.copy_(low)
         self.high.copy_(torch.maximum(high, low + 1e-6))
