@@ -265,6 +265,8 @@ def test_config_errors_and_attribute_selection():
         vq_plugin(splats, opts, {"attributes": {"shN": {"type": "soft"}}})
     with pytest.raises(GsVqError, match="num_stage"):
         vq_plugin(splats, opts, {"attributes": {"shN": {"type": "rvq", "num_stage": 2}}})
+    with pytest.raises(GsVqError, match="none of the configured attributes"):  # nothing to quantize
+        vq_plugin(splats, opts, {"attributes": {k: None for k in ("sh0", "shN", "scales", "quats", "features")}})
     # "features" configured but absent from the splats: skipped
     plugin = make_plugin(splats, opts, attributes={**SMALL, "features": {"type": "vq", "codebook_size": 4}})
     assert "features" not in render_at(plugin, 2, splats, opts)

@@ -69,6 +69,9 @@ class VQPlugin(VQConfig, Plugin):
                             "(TrainContext.scene)")
         from ..quant import build_quantizer
 
+        if not any(name in splats for name in self.attributes):  # would fail at vq_start otherwise
+            raise GsVqError(f"vq: none of the configured attributes ({', '.join(self.attributes) or 'none'}) "
+                            "is in the splats")
         n = max(int(splats["means"].shape[0]), 1)
         for name in self.attributes:
             if name in splats:
