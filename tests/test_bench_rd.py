@@ -43,3 +43,27 @@ def test_supersplat_and_posthoc_vq(tmp_path):
     decoded, parts = baselines.posthoc_vq(s, vq, SCENE, str(tmp_path / "vq"))
     assert decoded["means"].shape[0] == 300 and int((decoded["shN"].abs().sum(dim=(1, 2)) == 0).sum()) == 150
     assert len(torch.unique(decoded["sh0"].reshape(300, 3), dim=0)) <= 16
+
+
+def test_ablation_rows_measure_against_the_model_itself():
+    """bench.ablation: a codebook with one entry per distinct value and a 12-bit grid cost ~nothing;
+    removing 60% of the Gaussians costs more than removing 20%."""
+    from bench import ablation
+
+    from types import SimpleNamespace
+
+    from gs_vq.evaluate import render_views
+
+    assert ablation.entropy_bits(torch.arange(256).repeat(3)) == 8.0
+    splats = _splats()
+    cam = SimpleNamespace(**vars(SCENE.train_cameras[0]), image=torch.zeros(48, 48, 3))
+    _, out = next(render_views(splats, [cam], [0.0] * 3, "cpu"))
+    noise = 0.01 * torch.randn(out.rgb[0].shape, generator=torch.Generator().manual_seed(0))
+    view = SimpleNamespace(**{**vars(cam), "image": (out.rgb[0] + noise).clamp(0, 1)})  # ~40 dB from the model
+    ab = ablation.Ablation(splats, SimpleNamespace(train_cameras=[cam], test_cameras=[view]), white=False)
+    ab._quantized("sh0", {"type": "fsq", "levels": 4096}, "fine grid")
+    ab.prune()
+    drops = {r["variant"]: r["psnr_drop"] for r in ab.rows}
+    assert abs(drops["sh0: fine grid"]) < 0.05
+    assert drops["60% at significance_downscale 1"] > drops["20% at significance_downscale 1"]
+    assert all(r["bits_per_gaussian"] is None for r in ab.rows if r["kind"] == "prune")
