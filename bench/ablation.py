@@ -23,6 +23,7 @@ It shows the first-order price of each knob that the presets (configs/vq*.yaml) 
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -152,7 +153,8 @@ def main() -> None:
     args = p.parse_args()
     path = os.path.join(args.models, f"{args.scene}_cpu", "point_cloud.ply")
     if not os.path.isfile(path):
-        raise SystemExit(f"error: no plain model at {path}: run python -m bench.rd --scenes {args.scene} first")
+        print(f"error: no plain model at {path}: run python -m bench.rd --scenes {args.scene} first", file=sys.stderr)
+        raise SystemExit(2)
     ab = Ablation(load_ply(path), scene_of(args.scene), SCENES[args.scene]["white_background"])
     print(f"{args.scene}: plain model, {ab.n} Gaussians, PSNR {ab.base:.3f}", flush=True)
     for group in args.only:
