@@ -25,7 +25,6 @@ import json
 import os
 import sys
 
-import numpy as np
 import torch
 
 from gs_vq.io.ply import load_ply
@@ -135,10 +134,8 @@ class Ablation:
                      self.with_(means=torch.from_numpy(grid.dequantize(grid.quantize(means))).float()))
         for b in (8, 6, 5):
             q = quantize_opacity(logits, b)
-            _, counts = np.unique(q, return_counts=True)
-            p = counts / counts.sum()
             self.add("bits", f"opacities, {b} bits", self.with_(
-                opacities=torch.from_numpy(dequantize_opacity(q, b)).float()), float(-(p * np.log2(p)).sum()))
+                opacities=torch.from_numpy(dequantize_opacity(q, b)).float()), entropy_bits(torch.from_numpy(q)))
 
 
 GROUPS = ("quantizer", "scales", "prune", "sh_drop", "bits")

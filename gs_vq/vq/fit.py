@@ -55,6 +55,15 @@ def quantizer_spec(cfg: VQConfig, name: str, n: int, dim: int) -> Dict[str, Any]
     return spec
 
 
+def present_attributes(cfg: VQConfig, keys) -> List[str]:
+    """The configured attributes among ``keys`` (splat names), in config order; an error if none is."""
+    names = [name for name in cfg.attributes if name in keys]
+    if not names:
+        raise GsVqError(f"vq: none of the configured attributes ({', '.join(cfg.attributes) or 'none'}) "
+                        "is in the splats")
+    return names
+
+
 def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
                 shapes: Dict[str, Tuple[int, ...]]) -> Tuple[Dict[str, Slot], List[Tensor]]:
     """Fit one quantizer per configured attribute present in ``vectors`` ({name: [N, d]}).
@@ -65,9 +74,7 @@ def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
     slots: Dict[str, Slot] = {}
     columns: List[Tensor] = []
     start = 1  # column 0 holds the row tags
-    for name in cfg.attributes:
-        if name not in vectors:
-            continue
+    for name in present_attributes(cfg, vectors):
         x = vectors[name]  # [N, d]
         spec = quantizer_spec(cfg, name, x.shape[0], x.shape[1])
         quantizer = build_quantizer(spec).to(x.device).fit(x)
@@ -79,9 +86,6 @@ def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
         slots[name] = slot
         columns.append(codes)
         start += codes.shape[1]
-    if not slots:
-        raise GsVqError(f"vq: none of the configured attributes ({', '.join(cfg.attributes)}) "
-                        "is in the splats")
     return slots, columns
 
 

@@ -27,7 +27,7 @@ from .attributes import from_vectors, to_vectors
 from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
 from .export import export_compressed, snap_splats
-from .fit import build_slots, quantizer_spec, refresh_slot
+from .fit import build_slots, present_attributes, quantizer_spec, refresh_slot
 from .importance import lowest, prune_count, sh_drop_mask
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
@@ -69,14 +69,10 @@ class VQPlugin(VQConfig, Plugin):
                             "(TrainContext.scene)")
         from ..quant import build_quantizer
 
-        if not any(name in splats for name in self.attributes):  # would fail at vq_start otherwise
-            raise GsVqError(f"vq: none of the configured attributes ({', '.join(self.attributes) or 'none'}) "
-                            "is in the splats")
         n = max(int(splats["means"].shape[0]), 1)
-        for name in self.attributes:
-            if name in splats:
-                dim = to_vectors(name, splats[name][:1].detach()).shape[1]
-                build_quantizer(quantizer_spec(self, name, n, dim))
+        for name in present_attributes(self, splats):  # none present fails now, not at vq_start
+            dim = to_vectors(name, splats[name][:1].detach()).shape[1]
+            build_quantizer(quantizer_spec(self, name, n, dim))
 
     # ------------------------------------------------------------------ hooks
     @torch.no_grad()
