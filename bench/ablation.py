@@ -14,7 +14,8 @@ changes one thing, with no training, and scores the held-out views:
 * ``prune``: the least significant Gaussians removed (LightGaussian's score rendered at
   ``significance_downscale`` 1 and 2), then SH degree 0 for half of the rest;
 * ``sh_drop``: SH degree 0 for a fraction of the Gaussians (least view-dependent first);
-* ``bits``: positions on a grid of B bits per axis, sigmoid(opacity) in B bits.
+* ``bits``: positions on a grid of B bits per axis (uniform, and contracted as ``pos_contract``
+  4 does), sigmoid(opacity) in B bits.
 
 It shows the first-order price of each knob that the presets (configs/vq*.yaml) set; training
 (bench.rd) recovers part of it. Prints a table; writes bench/results/ablation_<scene>.json.
@@ -25,10 +26,13 @@ import json
 import os
 import sys
 
+import numpy as np
 import torch
 
 from gs_vq.io.ply import load_ply
-from gs_vq.io.streams import PositionGrid, dequantize_opacity, quantize_opacity
+from gs_vq.io.grid import camera_contraction
+from gs_vq.io.sections import encode_positions
+from gs_vq.io.streams import PositionGrid, dequantize_opacity, morton_encode, quantize_opacity
 from gs_vq.quant import build_quantizer
 from gs_vq.render.contribution import contribution
 from gs_vq.vq.attributes import from_vectors, to_vectors
@@ -39,6 +43,7 @@ from bench.report import ROOT, markdown, write_json
 from bench.scenes import SCENES
 from bench.vq_scene import scene_of
 
+CONTRACT = 4.0  # pos_contract of the contracted position rows (the presets' value)
 CODEBOOK_BITS = 11  # float16 with codebook_mantissa 5: sign, exponent, 5 mantissa bits
 
 QUANTIZERS = [  # (attribute, spec) for the "quantizer" rows
@@ -128,10 +133,15 @@ class Ablation:
 
     def bits(self) -> None:
         means, logits = self.splats["means"].numpy(), self.splats["opacities"].numpy()
+        centers = torch.stack([c.center for c in self.scene.train_cameras]).numpy()  # [C, 3]
         for b in (12, 11, 10, 9):
-            grid = PositionGrid.fit(means, b)
-            self.add("bits", f"positions, {b} bits per axis",
-                     self.with_(means=torch.from_numpy(grid.dequantize(grid.quantize(means))).float()))
+            for contract in (0.0, CONTRACT):
+                grid = PositionGrid.fit(means, b, contraction=camera_contraction(centers, contract) if contract else None)
+                q = grid.quantize(means)
+                order = np.argsort(morton_encode(q, b), kind="stable")
+                payload = encode_positions(grid.dequantize(q[order]), grid)[1]
+                self.add("bits", f"positions, {b} bits per axis" + (f", pos_contract {contract:g}" if contract else ""),
+                         self.with_(means=torch.from_numpy(grid.dequantize(q)).float()), 8 * len(payload) / self.n)
         for b in (8, 6, 5):
             q = quantize_opacity(logits, b)
             self.add("bits", f"opacities, {b} bits", self.with_(

@@ -268,11 +268,11 @@ def test_unknown_version_names_the_versions_read(tmp_path, good_file):
     from gs_vq.io import container
 
     meta, sections = container.read_container(open(good_file, "rb").read(), good_file)
-    for version in (3, 0, "2"):
+    for version in (4, 0, "2"):
         path = str(tmp_path / "v.ply")
         container.write_container(path, dict(meta, version=version), list(sections.items()))
         msg = _expect_one_line_error(path)
-        assert "reads versions 1, 2" in msg
+        assert "reads versions 1, 2, 3" in msg
 
 
 @pytest.mark.parametrize("edit", [

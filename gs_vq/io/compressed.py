@@ -1,6 +1,6 @@
 """MODEL/compressed.ply: a vector-quantized 3DGS scene in a valid, small PLY file.
 
-Version 2 (written): a binary PLY whose header carries a JSON table of sections and a CRC32 of
+Versions 2 and 3 (written): a binary PLY whose header carries a JSON table of sections and a CRC32 of
 the whole file (:mod:`gs_vq.io.container`); one section per part, each with its own codec
 (:mod:`gs_vq.io.sections`)::
 
@@ -11,6 +11,8 @@ the whole file (:mod:`gs_vq.io.container`); one section per part, each with its 
     raw_<a>      unquantized attribute <a> (float16/float32)
     ints_<a>     per-Gaussian non-negative integers <a> (e.g. semantic labels)
 
+Version 3 is version 2 whose position grid lies in contracted space (:mod:`gs_vq.io.grid`); a
+file is written as version 3 only when its grid is contracted, so version-2 readers open the rest.
 Every integer stream is stored with the smallest of range coding (per-stream frequency tables)
 and the fixed-width layouts of version 1 (plain, LZMA, DEFLATE); the tag says which. Version 1
 files (:mod:`gs_vq.io.compressed_v1`) are still read. Codebooks and indices load back
@@ -34,8 +36,9 @@ from .header import NAME, validate_header
 from .scene import LOSSLESS, CodedAttribute, CompressedScene, decode_codes  # noqa: F401 (public)
 
 FORMAT = "gs_vq.compressed"
-VERSION = 2
-READS = (1, 2)  # versions this reader understands
+VERSION = 3  # the newest version written
+READS = (1, 2, 3)  # versions this reader understands
+CONTAINER = (2, 3)  # versions in the checksummed container
 
 
 # --------------------------------------------------------------------------- writing
@@ -79,7 +82,7 @@ def write_compressed(
     opacity_bits: int = 8,
     compact_codebooks: bool = True,
 ) -> Dict[str, Any]:
-    """Write ``scene`` to ``path`` (atomically) in format version 2.
+    """Write ``scene`` to ``path`` (atomically) in format version 2 (3 with a contracted grid).
 
     Args:
         scene: Gaussians in any order; ``scene.grid`` (if set) fixes the position grid, else a
@@ -141,8 +144,9 @@ def write_compressed(
             raise GsVqError(f"compressed ply: integer attribute {name}: {e}") from None
         add(f"ints_{_attr_name(name)}", "ints", params, payload, attr=name, shape=list(value.shape[1:]))
 
-    header = {"format": FORMAT, "version": VERSION, "count": n, "meta": scene.meta, "sections": entries}
-    validate_header(header, dict(payloads), path)  # the writer obeys the reader's rules
+    version = 3 if grid is not None and grid.radius > 0 else 2
+    header = {"format": FORMAT, "version": version, "count": n, "meta": scene.meta, "sections": entries}
+    validate_header(header, dict(payloads), path, version)  # the writer obeys the reader's rules
     size = C.write_container(path, header, payloads)
     return {"bytes": size, "count": n, "order": order, "grid": grid,
             "bits_per_gaussian": _bits_report(header, size)}
@@ -150,7 +154,8 @@ def write_compressed(
 
 def _bits_report(header: Dict[str, Any], size: int) -> Dict[str, float]:
     """Bits per Gaussian of each part: ``means``, ``opacities``, per coded attribute
-    ``<name>.index`` (all its index streams) and ``<name>.codebook``, ``raw_<name>`` and
+    ``<name>.index`` (all its index streams), ``<name>.codebook`` and ``<name>.rows`` (which rows
+    store indices, when some do not), ``raw_<name>`` and
     ``ints_<name>``, ``header`` (everything else: PLY/JSON header, length prefixes) and ``total``."""
     n = max(int(header["count"]), 1)
     out: Dict[str, float] = {}
@@ -159,6 +164,8 @@ def _bits_report(header: Dict[str, Any], size: int) -> Dict[str, float]:
             books = e["params"]["codebooks"]
             out[f"{e['attr']}.index"] = 8.0 * sum(b["index_bytes"] for b in books) / n
             out[f"{e['attr']}.codebook"] = 8.0 * sum(b["table_bytes"] for b in books) / n
+            if "rows" in e["params"]:
+                out[f"{e['attr']}.rows"] = 8.0 * e["params"]["rows"]["bytes"] / n
         else:
             out[e["name"]] = 8.0 * e["bytes"] / n  # means, opacities, raw_<a>, ints_<a>
     out["header"] = 8.0 * size / n - sum(out.values())
@@ -188,11 +195,11 @@ def _open(path: str) -> Tuple[int, Dict[str, Any], Any]:
     if meta.get("format") != FORMAT:
         raise GsVqError(f"{path}: not a gs-vq compressed ply (no {FORMAT} header)")
     version = meta.get("version")
-    if version not in READS or (version == 2) != (sections is not None):
+    if version not in READS or (version in CONTAINER) != (sections is not None):
         raise GsVqError(f"{path}: compressed ply version {version!r} is not supported "
                         f"(this gs-vq reads versions {', '.join(map(str, READS))})")
-    if version == 2:
-        validate_header(meta, sections, path)
+    if version in CONTAINER:
+        validate_header(meta, sections, path, version)
         return version, meta, sections
     return version, meta, _plyfile(data, path)
 
@@ -210,7 +217,7 @@ def _plyfile(data: bytes, path: str):
 
 
 def read_compressed(path: str) -> CompressedScene:
-    """Load compressed.ply (version 1 or 2). Any damage -> one-line GsVqError."""
+    """Load compressed.ply (version 1, 2 or 3). Any damage -> one-line GsVqError."""
     version, meta, body = _open(path)
     try:
         if version == 1:

@@ -25,8 +25,8 @@ MAX_TABLE = 1 << 26        # codebook entries x dims
 
 
 class _Check:
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(self, what: str, version: int = 2):
+        self.what, self.version = what, version
 
     def fail(self, field: str, why: str) -> None:
         raise GsVqError(f"{self.what}: corrupt compressed ply header ({field} {why})")
@@ -60,10 +60,11 @@ class _Check:
         return size
 
 
-def validate_header(meta: Dict[str, Any], sections: Mapping[str, bytes], what: str) -> None:
-    """Raise a one-line GsVqError unless ``meta`` is a consistent version-2 header whose
+def validate_header(meta: Dict[str, Any], sections: Mapping[str, bytes], what: str,
+                    version: int = 2) -> None:
+    """Raise a one-line GsVqError unless ``meta`` is a consistent version-2 (or 3) header whose
     sections are exactly those of ``sections`` (name -> payload) with the declared sizes."""
-    c = _Check(what)
+    c = _Check(what, version)
     c.int(meta, "count", 0, MAX_COUNT, "header")
     if not isinstance(meta.get("meta", {}), dict):
         c.fail("header.meta", "must be an object")
@@ -105,6 +106,13 @@ def _check_positions(c: _Check, e, p, where: str, size: int) -> None:
     c.floats(p, "lo", f"{where}.params")
     c.floats(p, "step", f"{where}.params", positive=True)
     c.int(p, "bits", 1, 21, f"{where}.params")
+    if "radius" in p or "center" in p:  # a contracted grid (version 3)
+        if c.version < 3:
+            c.fail(f"{where}.params", "a contracted position grid needs version 3")
+        c.floats(p, "center", f"{where}.params")
+        radius = p.get("radius")
+        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 < radius < 1e30:
+            c.fail(f"{where}.params.radius", f"must be a positive number, got {radius!r}")
     if codec == "gaps":
         c.choice(p, "stream", S.CODECS, f"{where}.params")
         c.int(p, "gap_bits", 1, 64, f"{where}.params")

@@ -1,5 +1,5 @@
 """Bit-level building blocks of the compressed ply: fixed-width bit packing, Morton codes,
-fixed-point positions and opacities, and the lossless stream codecs.
+fixed-point opacities (positions: :mod:`.grid`), and the lossless stream codecs.
 
 Everything here is NumPy on the CPU and deterministic: the writer and the reader (and the VQ
 plugin when it snaps a model to the stored precision) call the same functions, so a value that
@@ -14,6 +14,7 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 
 from ..quant.base import bits_for as index_bits  # noqa: F401  (the one definition; re-exported)
+from .grid import PositionGrid  # noqa: F401  (re-exported: positions live on it)
 
 
 # --------------------------------------------------------------------------- bit packing
@@ -70,55 +71,6 @@ def morton_decode(code: np.ndarray, bits: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- fixed point
-@dataclass(frozen=True)
-class PositionGrid:
-    """Uniform grid of ``2**bits`` cells per axis: ``x = lo + q * step`` (float32 arithmetic).
-
-    The declared precision of a stored position is ``step / 2`` per axis (world units).
-    """
-
-    lo: Tuple[float, float, float]
-    step: Tuple[float, float, float]
-    bits: int
-
-    @classmethod
-    def fit(cls, means: np.ndarray, bits: int, isotropic: bool = False) -> "PositionGrid":
-        """Smallest grid with ``bits`` bits per axis covering [N, 3] ``means``.
-
-        ``isotropic``: one step for all three axes, set by the longest extent (cubic cells; the
-        shorter axes use fewer of their ``2**bits`` cells, which the octree codes for free).
-        """
-        if not 1 <= bits <= 21:
-            raise ValueError(f"position bits must be in 1..21, got {bits}")
-        means = np.asarray(means, dtype=np.float32).reshape(-1, 3)
-        lo = means.min(axis=0) if len(means) else np.zeros(3, np.float32)
-        hi = means.max(axis=0) if len(means) else np.ones(3, np.float32)
-        step = np.maximum((hi.astype(np.float64) - lo) / (2**bits - 1), 1e-12)
-        if isotropic:
-            step = np.full(3, step.max())
-        # round the step up so that lo + (2**bits - 1) * step covers hi in float32
-        step = np.nextafter(step.astype(np.float32), np.float32(np.inf))
-        return cls(tuple(float(v) for v in lo), tuple(float(v) for v in step), bits)
-
-    @property
-    def precision(self) -> Tuple[float, float, float]:
-        """Largest error per axis (world units): half a step plus float32 rounding."""
-        lo, step = np.asarray(self.lo, np.float64), np.asarray(self.step, np.float64)
-        big = np.maximum(np.abs(lo), np.abs(lo + step * (2**self.bits - 1))).astype(np.float32)
-        return tuple(float(v) for v in step / 2 + 2 * np.spacing(big).astype(np.float64))
-
-    def quantize(self, means: np.ndarray) -> np.ndarray:
-        """[N, 3] float -> [N, 3] int64 cell indices (clamped to the grid)."""
-        lo, step = np.asarray(self.lo, np.float64), np.asarray(self.step, np.float64)
-        q = np.rint((np.asarray(means, np.float64) - lo) / step)
-        return np.clip(q, 0, 2**self.bits - 1).astype(np.int64)
-
-    def dequantize(self, q: np.ndarray) -> np.ndarray:
-        """[N, 3] cell indices -> [N, 3] float32 cell centres."""
-        lo, step = np.asarray(self.lo, np.float32), np.asarray(self.step, np.float32)
-        return (lo + q.astype(np.float32) * step).astype(np.float32)
-
-
 def quantize_opacity(logits: np.ndarray, bits: int) -> np.ndarray:
     """Opacity logits [N] -> [N] int64 bins of ``sigmoid`` in [0, 1] with ``2**bits`` equal bins."""
     alpha = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))

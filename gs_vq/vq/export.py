@@ -7,12 +7,13 @@ loaded compressed.ply render the same scene.
 """
 
 import os
-from typing import Any, Dict, Set
+from typing import Any, Dict, Optional, Set
 
 import numpy as np
 import torch
 
 from ..io import streams as S
+from ..io.grid import camera_contraction
 from ..io.compressed import LOSSLESS, CodedAttribute, CompressedScene, write_compressed
 from .codes import CODES_KEY
 from .config import KNOWN_ATTRIBUTES
@@ -22,14 +23,21 @@ STANDARD_NAME = "point_cloud.ply"
 
 
 @torch.no_grad()
-def snap_splats(splats, cfg, quantized: Set[str]):
+def snap_splats(splats, cfg, quantized: Set[str], camera_centers: Optional[np.ndarray] = None):
     """Round means, opacities and unquantized attributes in place. Returns the PositionGrid
-    (None when positions are stored losslessly)."""
+    (None when positions are stored losslessly).
+
+    ``camera_centers`` [C, 3]: the training cameras, around which ``cfg.pos_contract`` contracts
+    the position grid (without them the grid is uniform).
+    """
     grid = None
     means = splats["means"]
     if cfg.pos_bits != LOSSLESS:
         m = means.detach().cpu().numpy()
-        grid = S.PositionGrid.fit(m, cfg.pos_bits)
+        contraction = None
+        if cfg.pos_contract > 0 and camera_centers is not None and len(camera_centers):
+            contraction = camera_contraction(camera_centers, cfg.pos_contract)
+        grid = S.PositionGrid.fit(m, cfg.pos_bits, contraction=contraction)
         means.data.copy_(torch.from_numpy(grid.dequantize(grid.quantize(m))))
     opac = splats["opacities"]
     if cfg.opacity_bits != LOSSLESS:
@@ -98,8 +106,9 @@ def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
         "vq_sh_dropped": plugin.state.num_sh_dropped,
         "vq_seconds": {k: round(v, 2) for k, v in plugin.state.seconds.items()},
     }
-    if plugin.state.grid is not None:
-        out["position_precision"] = [float(v) for v in plugin.state.grid.precision]
+    if plugin.state.grid is not None:  # largest error of a stored position per axis (world units)
+        bound = plugin.state.grid.error_bound(splats["means"].detach().cpu().numpy())  # [N, 3]
+        out["position_precision"] = [float(v) for v in bound.max(axis=0)] if len(bound) else [0.0] * 3
     if plugin.export_supersplat:
         out["supersplat_bytes"] = export_supersplat(plugin, splats, model_path)
     return out

@@ -270,5 +270,7 @@ class VQPlugin(VQConfig, Plugin):
         self._update_codebooks(splats)
         for slot in self.state.slots.values():
             slot.snap()
-        self.state.grid = snap_splats(splats, self, quantized=set(self.state.slots))
+        centers = None if not self._cameras else torch.stack(  # [C, 3] camera centres, world units
+            [torch.linalg.inv(c.viewmat.detach().cpu().double())[:3, 3] for c in self._cameras]).numpy()
+        self.state.grid = snap_splats(splats, self, quantized=set(self.state.slots), camera_centers=centers)
         self.state.frozen = True

@@ -44,8 +44,9 @@ class VQState:
         state = cls(vq_start=int(d["vq_start"]), initialized=bool(d["initialized"]), frozen=bool(d["frozen"]),
                     refresh_steps=list(d.get("refresh_steps", [])), num_pruned=int(d.get("num_pruned", 0)),
                     reduced=bool(d.get("reduced", False)), num_sh_dropped=int(d.get("num_sh_dropped", 0)),
-                    grid=None if grid is None else PositionGrid(tuple(grid["lo"]), tuple(grid["step"]),
-                                                                int(grid["bits"])))
+                    grid=None if grid is None else PositionGrid(
+                        tuple(grid["lo"]), tuple(grid["step"]), int(grid["bits"]),
+                        tuple(grid.get("center", (0.0, 0.0, 0.0))), float(grid.get("radius", 0.0))))
         state.seconds.update(d.get("seconds", {}))
         if state.initialized:
             state.slots = {name: Slot.from_state(s, device) for name, s in d["slots"].items()}
