@@ -3,6 +3,7 @@ quality cost of coarser positions and codebooks.
 
     python -m bench.codec --model output/lego_vq              # lego -r 4, --config vq
     python -m bench.codec --model output/lego_vq --pos_bits 14 12 11 --mantissa 7 5 --joint 11 5
+    python -m bench.codec --model output/lego_vq --step shN 8 --step shN 9 --pos_bits --mantissa --shrink
 
 1. Reads MODEL/compressed.ply (any version), rewrites it as version 2 with the same grid and
    codebooks and checks that the loaded splats are identical (bit-exact, same order).
@@ -16,6 +17,7 @@ Writes bench/results/codec.json. Data: ../shared/data beside the project (``--sc
 """
 
 import argparse
+import math
 import copy
 import dataclasses
 import os
@@ -27,7 +29,7 @@ import torch
 from bench.report import ROOT, markdown, write_json
 from gs_vq.io import streams as S
 from gs_vq.io.compressed import describe_compressed, read_compressed, write_compressed
-from gs_vq.io.scene import round_mantissa
+from gs_vq.io.scene import round_mantissa, round_step
 
 
 def identical(a, b) -> bool:
@@ -55,19 +57,22 @@ def shrink(attr, factor: int):
     return dataclasses.replace(attr, codebooks=[table], codes=res.assignments[codes][:, None])
 
 
-def variant(base, pos_bits=None, isotropic=False, mantissa=10, shrink_factor=1, shrink_attrs=()):
-    """A copy of ``base`` with a refitted position grid, rounded float16 codebooks and/or
-    smaller one-level codebooks."""
+def variant(base, pos_bits=None, isotropic=False, mantissa=10, shrink_factor=1, shrink_attrs=(), steps=None):
+    """A copy of ``base`` with a refitted position grid (contracted as the stored one is), rounded
+    float16 codebooks (``mantissa`` bits; ``steps``: {attribute: power of two} to round to multiples
+    of first) and/or smaller one-level codebooks."""
     scene = copy.copy(base)
     scene.attributes = [shrink(a, shrink_factor) if a.name in shrink_attrs and len(a.codebooks) == 1
                         else a for a in base.attributes]
     if pos_bits is not None:
-        scene.grid = S.PositionGrid.fit(base.means.numpy(), pos_bits, isotropic=isotropic)
-    if mantissa < 10:
+        warp = (base.grid.center, base.grid.radius) if base.grid is not None and base.grid.radius > 0 else None
+        scene.grid = S.PositionGrid.fit(base.means.numpy(), pos_bits, isotropic=isotropic, contraction=warp)
+    if mantissa < 10 or steps:
         scene.attributes = [copy.copy(a) for a in scene.attributes]
         for a in scene.attributes:
             if a.precision == "float16":
-                a.codebooks = [round_mantissa(cb, mantissa) for cb in a.codebooks]
+                step = (steps or {}).get(a.name)
+                a.codebooks = [round_mantissa(round_step(cb, step) if step else cb, mantissa) for cb in a.codebooks]
     return scene
 
 
@@ -82,6 +87,9 @@ def main() -> None:
     ap.add_argument("--shrink_attrs", nargs="*", default=["sh0", "quats"])
     ap.add_argument("--joint", type=int, nargs=2, action="append", default=[], metavar=("POS_BITS", "MANTISSA"),
                     help="also one variant with both a position grid and codebook mantissa bits (repeatable)")
+    ap.add_argument("--step", nargs=2, action="append", default=[], metavar=("ATTR", "BITS"),
+                    help="also ATTR's codebook rounded to multiples of 2**-BITS (vq.attributes.ATTR.codebook_step)")
+    ap.add_argument("--step_mantissa", type=int, default=5, help="float16 mantissa bits kept in --step rows")
     ap.add_argument("--isotropic", action="store_true", help="also isotropic grids (one step for all axes)")
     ap.add_argument("--no_render", action="store_true", help="sizes only")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "codec.json"))
@@ -125,6 +133,7 @@ def main() -> None:
     variants += [dict(mantissa=m) for m in args.mantissa]
     variants += [dict(shrink_factor=f, shrink_attrs=tuple(args.shrink_attrs)) for f in args.shrink]
     variants += [dict(pos_bits=p, mantissa=m) for p, m in args.joint]
+    variants += [dict(steps={attr: 2.0 ** -int(b)}, mantissa=args.step_mantissa) for attr, b in args.step]
     scene = None
     if not args.no_render:
         from bench.vq_scene import SCENES, scene_of
@@ -141,7 +150,7 @@ def main() -> None:
         info = describe_compressed(path)
         loaded = read_compressed(path)
         grid = loaded.grid
-        row = {**v, "bytes": info["bytes"], "bits_per_gaussian": info["bits_per_gaussian"],
+        row = {**{k: x for k, x in v.items() if k != "steps"}, "steps": v.get("steps"), "bytes": info["bytes"], "bits_per_gaussian": info["bits_per_gaussian"],
                "grid_bits": grid.bits if grid else None, "precision": list(grid.precision) if grid else None}
         if scene is not None:
             row["psnr"] = render_psnr(loaded.to_splats(), scene, white)
@@ -152,7 +161,8 @@ def main() -> None:
         sizes = ", ".join(f"{a.name} {a.codebooks[0].shape[0]}" for a in loaded.attributes
                           if a.name in args.shrink_attrs)
         row["codebook_sizes"] = sizes
-        table.append([pos, f"float16, {v.get('mantissa', 10)} mantissa bits", sizes, info["bytes"],
+        steps = "".join(f", {a} in steps of 2^{int(math.log2(st))}" for a, st in (v.get("steps") or {}).items())
+        table.append([pos, f"float16, {v.get('mantissa', 10)} mantissa bits{steps}", sizes, info["bytes"],
                       f"{info['bits_per_gaussian']['total']:.2f}", ratio(info["bytes"]),
                       psnr if psnr is not None else "-",
                       f"{psnr - result['psnr_original']:+.3f}" if psnr is not None else "-"])

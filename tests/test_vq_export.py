@@ -135,3 +135,29 @@ def test_contracted_position_grid_loads_back_exactly(tmp_path):
     mine = splats["means"].detach()
     key = lambda m: torch.argsort(m[:, 0] * 1e8 + m[:, 1] * 1e4 + m[:, 2])  # noqa: E731
     assert torch.equal(mine[key(mine)], loaded[key(loaded)])
+
+
+def test_codebook_step_rounds_the_stored_codebook_to_its_grid(tmp_path):
+    """vq.attributes.shN.codebook_step: the snapped shN tables are multiples of the step, the file
+    stores them exactly and is smaller than with float16's own resolution."""
+    from gs_vq.errors import GsVqError
+    from gs_vq.io.scene import round_step
+
+    step = 2.0**-6
+    shN = dict(ATTRS["shN"], codebook_step=step)
+    plugin, splats = trained_plugin(tmp_path, attributes=dict(ATTRS, shN=shN))
+    tables = plugin.state.slots["shN"].tables()
+    assert all(torch.equal(round_step(t, step), t) for t in tables)
+    assert not all(torch.equal(round_step(t, step), t) for t in plugin.state.slots["sh0"].tables())
+    plugin.export(str(tmp_path), splats)
+    back = read_compressed(os.path.join(tmp_path, "compressed.ply"))
+    books = {a.name: a.codebooks for a in back.attributes}
+    assert all(torch.equal(round_step(t, step), t) for t in books["shN"])
+    with_step = describe_compressed(os.path.join(tmp_path, "compressed.ply"))["bits_per_gaussian"]["shN.codebook"]
+    plain_dir = tmp_path / "plain"
+    plain, plain_splats = trained_plugin(plain_dir)
+    plain.export(str(plain_dir), plain_splats)
+    assert with_step < describe_compressed(str(plain_dir / "compressed.ply"))["bits_per_gaussian"]["shN.codebook"]
+    for bad in (0.003, 2.0, -0.25, True):
+        with pytest.raises(GsVqError, match="codebook_step"):
+            VQPlugin.from_dict({"attributes": {"shN": dict(ATTRS["shN"], codebook_step=bad)}})

@@ -3,12 +3,15 @@
 Steps are training steps; bit counts are per value. Each entry of ``attributes`` names a splat
 key and how to quantize it: a ``gs_vq.quant.build_quantizer`` spec (``type`` and its
 constructor options, e.g. ``{type: vq, codebook_size: 4096}`` or
-``{type: rvq, num_stages: 2, codebook_size: 256}``; ``dim`` is filled in) plus ``precision``, the
-codebook storage (``float16`` or ``float32``). Presets merge onto the defaults below; ``null``
+``{type: rvq, num_stages: 2, codebook_size: 256}``; ``dim`` is filled in) plus the plugin's own
+keys: ``precision``, the codebook storage (``float16`` or ``float32``), and ``codebook_step``, a
+power of two the float16 codebook values are rounded to multiples of (absolute resolution, for
+codebooks of small values such as shN; default none). Presets merge onto the defaults below; ``null``
 removes an entry.
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -17,6 +20,7 @@ from ..errors import GsVqError
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
 KNOWN_ATTRIBUTES = ("sh0", "shN", "scales", "quats", "features")
+PLUGIN_KEYS = ("precision", "codebook_step")  # keys of an attribute entry that are not quantizer options
 
 
 def compact3d_attributes() -> Dict[str, Dict[str, Any]]:
@@ -126,6 +130,11 @@ class VQConfig:
                                 f"(known: {', '.join(KNOWN_ATTRIBUTES)})")
             if spec.get("precision", self.precision) not in ("float16", "float32"):
                 raise GsVqError(f"vq.attributes.{name}.precision must be float16 or float32")
+            step = spec.get("codebook_step", 0.0)
+            if isinstance(step, bool) or not isinstance(step, (int, float)) or not (
+                    step == 0 or (2.0**-14 <= step <= 1.0 and math.frexp(step)[0] == 0.5)):
+                raise GsVqError(f"vq.attributes.{name}.codebook_step must be 0 or a power of two in "
+                                f"[2**-14, 1] (e.g. 0.00390625 = 2**-8), got {step!r}")
         if not (1 <= self.pos_bits <= 21 or self.pos_bits == 32):
             raise GsVqError(f"vq.pos_bits must be 1..21 or 32, got {self.pos_bits}")
         if not 0 <= self.pos_contract < 1e6:
@@ -155,7 +164,11 @@ class VQConfig:
 
     def quantizer_spec(self, name: str) -> Dict[str, Any]:
         """The ``build_quantizer`` spec of attribute ``name`` (without the plugin's own keys)."""
-        return {k: v for k, v in self.attributes[name].items() if k != "precision"}
+        return {k: v for k, v in self.attributes[name].items() if k not in PLUGIN_KEYS}
 
     def codebook_precision(self, name: str) -> str:
         return self.attributes[name].get("precision", self.precision)
+
+    def codebook_step(self, name: str) -> float:
+        """Absolute resolution of attribute ``name``'s float16 codebook values (0: float16's own)."""
+        return float(self.attributes[name].get("codebook_step", 0.0))

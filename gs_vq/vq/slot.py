@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from ..io.compressed import decode_codes
-from ..io.scene import round_mantissa
+from ..io.scene import round_mantissa, round_step
 from ..quant import build_quantizer
 
 
@@ -31,6 +31,7 @@ class Slot:
     combine: str = "sum"          # the quantizer's decode_rule: "sum" | "concat"
     frozen: Optional[List[Tensor]] = field(default=None)  # final tables once snapped
     mantissa: int = 10            # float16 mantissa bits kept when snapped (10: plain float16)
+    step: float = 0.0             # float16 tables: first rounded to multiples of this power of two (0: not)
     rate_scale: Optional[float] = None  # ECVQ: squared error per vector a bit is priced against
     # (the plain assignment's distortion at the first rate-constrained refresh, then fixed)
 
@@ -59,9 +60,12 @@ class Slot:
 
     def snap(self) -> None:
         """Freeze the tables at their storage precision (idempotent): float32, or float16 with
-        ``mantissa`` bits kept (the dropped bits are zero, which compressed.ply stores almost free)."""
+        ``mantissa`` bits kept, after rounding to multiples of ``step`` when set (the dropped bits
+        are zero, which compressed.ply stores almost free)."""
         tables = [t.detach().clone().float() for t in self.tables()]
         if self.precision == "float16":
+            if self.step > 0:
+                tables = [round_step(t, self.step) for t in tables]
             tables = [round_mantissa(t, self.mantissa).to(t.device) for t in tables]
         self.frozen = tables
 
@@ -71,7 +75,7 @@ class Slot:
                 "spec": dict(self.spec),
                 "quantizer": self.quantizer.state_dict(),
                 "frozen": [t.cpu() for t in self.frozen] if self.frozen is not None else None,
-                "mantissa": self.mantissa, "rate_scale": self.rate_scale}
+                "mantissa": self.mantissa, "step": self.step, "rate_scale": self.rate_scale}
 
     @classmethod
     def from_state(cls, s: Dict[str, Any], device) -> "Slot":
@@ -81,4 +85,4 @@ class Slot:
         frozen = [t.to(device) for t in s["frozen"]] if s.get("frozen") is not None else None
         return cls(s["name"], tuple(s["shape"]), quantizer, int(s["start"]), int(s["num_codes"]),
                    s["precision"], dict(s["spec"]), cls.rule_of(s["name"], quantizer), frozen,
-                   int(s.get("mantissa", 10)), s.get("rate_scale"))
+                   int(s.get("mantissa", 10)), float(s.get("step", 0.0)), s.get("rate_scale"))
