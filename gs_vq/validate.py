@@ -83,7 +83,7 @@ RULES = {
     # vq (VQConfig) and its quantizer specs
     "vq_start": Int(0), "vq_every": Int(1), "init_iters": Int(1), "refresh_iters": Int(1),
     "max_samples": Int(0), "max_k_fraction": PROB, "prune_window": Int(0), "prune_every": Int(1),
-    "pos_bits": Int(1, 21, also=(32,)), "pos_contract": NONNEG, "opacity_bits": Int(1, 16, also=(32,)),
+    "pos_bits": Int(1, 21, also=(32,)), "pos_contract": NONNEG, "pos_max_drop": NONNEG, "opacity_bits": Int(1, 16, also=(32,)),
     "codebook_size": Int(2), "levels": Int(2), "num_stages": Int(1), "num_codebooks": Int(1),
     "num_subvectors": Int(1), "beam_size": Int(1), "iters": Int(1), "encode_ils_rounds": Int(0),
     "num_vectors": Int(0), "temperature": POSITIVE, "clip_quantile": Num(0.0, 0.5, open_high=True),

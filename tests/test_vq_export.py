@@ -161,3 +161,30 @@ def test_codebook_step_rounds_the_stored_codebook_to_its_grid(tmp_path):
     for bad in (0.003, 2.0, -0.25, True):
         with pytest.raises(GsVqError, match="codebook_step"):
             VQPlugin.from_dict({"attributes": {"shN": dict(ATTRS["shN"], codebook_step=bad)}})
+
+
+def test_position_bits_chosen_by_measured_loss(tmp_path):
+    """vq.pos_max_drop: the kept grid costs at most the budget on the training views, one bit
+    fewer costs more; the file stores that grid and train stats report the drops."""
+    from types import SimpleNamespace
+
+    from gs_vq.vq.positions import MIN_BITS
+
+    splats, _ = scene_splats()
+    K = torch.tensor([[40.0, 0, 24], [0, 40.0, 24], [0, 0, 1]])
+    cams = []
+    for x in (-0.2, 0.0, 0.2):
+        viewmat = torch.eye(4)
+        viewmat[0, 3] = -x
+        image = render_splats({k: v.detach() for k, v in splats.items()}, viewmat[None], K[None], 48, 48,
+                              sh_degree=1, background=[0.0] * 3).rgb[0]
+        cams.append(SimpleNamespace(viewmat=viewmat, K=K, width=48, height=48, image=image))
+    scene = SimpleNamespace(train_cameras=cams, white_background=False)
+    budget = 0.5
+    plugin, splats = trained_plugin(tmp_path, pos_bits=12, pos_max_drop=budget, ctx={"scene": scene})
+    drops, bits = plugin.state.pos_drops, plugin.state.grid.bits
+    assert drops[bits] <= budget and bits < 12
+    assert bits == MIN_BITS or drops[bits - 1] > budget
+    stats = plugin.export(str(tmp_path), splats)
+    assert stats["position_bits"] == bits and set(stats["position_drops"]) == {str(b) for b in drops}
+    assert read_compressed(os.path.join(tmp_path, "compressed.ply")).grid.bits == bits

@@ -79,6 +79,8 @@ class VQConfig:
     # least view-dependent colour x significance first); compressed.ply stores no shN indices for them
     # --- export (MODEL/compressed.ply) ---
     pos_bits: int = 16  # bits per axis of positions (32 = float32, lossless)
+    pos_max_drop: float = 0.0  # > 0: pos_bits is where the search starts; the plugin keeps the fewest bits
+    # (pos_bits + 4 at most) whose rounding costs at most this many dB on 16 training views (gs_vq.vq.positions)
     pos_contract: float = 0.0  # grid in contracted space beyond this many times the training cameras'
     # spread from their centroid (gs_vq.io.grid; 0 = uniform grid). Post hoc on fern at 10 bits, 4:
     # -0.27 dB at 8.1 bits per Gaussian where the uniform grid gives -0.72 dB at 6.9 (bench.ablation)
@@ -137,6 +139,8 @@ class VQConfig:
                                 f"[2**-14, 1] (e.g. 0.00390625 = 2**-8), got {step!r}")
         if not (1 <= self.pos_bits <= 21 or self.pos_bits == 32):
             raise GsVqError(f"vq.pos_bits must be 1..21 or 32, got {self.pos_bits}")
+        if not 0 <= self.pos_max_drop < 100:
+            raise GsVqError(f"vq.pos_max_drop must be in [0, 100) dB, got {self.pos_max_drop}")
         if not 0 <= self.pos_contract < 1e6:
             raise GsVqError(f"vq.pos_contract must be in [0, 1e6), got {self.pos_contract}")
         if not (1 <= self.opacity_bits <= 16 or self.opacity_bits == 32):

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from ..io import streams as S
-from ..io.grid import camera_contraction
 from ..io.compressed import LOSSLESS, CodedAttribute, CompressedScene, write_compressed
 from .codes import CODES_KEY
 from .config import KNOWN_ATTRIBUTES
@@ -23,21 +22,12 @@ STANDARD_NAME = "point_cloud.ply"
 
 
 @torch.no_grad()
-def snap_splats(splats, cfg, quantized: Set[str], camera_centers: Optional[np.ndarray] = None):
-    """Round means, opacities and unquantized attributes in place. Returns the PositionGrid
-    (None when positions are stored losslessly).
-
-    ``camera_centers`` [C, 3]: the training cameras, around which ``cfg.pos_contract`` contracts
-    the position grid (without them the grid is uniform).
-    """
-    grid = None
+def snap_splats(splats, cfg, quantized: Set[str], grid: Optional[S.PositionGrid]) -> None:
+    """Round means to ``grid`` (None: keep them, lossless), opacities and unquantized attributes
+    in place (:func:`gs_vq.vq.positions.position_grid` chooses the grid)."""
     means = splats["means"]
-    if cfg.pos_bits != LOSSLESS:
+    if grid is not None:
         m = means.detach().cpu().numpy()
-        contraction = None
-        if cfg.pos_contract > 0 and camera_centers is not None and len(camera_centers):
-            contraction = camera_contraction(camera_centers, cfg.pos_contract)
-        grid = S.PositionGrid.fit(m, cfg.pos_bits, contraction=contraction)
         means.data.copy_(torch.from_numpy(grid.dequantize(grid.quantize(m))))
     opac = splats["opacities"]
     if cfg.opacity_bits != LOSSLESS:
@@ -47,7 +37,6 @@ def snap_splats(splats, cfg, quantized: Set[str], camera_centers: Optional[np.nd
     if cfg.raw_precision == "float16":
         for name in raw_attributes(splats, quantized):
             splats[name].data.copy_(splats[name].detach().half().float())
-    return grid
 
 
 def raw_attributes(splats, quantized: Set[str]):
@@ -109,6 +98,9 @@ def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
     if plugin.state.grid is not None:  # largest error of a stored position per axis (world units)
         bound = plugin.state.grid.error_bound(splats["means"].detach().cpu().numpy())  # [N, 3]
         out["position_precision"] = [float(v) for v in bound.max(axis=0)] if len(bound) else [0.0] * 3
+        out["position_bits"] = plugin.state.grid.bits
+    if plugin.state.pos_drops:  # bits tried -> PSNR drop on the training views (dB)
+        out["position_drops"] = {str(k): round(v, 4) for k, v in sorted(plugin.state.pos_drops.items())}
     if plugin.export_supersplat:
         out["supersplat_bytes"] = export_supersplat(plugin, splats, model_path)
     return out

@@ -29,6 +29,7 @@ from .config import VQConfig
 from .export import export_compressed, snap_splats
 from .fit import build_slots, present_attributes, quantizer_spec, refresh_slot
 from .importance import lowest, prune_count, sh_drop_mask
+from .positions import position_grid
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
 
@@ -49,7 +50,7 @@ class VQPlugin(VQConfig, Plugin):
         self.codes = CodeTable()
         self.schedule: Optional[VQSchedule] = None
         self._splats, self._strategy_state, self._refine_stop, self._device = None, None, 0, "cpu"
-        self._cameras = None
+        self._cameras, self._background = None, None
 
     def initialize(self, splats, optimizers: Dict[str, Any], ctx: TrainContext) -> None:
         """Check every quantizer spec (a bad option fails now, not at ``vq_start``) and start the
@@ -63,7 +64,8 @@ class VQPlugin(VQConfig, Plugin):
         # without the strategy's state, pruning while it densifies would leave its buffers stale
         self._strategy_state, self._refine_stop = ctx.strategy_state, ctx.refine_stop
         self._device = splats["means"].device
-        self._cameras = getattr(ctx.scene, "train_cameras", None)  # for the significance score
+        self._cameras = getattr(ctx.scene, "train_cameras", None)  # significance, position grid
+        self._background = [1.0] * 3 if getattr(ctx.scene, "white_background", False) else [0.0] * 3
         if self.reduces and not self._cameras:
             raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views "
                             "(TrainContext.scene)")
@@ -270,7 +272,8 @@ class VQPlugin(VQConfig, Plugin):
         self._update_codebooks(splats)
         for slot in self.state.slots.values():
             slot.snap()
-        centers = None if not self._cameras else torch.stack(  # [C, 3] camera centres, world units
-            [torch.linalg.inv(c.viewmat.detach().cpu().double())[:3, 3] for c in self._cameras]).numpy()
-        self.state.grid = snap_splats(splats, self, quantized=set(self.state.slots), camera_centers=centers)
+        with self._timed("positions"):
+            rendered = {**{k: v for k, v in splats.items() if k != CODES_KEY}, **self.quantized(splats)}
+            self.state.grid, self.state.pos_drops = position_grid(rendered, self, self._cameras, self._background)
+        snap_splats(splats, self, set(self.state.slots), self.state.grid)
         self.state.frozen = True

@@ -23,8 +23,10 @@ class VQState:
     reduced: bool = False  # significance pruning / SH dropping done (gs_vq.vq.importance)
     num_sh_dropped: int = 0  # Gaussians rendered at SH degree 0 when that was done
     grid: Optional[PositionGrid] = None  # the grid the means were snapped to (None: lossless)
+    pos_drops: Dict[int, float] = field(default_factory=dict)  # bits -> PSNR drop measured to choose them
     seconds: Dict[str, float] = field(default_factory=lambda: {"fit": 0.0, "refresh": 0.0, "update": 0.0,
-                                                                "sync": 0.0, "reduce": 0.0})  # wall time per kind of work
+                                                                "sync": 0.0, "reduce": 0.0,
+                                                                "positions": 0.0})  # wall time per kind of work
 
     def to_dict(self, codes: Optional[Tensor], sh_degrees: Optional[Tensor] = None) -> Dict[str, Any]:
         """Tensors, numbers, strings, lists and dicts only (safe for ``torch.load(weights_only=True)``)."""
@@ -32,7 +34,7 @@ class VQState:
                 "refresh_steps": list(self.refresh_steps), "num_pruned": self.num_pruned,
                 "reduced": self.reduced, "num_sh_dropped": self.num_sh_dropped,
                 "grid": dataclasses.asdict(self.grid) if self.grid is not None else None,
-                "seconds": dict(self.seconds),
+                "seconds": dict(self.seconds), "pos_drops": {str(k): v for k, v in self.pos_drops.items()},
                 "codes": codes.detach().cpu() if codes is not None else None,
                 "sh_degrees": sh_degrees.detach().cpu() if sh_degrees is not None else None,
                 "slots": {k: s.state() for k, s in self.slots.items()}}
@@ -48,6 +50,7 @@ class VQState:
                         tuple(grid["lo"]), tuple(grid["step"]), int(grid["bits"]),
                         tuple(grid.get("center", (0.0, 0.0, 0.0))), float(grid.get("radius", 0.0))))
         state.seconds.update(d.get("seconds", {}))
+        state.pos_drops = {int(k): float(v) for k, v in d.get("pos_drops", {}).items()}
         if state.initialized:
             state.slots = {name: Slot.from_state(s, device) for name, s in d["slots"].items()}
         codes = d.get("codes")
