@@ -8,7 +8,6 @@ went through ``dequantize(quantize(x))`` once comes back bit-identical the secon
 
 import lzma
 import zlib
-from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
 import numpy as np
