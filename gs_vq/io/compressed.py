@@ -79,7 +79,7 @@ def write_compressed(
     path: str,
     scene: CompressedScene,
     pos_bits: int = 16,
-    opacity_bits: int = 8,
+    opacity_bits: Optional[int] = None,
     compact_codebooks: bool = True,
 ) -> Dict[str, Any]:
     """Write ``scene`` to ``path`` (atomically) in format version 2 (3 with a contracted grid).
@@ -87,12 +87,15 @@ def write_compressed(
     Args:
         scene: Gaussians in any order; ``scene.grid`` (if set) fixes the position grid, else a
             grid of ``pos_bits`` bits per axis is fitted (``pos_bits=32``: float32, lossless).
-        opacity_bits: bins of sigmoid(opacity) (1..16), or 32 for float32 logits (lossless).
+        opacity_bits: bins of sigmoid(opacity) (1..16), or 32 for float32 logits (lossless);
+            None: ``scene.opacity_bits`` (a loaded scene's own, 8 for a new one), so that a file
+            read and written again keeps its opacities, as ``scene.grid`` keeps its positions.
         compact_codebooks: drop unused codebook entries (decoded values are unchanged).
     Returns:
         dict(bytes, count, order ([N] int64: file row i is input Gaussian order[i]), grid,
         bits_per_gaussian {part: bits / N}).
     """
+    opacity_bits = scene.opacity_bits if opacity_bits is None else opacity_bits
     n = int(scene.means.shape[0])
     means = _np(scene.means).astype(np.float32).reshape(n, 3)
     opac = _np(scene.opacities).astype(np.float32).reshape(n)
