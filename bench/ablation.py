@@ -37,6 +37,7 @@ from gs_vq.quant import build_quantizer
 from gs_vq.render.contribution import contribution
 from gs_vq.vq.attributes import from_vectors, to_vectors
 from gs_vq.vq.importance import lowest, sh_drop_mask
+from gs_vq.vq.positions import camera_centers
 
 from bench.rd import score
 from bench.report import ROOT, markdown, write_json
@@ -133,7 +134,7 @@ class Ablation:
 
     def bits(self) -> None:
         means, logits = self.splats["means"].numpy(), self.splats["opacities"].numpy()
-        centers = torch.stack([c.center for c in self.scene.train_cameras]).numpy()  # [C, 3]
+        centers = camera_centers(self.scene.train_cameras)  # [C, 3]
         for b in (12, 11, 10, 9):
             for contract in (0.0, CONTRACT):
                 grid = PositionGrid.fit(means, b, contraction=camera_contraction(centers, contract) if contract else None)

@@ -5,7 +5,8 @@ quality cost of coarser positions and codebooks.
     python -m bench.codec --model output/lego_vq --pos_bits 14 12 11 --mantissa 7 5 --joint 11 5
     python -m bench.codec --model output/lego_vq --step shN 8 --step shN 9 --pos_bits --mantissa --shrink
 
-1. Reads MODEL/compressed.ply (any version), rewrites it as version 2 with the same grid and
+1. Reads MODEL/compressed.ply (any version), rewrites it as version 2 (3 for a contracted grid; the
+   "v2" columns) with the same grid and
    codebooks and checks that the loaded splats are identical (bit-exact, same order).
 2. Prints the bits per Gaussian of each part (positions, opacities, each attribute's index
    streams and codebooks, header) for the original and the v2 file, and the bytes / ratio
@@ -17,9 +18,9 @@ Writes bench/results/codec.json. Data: ../shared/data beside the project (``--sc
 """
 
 import argparse
-import math
 import copy
 import dataclasses
+import math
 import os
 import tempfile
 import time
@@ -116,7 +117,7 @@ def main() -> None:
     parts = list(dict.fromkeys([*d1["bits_per_gaussian"], *d2["bits_per_gaussian"]]))
     parts = [p for p in parts if p != "total"] + ["total"]
     rows = [[p, d1["bits_per_gaussian"].get(p, 0.0), d2["bits_per_gaussian"].get(p, 0.0)] for p in parts]
-    print(f"{src}: {n} Gaussians, version {d1['version']}; rewritten as version 2: "
+    print(f"{src}: {n} Gaussians, version {d1['version']}; rewritten as version {d2['version']}: "
           f"splats identical = {same}; read {read_s:.2f} s, write v2 {write_s:.2f} s, read v2 {read2_s:.2f} s")
     print(markdown(["part (bits / Gaussian)", f"v{d1['version']}", "v2"],
                    [[p, f"{a:.2f}", f"{b:.2f}"] for p, a, b in rows]))
@@ -150,7 +151,7 @@ def main() -> None:
         info = describe_compressed(path)
         loaded = read_compressed(path)
         grid = loaded.grid
-        row = {**{k: x for k, x in v.items() if k != "steps"}, "steps": v.get("steps"), "bytes": info["bytes"], "bits_per_gaussian": info["bits_per_gaussian"],
+        row = {**v, "steps": v.get("steps"), "bytes": info["bytes"], "bits_per_gaussian": info["bits_per_gaussian"],
                "grid_bits": grid.bits if grid else None, "precision": list(grid.precision) if grid else None}
         if scene is not None:
             row["psnr"] = render_psnr(loaded.to_splats(), scene, white)

@@ -29,8 +29,8 @@ def contract(x: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
     v = np.asarray(x, np.float64) - center
     d = np.linalg.norm(v, axis=1, keepdims=True)  # [N, 1]
     far = d > radius
-    scale = np.where(far, (2.0 - radius / np.where(far, d, 1.0)) * radius / np.where(far, d, 1.0), 1.0)
-    return center + v * scale
+    d = np.where(far, d, 1.0)  # only the far rows use it
+    return center + v * np.where(far, (2.0 - radius / d) * radius / d, 1.0)
 
 
 def uncontract(u: np.ndarray, center: np.ndarray, radius: float) -> np.ndarray:
@@ -126,8 +126,7 @@ class PositionGrid:
         """Largest error per axis over the whole grid (world units). With a contraction this is the
         bound at the grid's farthest corner, usually loose: see :meth:`error_bound`."""
         lo, step = np.asarray(self.lo, np.float64), np.asarray(self.step, np.float64)
-        corners = np.array([[(lo + step * (2**self.bits - 1) * np.array(c))[i] for i in range(3)]
-                            for c in np.ndindex(2, 2, 2)])  # [8, 3] grid space
+        corners = lo + step * (2**self.bits - 1) * np.array(list(np.ndindex(2, 2, 2)))  # [8, 3] grid space
         return tuple(float(v) for v in self.error_bound(self.unwarp(corners)).max(axis=0))
 
     def quantize(self, means: np.ndarray) -> np.ndarray:

@@ -109,11 +109,16 @@ def round_mantissa(values: Tensor, bits: int) -> Tensor:
     return out.to(values.device).reshape(values.shape)
 
 
+def is_codebook_step(step: float) -> bool:
+    """Whether ``step`` is a power of two in [2**-14, 1] (what :func:`round_step` takes)."""
+    return 2.0**-14 <= step <= 1.0 and math.frexp(step)[0] == 0.5
+
+
 def round_step(values: Tensor, step: float) -> Tensor:
     """Round to the nearest multiple of ``step`` (a power of two, 2**-14..1): fixed point with a
     shared absolute resolution, for codebooks of small values (shN) whose float16 mantissas are
     finer than anything a render shows. Multiples of ``step`` below ``2**11 * step`` are exact in
     float16, and their low mantissa bits are zero. Idempotent; returns float32 values."""
-    if not (2.0**-14 <= step <= 1.0 and math.frexp(step)[0] == 0.5):
+    if not is_codebook_step(step):
         raise ValueError(f"codebook step must be a power of two in [2**-14, 1], got {step}")
     return torch.round(values.detach().float() / step) * step

@@ -11,12 +11,12 @@ removes an entry.
 """
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from ..config import STEPS, build_dataclass
 from ..errors import GsVqError
+from ..io.scene import is_codebook_step
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
 KNOWN_ATTRIBUTES = ("sh0", "shN", "scales", "quats", "features")
@@ -133,8 +133,7 @@ class VQConfig:
             if spec.get("precision", self.precision) not in ("float16", "float32"):
                 raise GsVqError(f"vq.attributes.{name}.precision must be float16 or float32")
             step = spec.get("codebook_step", 0.0)
-            if isinstance(step, bool) or not isinstance(step, (int, float)) or not (
-                    step == 0 or (2.0**-14 <= step <= 1.0 and math.frexp(step)[0] == 0.5)):
+            if isinstance(step, bool) or not isinstance(step, (int, float)) or not (step == 0 or is_codebook_step(step)):
                 raise GsVqError(f"vq.attributes.{name}.codebook_step must be 0 or a power of two in "
                                 f"[2**-14, 1] (e.g. 0.00390625 = 2**-8), got {step!r}")
         if not (1 <= self.pos_bits <= 21 or self.pos_bits == 32):

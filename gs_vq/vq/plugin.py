@@ -273,7 +273,8 @@ class VQPlugin(VQConfig, Plugin):
         for slot in self.state.slots.values():
             slot.snap()
         with self._timed("positions"):
-            rendered = {**{k: v for k, v in splats.items() if k != CODES_KEY}, **self.quantized(splats)}
-            self.state.grid, self.state.pos_drops = position_grid(rendered, self, self._cameras, self._background)
+            model = splats if self.pos_max_drop <= 0 else {  # the rendered model, only to search the bits
+                **{k: v for k, v in splats.items() if k != CODES_KEY}, **self.quantized(splats)}
+            self.state.grid, self.state.pos_drops = position_grid(model, self, self._cameras, self._background)
         snap_splats(splats, self, set(self.state.slots), self.state.grid)
         self.state.frozen = True

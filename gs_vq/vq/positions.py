@@ -5,7 +5,7 @@ A scene's position grid costs what its extent and layout make it cost: lego's 11
 plugin, when it snaps the model, renders a subset of the training views with the positions
 rounded to grids of ``pos_bits``, ``pos_bits - 1``, ... bits and keeps the coarsest grid whose
 PSNR (against the training images) is at most ``pos_max_drop`` dB below that of the unrounded
-positions; going the other way, it adds bits (up to ``pos_bits_max``) while the loss at
+positions; going the other way, it adds bits (up to ``pos_bits + EXTRA_BITS``) while the loss at
 ``pos_bits`` exceeds the budget.
 """
 
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..evaluate import render_views
 from ..io.grid import PositionGrid, camera_contraction
 from ..io.scene import LOSSLESS
 from ..metrics import psnr
-from ..splats import camera_batch, render_splats, sh_degree_of
 
 MIN_BITS = 6  # the coarsest grid tried
 MAX_VIEWS = 16  # training views scored per grid
@@ -51,16 +51,11 @@ def position_grid(splats: Dict[str, Tensor], cfg, cameras: Optional[List],
     return fit(splats["means"].detach().cpu().numpy(), bits), drops
 
 
+@torch.no_grad()
 def views_psnr(splats: Dict[str, Tensor], cameras: List, background: Optional[Sequence[float]]) -> float:
     """Mean PSNR (dB) of ``splats`` rendered from ``cameras`` against their images."""
-    degree, device = sh_degree_of(splats), splats["means"].device
-    scores = []
-    with torch.no_grad():
-        for cam in cameras:
-            viewmats, Ks, _ = camera_batch([cam], device)
-            out = render_splats(splats, viewmats, Ks, cam.width, cam.height, degree, background)
-            scores.append(psnr(out.rgb[0].clamp(0, 1).cpu(), cam.image.cpu()))
-    return float(np.mean(scores))
+    views = render_views(splats, cameras, background, splats["means"].device)
+    return float(np.mean([psnr(out.rgb[0].clamp(0, 1).cpu(), cam.image.cpu()) for cam, out in views]))
 
 
 def spread_views(cameras: List, count: int) -> List:
