@@ -146,3 +146,33 @@ def test_absent_rows_store_no_indices_and_unused_entries_go(tmp_path, kind):
     assert torch.equal(back.decode(), attr.decode()[order]) and torch.equal(back.present, present[order])
     if kind == "none":  # nothing uses the codebooks: one entry each is kept
         assert [c.shape[0] for c in back.codebooks] == [1, 1] and report["bits_per_gaussian"]["shN.index"] < 0.1
+
+
+def test_prune_rounds_share_the_fraction_and_rank_afresh():
+    plugin, splats, opts = fitted_plugin()
+    counts = []
+    for r in range(3):
+        score = contribution(splats, [CAMERA])  # what this round ranks by
+        n = splats["means"].shape[0]
+        target = round(300 * 0.7 ** ((r + 1) / 3))
+        keep = set(map(tuple, splats["means"].detach()[~lowest(score, n - target)].tolist()))
+        assert SH_DEGREES_KEY not in splats and not plugin.state.reduced  # SH bands go last
+        counts.append(plugin.reduce(splats, opts, rounds=3))
+        assert set(map(tuple, splats["means"].detach().tolist())) == keep
+    assert [c["pruned"] for c in counts] == [34, 29, 27]  # 300 -> 266 -> 237 -> 210, as 30% at once
+    assert [c["sh_dropped"] for c in counts] == [0, 0, 105] and plugin.state.reduced
+    assert int((splats[SH_DEGREES_KEY] == 0).sum()) == 105 and plugin.state.num_pruned == 90
+
+
+def test_prune_rounds_run_in_the_window_and_are_checkpointed(tmp_path):
+    plugin, splats = trained_plugin(tmp_path, steps=12, ctx={"scene": SCENE}, **{**REDUCE, "prune_window": 8,
+                                                                                  "prune_rounds": 3})
+    assert plugin.state.reduced and plugin.state.reduce_rounds == 3 and plugin.state.num_pruned == 90
+    with pytest.raises(GsVqError, match="prune_rounds"):
+        VQPlugin.from_dict({**REDUCE, "prune_rounds": 3}).validate()  # 2 x 3 steps do not fit in 6
+    with pytest.raises(GsVqError, match="prune_rounds"):
+        VQPlugin.from_dict({**REDUCE, "prune_rounds": 0}).validate()
+    mid = fitted_plugin()[0]
+    mid.state.reduce_rounds, mid.state.reduce_from = 1, 300
+    again, _ = type(mid.state).from_dict(mid.state.to_dict(None), "cpu")
+    assert (again.reduce_rounds, again.reduce_from) == (1, 300)

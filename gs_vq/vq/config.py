@@ -68,10 +68,12 @@ class VQConfig:
     prune_opa: float = 0.005  # prune Gaussians whose sigmoid(opacity) is below this (0 = never)
     prune_window: int = field(default=500, metadata=STEPS)  # the window: [vq_start, vq_start + prune_window)
     prune_every: int = field(default=100, metadata=STEPS)  # prune every this many steps inside the window
-    # --- fewer Gaussians, fewer SH bands: once, at the window's first pruning step (gs_vq.vq.importance) ---
+    # --- fewer Gaussians, fewer SH bands: at the window's first pruning step(s) (gs_vq.vq.importance) ---
     prune_fraction: float = 0.0  # remove this fraction of the Gaussians, least significant first
     # (significance: summed alpha x transmittance over the training views, as in LightGaussian)
     prune_budget: int = 0  # ... or as many as it takes to keep at most this many (0 = no budget)
+    prune_rounds: int = 1  # ... in this many rounds at the window's first pruning steps, each keeping the
+    # same share of what is left, significance measured afresh (SH bands are dropped at the last round)
     significance_downscale: int = 1  # render the significance at 1/this of the training resolution (2 on
     # the CPU scenes, 200-250 px wide, leaves many Gaussians sub-pixel: fern post hoc, pruning 20% cost
     # -1.08 dB at 2 and -0.006 dB at 1)
@@ -155,10 +157,12 @@ class VQConfig:
                             f"{self.prune_fraction} and {self.sh_drop}")
         if self.prune_budget < 0 or self.significance_downscale < 1:
             raise GsVqError("vq.prune_budget must be >= 0 and vq.significance_downscale >= 1")
-        if self.reduces and self.prune_every >= self.prune_window:
-            raise GsVqError(f"vq.prune_fraction/prune_budget/sh_drop act at step vq_start + prune_every, "
-                            f"inside the window: vq.prune_window ({self.prune_window}) must exceed "
-                            f"vq.prune_every ({self.prune_every})")
+        if self.prune_rounds < 1:
+            raise GsVqError(f"vq.prune_rounds must be >= 1, got {self.prune_rounds}")
+        if self.reduces and self.prune_every * self.prune_rounds >= self.prune_window:
+            raise GsVqError(f"vq.prune_fraction/prune_budget/sh_drop act at steps vq_start + prune_every x "
+                            f"1..prune_rounds, inside the window: vq.prune_window ({self.prune_window}) must "
+                            f"exceed vq.prune_every x vq.prune_rounds ({self.prune_every} x {self.prune_rounds})")
 
     @property
     def reduces(self) -> bool:

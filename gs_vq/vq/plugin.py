@@ -6,9 +6,9 @@ their codebooks with a straight-through gradient to the full-precision parameter
 decodes. Per-Gaussian codes ride in the splats (:mod:`.codes`), the run state is a
 :class:`~.state.VQState`, and :mod:`.export` writes compressed.ply.
 
-At the window's first pruning step :meth:`VQPlugin.reduce` removes the least significant
-Gaussians and sets the SH degree of the least view-dependent ones to 0 (:mod:`.importance`);
-their shN renders as zero and compressed.ply stores no shN indices for them.
+At the window's first pruning step (or its first ``prune_rounds`` steps) :meth:`VQPlugin.reduce`
+removes the least significant Gaussians and sets the SH degree of the least view-dependent ones
+to 0 (:mod:`.importance`); their shN renders as zero and compressed.ply stores no shN indices for them.
 """
 
 from dataclasses import dataclass
@@ -108,7 +108,7 @@ class VQPlugin(VQConfig, Plugin):
             return
         self.sync(splats)
         if self.reduces and not self.state.reduced and self.schedule.prunes_at(step):
-            self.reduce(splats, optimizers)
+            self.reduce(splats, optimizers, self.prune_rounds)
         if self.prune_opa > 0 and self.schedule.prunes_at(step):
             self.prune(splats, optimizers, step)
         if self.snap and self.schedule.snaps_at(step):
@@ -234,31 +234,48 @@ class VQPlugin(VQConfig, Plugin):
         return count
 
     @torch.no_grad()
-    def reduce(self, splats, optimizers) -> Dict[str, int]:
-        """Once: remove the least significant Gaussians (``prune_fraction`` / ``prune_budget``) and
-        drop the SH bands of the ``sh_drop`` fraction with the least view-dependent colour times
-        significance (their ``sh_degrees`` entry becomes 0). Returns the two counts."""
+    def reduce(self, splats, optimizers, rounds: int = 1) -> Dict[str, int]:
+        """The next of ``rounds`` reduction rounds (1: all at once). Together the rounds remove the
+        least significant Gaussians (``prune_fraction`` / ``prune_budget`` of the count at the first
+        round), each round keeping the same share of what is left, with the significance measured
+        afresh; the last round also drops the SH bands of the ``sh_drop`` fraction with the least
+        view-dependent colour times significance (their ``sh_degrees`` entry becomes 0).
+        Returns this round's two counts."""
         with self._timed("reduce"):
             score = contribution(splats, self._cameras, self.significance_downscale)  # [N] significance
-            removed = prune_count(score.shape[0], self.prune_fraction, self.prune_budget)
+            n, done = score.shape[0], self.state.reduce_rounds
+            if done == 0:
+                self.state.reduce_from = n
+            first = self.state.reduce_from
+            kept = first - prune_count(first, self.prune_fraction, self.prune_budget)  # after all rounds
+            target = round(first * (kept / max(first, 1)) ** ((done + 1) / rounds))  # after this round
+            removed = max(0, n - target)
             if removed:
                 mask = lowest(score, removed)  # [N]
                 ops.remove(splats, optimizers, self._strategy_state if self._strategy_state is not None else {}, mask)
                 self.state.num_pruned += int(mask.sum())
                 score = score[~mask]
                 self.sync(splats)
+            self.state.reduce_rounds = done + 1
             dropped = 0
-            if self.sh_drop > 0 and "shN" in splats and splats["shN"].shape[1] > 0:
-                drop = sh_drop_mask(splats["shN"], score, self.sh_drop)  # [N]
-                degree = int(round((splats["shN"].shape[1] + 1) ** 0.5)) - 1
-                degrees = torch.full((drop.shape[0],), degree, dtype=torch.int64, device=drop.device)
-                degrees[drop] = 0
-                splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees, requires_grad=False)
-                dropped = int(drop.sum())
-                if "shN" in self.state.slots:  # refit shN on the Gaussians that keep it
-                    self._reassign(splats, "shN", self.state.slots["shN"])
-        self.state.reduced, self.state.num_sh_dropped = True, dropped
+            if self.state.reduce_rounds >= rounds:
+                dropped = self._drop_sh(splats, score)
+                self.state.reduced, self.state.num_sh_dropped = True, dropped
         return {"pruned": removed, "sh_dropped": dropped}
+
+    def _drop_sh(self, splats, score: Tensor) -> int:
+        """SH degree 0 for the ``sh_drop`` fraction least worth their bands (``score`` [N]:
+        significance); refits shN on the rest. Returns how many were dropped."""
+        if not (self.sh_drop > 0 and "shN" in splats and splats["shN"].shape[1] > 0):
+            return 0
+        drop = sh_drop_mask(splats["shN"], score, self.sh_drop)  # [N]
+        degree = int(round((splats["shN"].shape[1] + 1) ** 0.5)) - 1
+        degrees = torch.full((drop.shape[0],), degree, dtype=torch.int64, device=drop.device)
+        degrees[drop] = 0
+        splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees, requires_grad=False)
+        if "shN" in self.state.slots:  # refit shN on the Gaussians that keep it
+            self._reassign(splats, "shN", self.state.slots["shN"])
+        return int(drop.sum())
 
     @torch.no_grad()
     def finalize(self, splats) -> None:

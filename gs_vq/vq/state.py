@@ -21,6 +21,8 @@ class VQState:
     refresh_steps: List[int] = field(default_factory=list)  # steps at which codes were re-assigned
     num_pruned: int = 0
     reduced: bool = False  # significance pruning / SH dropping done (gs_vq.vq.importance)
+    reduce_rounds: int = 0  # pruning rounds done (of VQConfig.prune_rounds)
+    reduce_from: int = 0  # Gaussians at the first round (the fraction is of this count)
     num_sh_dropped: int = 0  # Gaussians rendered at SH degree 0 when that was done
     grid: Optional[PositionGrid] = None  # the grid the means were snapped to (None: lossless)
     pos_drops: Dict[int, float] = field(default_factory=dict)  # bits -> PSNR drop measured to choose them
@@ -33,6 +35,7 @@ class VQState:
         return {"vq_start": self.vq_start, "initialized": self.initialized, "frozen": self.frozen,
                 "refresh_steps": list(self.refresh_steps), "num_pruned": self.num_pruned,
                 "reduced": self.reduced, "num_sh_dropped": self.num_sh_dropped,
+                "reduce_rounds": self.reduce_rounds, "reduce_from": self.reduce_from,
                 "grid": dataclasses.asdict(self.grid) if self.grid is not None else None,
                 "seconds": dict(self.seconds), "pos_drops": {str(k): v for k, v in self.pos_drops.items()},
                 "codes": codes.detach().cpu() if codes is not None else None,
@@ -46,6 +49,7 @@ class VQState:
         state = cls(vq_start=int(d["vq_start"]), initialized=bool(d["initialized"]), frozen=bool(d["frozen"]),
                     refresh_steps=list(d.get("refresh_steps", [])), num_pruned=int(d.get("num_pruned", 0)),
                     reduced=bool(d.get("reduced", False)), num_sh_dropped=int(d.get("num_sh_dropped", 0)),
+                    reduce_rounds=int(d.get("reduce_rounds", 0)), reduce_from=int(d.get("reduce_from", 0)),
                     grid=None if grid is None else PositionGrid(
                         tuple(grid["lo"]), tuple(grid["step"]), int(grid["bits"]),
                         tuple(grid.get("center", (0.0, 0.0, 0.0))), float(grid.get("radius", 0.0))))
