@@ -28,7 +28,7 @@ def test_quantizer_spec_replaces_the_base_one(tmp_path):
     vq = make_config(str(preset)).vq
     assert vq.vq_every == 7 and vq.pos_bits == make_config("vq").vq.pos_bits  # merged
     assert vq.attributes["shN"] == {"type": "vq", "codebook_size": 32}  # replaced whole
-    assert make_config("vq").vq.attributes["shN"]["num_stages"] == 2
+    assert make_config("vq").vq.attributes["shN"]["num_stages"] == 3
     assert make_config("vq_small").vq.attributes["shN"] == {"type": "rvq", "num_stages": 2, "codebook_size": 128,
                                                             "beam_size": 1, "codebook_step": 2.0**-7}  # its own entry wins
     assert make_config("vq_tiny").vq.attributes["shN"]["codebook_size"] == 128  # inherited through vq_small
