@@ -48,6 +48,23 @@ def step_post_backward(strategy: Strategy, splats, optimizers, state: Dict[str, 
         strategy.step_post_backward(splats, optimizers, state, step, info, packed=packed)
 
 
+def remove(splats, optimizers, state: Dict[str, Any], mask: Tensor) -> None:
+    """gsplat's ``ops.remove`` of the Gaussians in ``mask`` [N] for any strategy's ``state``.
+
+    ``ops.remove`` indexes every tensor of the state it is given by Gaussian. Only the
+    per-Gaussian ones are (DefaultStrategy's ``grad2d``, ``count``, ``radii``, each [N, ...]);
+    MCMCStrategy's ``binoms`` [51, 51] is a table (gsplat's MCMC passes ``state={}`` to its own
+    ops). So only tensors with N rows go through ``ops.remove``, and come back into ``state``.
+    """
+    from gsplat.strategy import ops
+
+    n = int(mask.shape[0])
+    rows = {k: v for k, v in (state or {}).items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n}
+    ops.remove(splats, optimizers, rows, mask)
+    if state is not None:
+        state.update(rows)
+
+
 def refine_stop(strategy: Strategy) -> int:
     """Step at which the strategy stops changing the number of Gaussians."""
     return int(getattr(strategy, "refine_stop_iter", 0))
