@@ -1,15 +1,17 @@
 """Rate–distortion: gs-vq's compression presets against post-hoc codecs, on the same plain model.
 
-    python -m bench.rd --jobs 2                       # lego -r 4, fern -r 2: cpu, vq, vq_small, vq_tiny
-    python -m bench.rd --scenes lego --presets vq --steps_scaler 0.2     # a quick look
+    python -m bench.rd --jobs 2                       # lego -r 4, fern -r 2: cpu, --vq default, small, tiny
+    python -m bench.rd --scenes lego --presets default --steps_scaler 0.2     # a quick look
     python -m bench.rd --scenes fern --jobs 2 --reuse  # add fern; keep the runs already in the JSON
 
-Per scene the plain model (``cpu`` preset) and each compression preset train from the same seed,
+Per scene the plain model (``cpu`` preset) and each row of :data:`bench.scenes.ROWS` (a compression
+level of ``--vq``, a candidate the levels were chosen among, an MCMC row) train from the same seed,
 side by side (``--jobs N`` pins each run to its own cores: :mod:`bench.vq_scene`). On the plain
 model it then runs the post-hoc baselines of :mod:`bench.baselines`: gs-vq's codebooks without
 quantization-aware training (``posthoc_<preset>``), gsplat's PngCompression (``png``) and the
 SuperSplat export (``supersplat``). Every row is scored on the held-out views from its file as
-loaded back. Size ratios are against the plain model's standard ply; bits per Gaussian by part
+loaded back (test views; ``train_psnr``, the training views' PSNR, is what settings are chosen
+on). Size ratios are against the plain model's standard ply; bits per Gaussian by part
 are in the JSON. LPIPS is not measured (its network weights cannot be downloaded here).
 
 Writes bench/results/rd.json and a plot of test PSNR against file size (docs/rd.png).
@@ -22,13 +24,12 @@ from types import SimpleNamespace
 
 import torch
 
-from gs_vq.config import make_config
 from gs_vq.evaluate import evaluate
 from gs_vq.io.ply import load_ply
 
 from bench import baselines
 from bench.report import markdown, write_json
-from bench.scenes import ROOT, SCENES, SHARED
+from bench.scenes import ROOT, ROWS, SCENES, SHARED, row_config
 from bench.vq_scene import run_all, scene_of
 
 PLAIN = "cpu"
@@ -46,7 +47,7 @@ def posthoc_rows(name: str, plain: dict, presets: list, out_root: str) -> list:
     splats = load_ply(os.path.join(plain["model_path"], "point_cloud.ply"))
     n0 = int(splats["means"].shape[0])
     runs = [(f"posthoc_{p}", lambda d, p=p: baselines.posthoc_vq(
-        splats, make_config(p, {"source_path": os.path.join(SHARED, name), **SCENES[name]}).vq, scene, d))
+        splats, row_config(p, {"source_path": os.path.join(SHARED, name), **SCENES[name]}).vq, scene, d))
         for p in presets]
     runs += [("png", lambda d: baselines.png_compression(splats, d)),
              ("supersplat", lambda d: baselines.supersplat(splats, d))]
@@ -143,9 +144,10 @@ def plot(rows: list, path: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", nargs="+", default=["lego", "fern"], choices=sorted(SCENES))
-    p.add_argument("--presets", nargs="+", default=["vq", "vq_small", "vq_tiny"])
-    p.add_argument("--posthoc", nargs="+", default=["vq", "vq_small"],
-                   help="presets whose codebooks are also fitted post hoc on the plain model")
+    p.add_argument("--presets", nargs="+", default=["default", "small", "tiny"], choices=sorted(ROWS),
+                   help="rows (bench.scenes.ROWS): compression levels, their candidates, MCMC rows")
+    p.add_argument("--posthoc", nargs="+", default=["default", "small"], choices=sorted(ROWS),
+                   help="levels whose codebooks are also fitted post hoc on the plain model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps_scaler", type=float, default=1.0)
     p.add_argument("--jobs", type=int, default=1, help="trainings at once, each on its own cores")

@@ -8,3 +8,30 @@ SCENES = {
     "lego": dict(resolution=4, white_background=True),
     "fern": dict(resolution=2, white_background=False),
 }
+
+# benchmark rows: name -> (training preset, vq: section or None). Levels are gs_vq/configs/vq/*.yaml;
+# the "_p" rows are the candidates the levels' pruning share is chosen among (on training views).
+ROWS = {
+    "cpu": ("cpu", None),
+    "default": ("cpu", {"level": "default"}),
+    "small": ("cpu", {"level": "small"}),
+    "tiny": ("cpu", {"level": "tiny"}),
+    "compact3d": ("cpu", {"level": "compact3d"}),
+    "default_p50": ("cpu", {"level": "default", "prune_fraction": 0.5}),
+    "small_p65": ("cpu", {"level": "small", "prune_fraction": 0.65}),
+    "mcmc": ("mcmc", None),
+    "mcmc_default": ("mcmc", {"level": "default"}),  # MCMC (cap 50k) with significance pruning
+    "mcmc_cap20k": ("mcmc", {"level": "default", "prune_fraction": 0.0}),  # the cap holds the count instead
+}
+ROW_OVERRIDES = {"mcmc_cap20k": {"strategy": {"cap_max": 20000}}}
+
+
+def row_config(row: str, overrides: dict):
+    """The training config of benchmark row ``row`` (a ROWS name) with ``overrides``."""
+    from gs_vq.config import make_config
+
+    preset, vq = ROWS[row]
+    extra = dict(ROW_OVERRIDES.get(row, {}))
+    if vq is not None:
+        extra["vq"] = vq
+    return make_config(preset, {**overrides, **extra})

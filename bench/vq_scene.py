@@ -1,8 +1,8 @@
 """Quantization-aware training against plain training, side by side, on real scenes.
 
-    python -m bench.vq_scene                          # fern -r 2 and lego -r 4: cpu, vq, vq_small
-    python -m bench.vq_scene --scenes lego --presets vq --steps_scaler 0.25   # a quick look
-    python -m bench.vq_scene --scenes fern --presets vq --jobs 2     # cpu and vq at once, a core each
+    python -m bench.vq_scene                          # fern -r 2 and lego -r 4: cpu, --vq default and small
+    python -m bench.vq_scene --scenes lego --presets default --steps_scaler 0.25   # a quick look
+    python -m bench.vq_scene --scenes fern --presets default --jobs 2     # cpu and vq at once, a core each
 
 Each scene is trained with the CPU preset (``cpu``) and with each VQ preset from the same seed.
 Quality is measured on the held-out views: the plain run from its MODEL/point_cloud.ply, the VQ
@@ -34,14 +34,14 @@ from gs_vq.io.ply import load_ply
 from gs_vq.trainer import Trainer
 
 from bench.report import markdown, write_json
-from bench.scenes import SCENES, SHARED
+from bench.scenes import SCENES, SHARED, row_config
 
 
 def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) -> dict:
     opts = SCENES[name]
     model = os.path.join(out_root, f"{name}_{preset}")
-    cfg = scale_steps(make_config(preset, {"source_path": os.path.join(SHARED, name), "eval": True, "seed": seed,
-                                           "checkpoint_every": 0, "model_path": model, **opts}), factor)
+    cfg = scale_steps(row_config(preset, {"source_path": os.path.join(SHARED, name), "eval": True, "seed": seed,
+                                          "checkpoint_every": 0, "model_path": model, **opts}), factor)
     trainer = Trainer(cfg, scene, model)
     wall = time.perf_counter()
     trainer.train(progress=False)
@@ -53,9 +53,12 @@ def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) 
     with torch.no_grad():
         scores = evaluate(splats, scene.test_cameras, trainer.background, trainer.device,
                           backend=cfg.backend, progress=False)
+        train = evaluate(splats, scene.train_cameras, trainer.background, trainer.device,
+                         backend=cfg.backend, progress=False)  # what settings are chosen on
     plugin = trainer.plugins.get("vq")
     row = {"scene": name, **opts, "preset": preset, "iterations": cfg.iterations, "seed": seed,
            "psnr": round(scores["psnr"], 3), "ssim": round(scores["ssim"], 4),
+           "train_psnr": round(train["psnr"], 3),
            "num_gaussians": int(splats["means"].shape[0]),
            "ply_bytes": os.path.getsize(os.path.join(model, "point_cloud.ply")),
            "file_bytes": os.path.getsize(path), "rendered": os.path.basename(path),
@@ -155,8 +158,8 @@ def table(rows: list) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", nargs="+", default=["fern", "lego"], choices=sorted(SCENES))
-    p.add_argument("--presets", nargs="+", default=["vq", "vq_small"],
-                   help="presets (configs/) to compare with cpu: VQ ones are scored from compressed.ply")
+    p.add_argument("--presets", nargs="+", default=["default", "small"],
+                   help="rows of bench.scenes.ROWS to compare with cpu: VQ ones are scored from compressed.ply")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps_scaler", type=float, default=1.0, help="shorten every schedule by this factor")
     p.add_argument("--jobs", type=int, default=1,

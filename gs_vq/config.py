@@ -1,13 +1,16 @@
 """Training configuration: one typed dataclass tree, YAML presets, command-line overrides.
 
 Precedence, lowest first: dataclass defaults < ``--config`` YAML file < explicit command-line flags.
-A preset may ``base:`` another preset in ``configs/`` (merged first). Sections:
+Presets ship inside the package (``gs_vq/configs/``); a preset may ``base:`` another (merged
+first). Sections:
 
 - top-level keys: :class:`TrainConfig`'s fields;
 - ``strategy: {type: default | mcmc, ...}``: gsplat's own ``DefaultStrategy`` / ``MCMCStrategy``
   dataclass (no ``type``: ``default``);
 - any other section names a training plugin (``vq:``, ``semantic:``, or one registered with
-  :func:`gs_vq.plugins.register_plugin`): the plugin's dataclass, built from the mapping.
+  :func:`gs_vq.plugins.register_plugin`): the plugin's dataclass, built from the mapping. A
+  plugin may give step-valued settings relative to the run; :func:`make_config` resolves them
+  (``Plugin.resolve_schedule``) so that ``cfg.yaml`` records the steps it trains with.
 
 Every value is checked against its field's type when the config loads, so a typo or a wrong type
 anywhere is a one-line error at start-up, and ``cfg.yaml`` records every resolved value.
@@ -24,10 +27,13 @@ from gsplat.strategy import DefaultStrategy, Strategy
 
 from .errors import GsVqError
 from .plugins import Plugin, is_plugin, plugin_class
-from .strategy import STEP_FIELDS, STRATEGIES, strategy_type
+from .strategy import STEP_FIELDS, STRATEGIES, refine_stop, strategy_type
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# presets that became compression levels of --vq (gs_vq/configs/vq/): a one-line pointer
+RENAMED = {"vq": "--vq", "vq_small": "--vq small", "vq_tiny": "--vq tiny", "compact3d": "--vq compact3d"}
 STEPS = {"steps": True}  # field metadata: a step count, scaled by scale_steps()
+FRACTIONS = {"fractions": True}  # field metadata: {step field: fraction of a span of the run, in (0, 1]}
 
 
 def default_strategy() -> DefaultStrategy:
@@ -186,47 +192,66 @@ def config_from_dict(data: Dict[str, Any], where: str = "config") -> TrainConfig
 
 
 # ---- presets ------------------------------------------------------------------------------------
-def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+def merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     """``over`` onto ``base``, mapping by mapping; a mapping with a ``type`` (a quantizer spec, a
     strategy) replaces the base's whole, so options of another type are not carried over."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and "type" not in value:
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-def read_preset(path_or_name: str, _seen: Optional[tuple] = None) -> Dict[str, Any]:
-    """Read a YAML preset by path or by name in ``configs/`` (``cpu`` -> ``configs/cpu.yaml``)."""
-    if not isinstance(path_or_name, str):
-        raise GsVqError(f"config 'base:' must name a preset, got {path_or_name!r}")
-    path = path_or_name
-    if not os.path.exists(path):
-        candidate = os.path.join(CONFIG_DIR, path_or_name + ("" if path.endswith(".yaml") else ".yaml"))
-        if not os.path.exists(candidate):
-            raise GsVqError(f"config file not found: {path_or_name}")
-        path = candidate
-    seen = (_seen or ()) + (os.path.realpath(path),)
-    if os.path.realpath(path) in (_seen or ()):
-        raise GsVqError(f"config presets base each other in a loop: {' -> '.join(seen)}")
+def read_yaml(path: str) -> Dict[str, Any]:
+    """The mapping a YAML file holds (empty file: ``{}``); a one-line error otherwise."""
+    if os.path.isdir(path):
+        raise GsVqError(f"config file {path} is a folder, not a YAML file")
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise GsVqError(f"cannot parse YAML {path}: {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        raise GsVqError(f"cannot read config file {path}: {e.strerror}") from None
     if not isinstance(data, dict):
         raise GsVqError(f"config file {path} must hold a mapping")
+    return data
+
+
+def preset_names() -> list:
+    """The presets shipped in the package (names for ``--config``)."""
+    return sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+
+
+def read_preset(path_or_name: str, _seen: Optional[tuple] = None) -> Dict[str, Any]:
+    """Read a YAML preset by path or by name in ``gs_vq/configs/`` (``cpu`` -> ``cpu.yaml``)."""
+    if not isinstance(path_or_name, str):
+        raise GsVqError(f"config 'base:' must name a preset, got {path_or_name!r}")
+    path = path_or_name
+    if not os.path.exists(path):
+        if path_or_name in RENAMED:
+            raise GsVqError(f"preset '{path_or_name}' is now a compression level: use {RENAMED[path_or_name]} "
+                            f"with any --config ({', '.join(preset_names())} or a YAML file)")
+        candidate = os.path.join(CONFIG_DIR, path_or_name + ("" if path.endswith(".yaml") else ".yaml"))
+        if not os.path.exists(candidate):
+            raise GsVqError(f"config file not found: {path_or_name} (presets: {', '.join(preset_names())})")
+        path = candidate
+    seen = (_seen or ()) + (os.path.realpath(path),)
+    if os.path.realpath(path) in (_seen or ()):
+        raise GsVqError(f"config presets base each other in a loop: {' -> '.join(seen)}")
+    data = read_yaml(path)
     base = data.pop("base", None)
-    return _merge(read_preset(base, seen), data) if base else data
+    return merge(read_preset(base, seen), data) if base else data
 
 
 def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
     """Defaults, then the preset (path or name), then ``overrides`` (non-None entries only)."""
     data: Dict[str, Any] = read_preset(preset) if preset else {}
-    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    data = merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     cfg = config_from_dict(data, preset or "overrides")
+    resolve_schedules(cfg)
     from .validate import validate_config  # ranges and finiteness of every value
 
     validate_config(cfg)
@@ -235,6 +260,12 @@ def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]
     if cfg.iterations < 1:
         raise GsVqError(f"--iterations must be positive, got {cfg.iterations}")
     return cfg
+
+
+def resolve_schedules(cfg: TrainConfig) -> None:
+    """Let every plugin turn settings given relative to the run into steps (in place)."""
+    for plugin in cfg.plugins.values():
+        plugin.resolve_schedule(cfg.iterations, refine_stop(cfg.strategy))
 
 
 def to_dict(cfg: TrainConfig) -> Dict[str, Any]:
@@ -285,4 +316,6 @@ def scale_steps(cfg: TrainConfig, factor: float) -> TrainConfig:
         return dataclasses.replace(cfg, plugins=dict(cfg.plugins))
     strategy = dataclasses.replace(cfg.strategy, **_scaled(cfg.strategy, factor, step_fields(cfg.strategy)))
     plugins = {k: dataclasses.replace(p, **_scaled(p, factor, step_fields(p))) for k, p in cfg.plugins.items()}
-    return dataclasses.replace(cfg, strategy=strategy, plugins=plugins, **_scaled(cfg, factor, step_fields(cfg)))
+    out = dataclasses.replace(cfg, strategy=strategy, plugins=plugins, **_scaled(cfg, factor, step_fields(cfg)))
+    resolve_schedules(out)  # settings relative to the run follow the new length exactly
+    return out

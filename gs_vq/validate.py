@@ -122,7 +122,7 @@ def _check_value(path: str, value: Any) -> None:
 def _walk(path: str, node: Any) -> None:
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         for f in dataclasses.fields(node):
-            if f.init:
+            if f.init and not f.metadata.get("fractions"):  # fractions: checked by their owner
                 where = f"{path}{f.name}"
                 _check_value(where, getattr(node, f.name))
                 _walk(where + ".", getattr(node, f.name))

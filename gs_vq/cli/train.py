@@ -10,14 +10,15 @@ from . import guarded, quiet_libraries
 from ..config import make_config, read_preset
 from ..data import load_scene
 from ..model_dir import open_model_dir, remove_stale_outputs, stale_render_folders
+from ..vq.levels import DEFAULT_LEVEL, level_names
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).")
     p.add_argument("-s", "--source_path", help="COLMAP or NeRF-synthetic folder (default: the built-in demo scene)")
     p.add_argument("-m", "--model_path", help="output folder (default: output/<scene>)")
-    p.add_argument("--config", help="YAML preset: a path or a name in configs/ (e.g. cpu, gpu, vq, vq_small; "
-                   "default: gpu on CUDA, cpu otherwise)")
+    p.add_argument("--config", help="training preset: a name in gs_vq/configs/ (cpu, gpu, mcmc, semantic, ...) "
+                   "or a YAML file (default: gpu on CUDA, cpu otherwise)")
     p.add_argument("--iterations", type=int)
     p.add_argument("--eval", action="store_const", const=True, help="hold out test views")
     p.add_argument("-r", "--resolution", type=int, help="downscale images by 1, 2, 4 or 8")
@@ -28,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_const", const=True, help="continue from MODEL/ckpt.pt")
     p.add_argument("--start_checkpoint", help="start from a finished model's ckpt.pt or .ply")
-    p.add_argument("--vq", action="store_true", help="quantization-aware training (configs/vq.yaml options)")
+    p.add_argument("--vq", nargs="?", const=DEFAULT_LEVEL, metavar="LEVEL",
+                   help="quantization-aware training and MODEL/compressed.ply at a compression level: "
+                   f"{', '.join(level_names())} (no LEVEL: {DEFAULT_LEVEL}; compact3d: Compact3D's own recipe); "
+                   "composes with any --config")
     p.add_argument("--semantic", action="store_true", help="train per-Gaussian semantic features")
     p.add_argument("--features", help="folder of 2D feature maps for --semantic (default: beside the scene)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -47,8 +51,8 @@ def parse_config(argv=None):
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("config", "vq", "semantic", "features", "quiet", "preset_note")}
     preset = read_preset(args.config) if args.config else {}
-    if args.vq and preset.get("vq") is None:
-        overrides["vq"] = {}
+    if args.vq:  # the level, under the keys of the preset's own vq: section if it has one
+        overrides["vq"] = {"level": args.vq}
     if args.semantic and preset.get("semantic") is None:
         overrides["semantic"] = {}
     if args.features:

@@ -12,6 +12,7 @@ from gs_vq.data.blender import load_blender
 from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
 from gs_vq.data.colmap import load_colmap
 from gs_vq.data.demo import demo_scene_path, generate_demo_scene
+from gs_vq.data.gsplat_parser import scene_from_gsplat
 from gs_vq.data.images import check_resolution, default_cache_root
 from gs_vq.errors import GsVqError
 
@@ -21,6 +22,7 @@ __all__ = [
     "load_scene",
     "load_colmap",
     "load_blender",
+    "scene_from_gsplat",
     "detect_format",
     "demo_scene_path",
     "generate_demo_scene",

@@ -48,6 +48,11 @@ class Plugin:
     name: ClassVar[str] = ""
     order: ClassVar[int] = 0  # hooks run in ascending order (then config order)
 
+    def resolve_schedule(self, total_steps: int, refine_stop: int) -> None:
+        """Turn settings given relative to the run (``total_steps`` long, densifying until
+        ``refine_stop``) into steps, in place and idempotently. Called when the config loads (so
+        ``cfg.yaml`` records the steps) and may be called again from :meth:`initialize`."""
+
     def initialize(self, splats, optimizers: Dict[str, Any], ctx: TrainContext) -> None:
         """Create the run's state; may add parameters (and their optimizers) to ``splats``."""
 

@@ -1,6 +1,8 @@
-"""VQ options: the ``vq:`` section of a YAML preset (configs/vq.yaml, configs/vq_small.yaml).
+"""VQ options: the ``vq:`` section of a YAML preset, or a compression level (:mod:`.levels`).
 
-Steps are training steps; bit counts are per value. Each entry of ``attributes`` names a splat
+Steps are training steps (``window`` gives them as fractions of the quantization window
+instead); bit counts are per value. The dataclass defaults are Compact3D's recipe with absolute
+steps; the levels of ``--vq`` (``gs_vq/configs/vq/*.yaml``) start from them. Each entry of ``attributes`` names a splat
 key and how to quantize it: a ``gs_vq.quant.build_quantizer`` spec (``type`` and its
 constructor options, e.g. ``{type: vq, codebook_size: 4096}`` or
 ``{type: rvq, num_stages: 2, codebook_size: 256}``; ``dim`` is filled in) plus the plugin's own
@@ -14,9 +16,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from ..config import STEPS, build_dataclass
+from ..config import FRACTIONS, STEPS, build_dataclass
 from ..errors import GsVqError
 from ..io.scene import is_codebook_step
+from .levels import expand_level
+from .schedule import default_vq_start
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
 KNOWN_ATTRIBUTES = ("sh0", "shN", "scales", "quats", "features")
@@ -47,9 +51,13 @@ def default_attributes() -> Dict[str, Dict[str, Any]]:
 class VQConfig:
     """Quantization-aware training and compressed export."""
 
+    level: Optional[str] = None  # the compression level these options start from (gs_vq/configs/vq/)
     # --- schedule (steps) ---
     vq_start: Optional[int] = field(default=None, metadata=STEPS)  # first quantized step; None = when densification stops
     vq_every: int = field(default=100, metadata=STEPS)  # re-assign codes every this many steps (k-means warm-started)
+    window: Dict[str, float] = field(default_factory=dict, metadata=FRACTIONS)  # step options as fractions
+    # of the quantization window [vq_start, last step), e.g. {vq_every: 0.0066667}: every 100 steps of a
+    # 15k-step window, every 7 of a 1000-step one (resolve_schedule); they override the steps above
     init_iters: int = 5  # k-means iterations of the first fit at vq_start
     refresh_iters: int = 2  # k-means iterations (assign + update) of each refresh, >= 1
     max_samples: int = 131072  # fit codebooks on at most this many Gaussians (0 = all); all are assigned
@@ -94,7 +102,7 @@ class VQConfig:
     @classmethod
     def from_dict(cls, data: Optional[Dict[str, Any]]) -> "VQConfig":
         """Build from a YAML ``vq:`` mapping (unknown keys are an error)."""
-        data = dict(data or {})
+        data = expand_level(dict(data or {}))
         attrs = default_attributes()
         given = data.pop("attributes", None) or {}
         if not isinstance(given, dict):
@@ -119,7 +127,26 @@ class VQConfig:
                              **{k: dict(v) for k, v in self.attributes.items()}}
         return out
 
+    def resolve_schedule(self, total_steps: int, refine_stop: int) -> None:
+        """Set each option of ``window`` to its fraction of the quantization window, in steps (at
+        least 1), for a run of ``total_steps`` densifying until ``refine_stop`` (idempotent)."""
+        if not self.window:
+            return
+        start = self.vq_start if self.vq_start is not None else default_vq_start(refine_stop, total_steps)
+        length = max(int(total_steps) - start, 1)
+        for name, fraction in self.window.items():
+            setattr(self, name, max(1, int(round(fraction * length))))
+        self.validate()
+
     def validate(self) -> None:
+        relative = [f.name for f in dataclasses.fields(VQConfig) if f.metadata.get("steps") and f.name != "vq_start"]
+        for name, fraction in self.window.items():
+            if name not in relative:
+                raise GsVqError(f"vq.window.{name}: only {', '.join(relative)} can be given as a fraction of the "
+                                "quantization window")
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+                raise GsVqError(f"vq.window.{name} must be a fraction of the quantization window in (0, 1], "
+                                f"got {fraction!r}")
         if self.refresh_iters < 1 or self.init_iters < 1:
             raise GsVqError("vq.refresh_iters and vq.init_iters must be >= 1")
         if not self.rate >= 0:

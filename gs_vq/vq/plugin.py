@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
-from gsplat.strategy import ops
 from torch import Tensor
 
 from ..devices import timed
@@ -23,6 +22,7 @@ from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from ..quant.base import straight_through as identity_gradient
 from ..render.contribution import contribution
+from ..strategy import remove
 from .attributes import from_vectors, to_vectors
 from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
@@ -54,7 +54,14 @@ class VQPlugin(VQConfig, Plugin):
 
     def initialize(self, splats, optimizers: Dict[str, Any], ctx: TrainContext) -> None:
         """Check every quantizer spec (a bad option fails now, not at ``vq_start``) and start the
-        schedule: ``vq_start`` defaults to ``ctx.refine_stop`` (half-way if that is past the end)."""
+        schedule: ``vq_start`` defaults to ``ctx.refine_stop`` (half-way if that is past the end),
+        and the options a level gives relative to the quantization window become steps.
+
+        Significance pruning and SH dropping need the training views: ``ctx.scene`` is the
+        trainer's :class:`~gs_vq.data.Scene`; a fork of gsplat's simple_trainer passes
+        ``gs_vq.data.scene_from_gsplat(self.parser, self.trainset)``."""
+        if ctx.total_steps is not None:
+            self.resolve_schedule(ctx.total_steps, ctx.refine_stop)
         self.validate()
         start = self.vq_start if self.vq_start is not None else default_vq_start(ctx.refine_stop, ctx.total_steps)
         self.schedule = VQSchedule(start, self.vq_every, self.prune_window, self.prune_every, ctx.total_steps)
@@ -67,8 +74,9 @@ class VQPlugin(VQConfig, Plugin):
         self._cameras = getattr(ctx.scene, "train_cameras", None)  # significance, position grid
         self._background = [1.0] * 3 if getattr(ctx.scene, "white_background", False) else [0.0] * 3
         if self.reduces and not self._cameras:
-            raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views "
-                            "(TrainContext.scene)")
+            raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views: "
+                            "pass TrainContext(scene=...) (with gsplat's simple_trainer: "
+                            "gs_vq.data.scene_from_gsplat(parser, trainset))")
         from ..quant import build_quantizer
 
         n = max(int(splats["means"].shape[0]), 1)
@@ -228,7 +236,7 @@ class VQPlugin(VQConfig, Plugin):
             mask[torch.argmax(opacities)] = False
         count = int(mask.sum())
         if count:
-            ops.remove(splats, optimizers, self._strategy_state if self._strategy_state is not None else {}, mask)
+            remove(splats, optimizers, self._strategy_state, mask)
             self.state.num_pruned += count
             self.sync(splats)
         return count
@@ -252,7 +260,7 @@ class VQPlugin(VQConfig, Plugin):
             removed = max(0, n - target)
             if removed:
                 mask = lowest(score, removed)  # [N]
-                ops.remove(splats, optimizers, self._strategy_state if self._strategy_state is not None else {}, mask)
+                remove(splats, optimizers, self._strategy_state, mask)
                 self.state.num_pruned += int(mask.sum())
                 score = score[~mask]
                 self.sync(splats)
