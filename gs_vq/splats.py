@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from .data.cameras import camera_image
 from .render import rasterize
 from .render.projection import SH_C0, sh_colors
 
@@ -128,7 +129,7 @@ def camera_batch(cameras: List, device: str):
     """Stack cameras into ``viewmats [C,4,4]``, ``Ks [C,3,3]`` and images ``[C,H,W,3]``."""
     viewmats = torch.stack([c.viewmat for c in cameras]).to(device)
     Ks = torch.stack([c.K for c in cameras]).to(device)
-    images = torch.stack([c.image for c in cameras]).to(device)
+    images = torch.stack([camera_image(c, device) for c in cameras])  # uint8 pixels become float on the device
     return viewmats, Ks, images
 
 

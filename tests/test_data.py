@@ -74,7 +74,7 @@ def test_fern_loads_and_downscales(cache):
     torch.testing.assert_close(hc.K[:2], cam.K[:2] / 2)
     torch.testing.assert_close(hc.viewmat, cam.viewmat)
     # downscaled images are cached outside the data folder and reused
-    cached = list(Path(cache, "images").rglob("r2/*.png"))
+    cached = list(Path(cache, "images").rglob("252x189/*.png"))
     assert len(cached) == 20
     again = load_scene(str(FERN), resolution=2, cache_dir=cache)
     torch.testing.assert_close(again.train_cameras[5].image, half.train_cameras[5].image)
@@ -208,7 +208,7 @@ def test_bad_paths_and_layouts(tmp_path):
     (tmp_path / "nomodel" / "sparse" / "0").mkdir(parents=True)
     (tmp_path / "nomodel" / "images").mkdir()
     assert_one_line_error(lambda: load_scene(str(tmp_path / "nomodel")), "no COLMAP model")
-    for bad in (0, 3, 16, "2", 2.0, True):
+    for bad in (0, 3, 15, -2, "2", 2.0, True):  # 16 and up: a target width
         assert_one_line_error(lambda: load_scene(None, resolution=bad, cache_dir=str(tmp_path)), "resolution")
 
 
@@ -253,8 +253,10 @@ def test_colmap_text_model_and_errors(tmp_path, cache):
     os.rename(root / "images", root / "pictures")
     assert_one_line_error(lambda: load_scene(str(root), cache_dir=cache), "images/")
 
-    cam = rec.cameras[1]
-    cam.model = pycolmap.CameraModelId.SIMPLE_RADIAL
-    cam.params = [cam.params[0], cam.params[1], cam.params[2], 0.02]
+    cam = rec.cameras[1]  # SIMPLE_RADIAL ... FULL_OPENCV load (tests/test_data_undistort.py), this one does not
+    cam.model = pycolmap.CameraModelId.THIN_PRISM_FISHEYE
+    cam.params = [cam.params[0], cam.params[0], cam.params[1], cam.params[2]] + [0.01] * 8
     rec.write_text(str(root / "sparse" / "0"))
-    assert_one_line_error(lambda: load_scene(str(root), cache_dir=cache), "SIMPLE_RADIAL", "colmap image_undistorter")
+    os.rename(root / "pictures", root / "images")
+    assert_one_line_error(lambda: load_scene(str(root), cache_dir=cache), "THIN_PRISM_FISHEYE", "OPENCV_FISHEYE",
+                          "colmap image_undistorter")

@@ -13,7 +13,7 @@ from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, r
 from gs_vq.data.colmap import load_colmap
 from gs_vq.data.demo import demo_scene_path, generate_demo_scene
 from gs_vq.data.gsplat_parser import scene_from_gsplat
-from gs_vq.data.images import check_resolution, default_cache_root
+from gs_vq.data.images import AUTO, check_resolution, default_cache_root
 from gs_vq.errors import GsVqError
 
 __all__ = [
@@ -52,22 +52,27 @@ def detect_format(source_path: str) -> str:
 
 def load_scene(
     source_path: Optional[str],
-    resolution: int = 1,
+    resolution: int = AUTO,
     eval: bool = False,
     white_background: bool = False,
     cache_dir: Optional[str] = None,
     num_random_points: int = 100_000,
+    images: str = "images",
 ) -> Scene:
     """Load a scene for training and evaluation.
 
     Args:
         source_path: COLMAP or NeRF-synthetic folder; None for the generated demo scene.
-        resolution: image downscale factor (``-r``): 1, 2, 4 or 8; K is scaled to match.
+        resolution: ``-r`` as Inria 3DGS: a downscale factor 1, 2, 4 or 8, -1 (auto: at most 1600
+            pixels wide) or a target width in pixels (>= 16); K is scaled to match.
         eval: COLMAP: hold out every 8th image (LLFF). NeRF-synthetic always keeps its test split
             held out, so ``eval`` does not change it.
         white_background: composite transparent images on white (else black).
         cache_dir: gs_vq cache root (downscaled images, demo scene); default ``~/.cache/gs_vq``.
         num_random_points: random initial points for scenes without a point cloud.
+        images: COLMAP: the image folder inside ``source_path`` (``-i/--images``; with ``-r 2|4|8``
+            its ``<images>_<r>`` copy when present). NeRF-synthetic scenes name their files in
+            transforms_*.json and ignore it.
 
     Returns:
         Scene with train/test cameras, initial points and scene scale.
@@ -81,5 +86,6 @@ def load_scene(
     kind = detect_format(source_path)
     source = str(Path(source_path).expanduser())
     if kind == "colmap":
-        return load_colmap(source, resolution, eval, white_background, cache_dir, num_random_points=num_random_points)
+        return load_colmap(source, resolution, eval, white_background, cache_dir, images_dir=images,
+                           num_random_points=num_random_points)
     return load_blender(source, resolution, white_background, cache_dir, num_random_points)

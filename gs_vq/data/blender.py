@@ -5,8 +5,9 @@ down -z); it is flipped to OpenCV and inverted into the viewmat. ``fx = fy = W /
 camera_angle_x / 2))``, principal point at the image centre (instant-ngp style ``fl_x``, ``fl_y``,
 ``cx``, ``cy``, ``w``, ``h`` keys are used instead when present).
 
-Images: RGBA is composited on white or black (``white_background``) and its alpha kept; RGB is used
-as is. Optional extras: ``masks/<file_path>.png`` (object ids, nearest-neighbour downscaled) and
+Images: kept as read (uint8); RGBA is composited on white or black (``white_background``) where
+used, its alpha kept; RGB is used as is. ``-r`` as in :mod:`gs_vq.data.images` (auto: Inria's 1600
+pixel cap, which NeRF-synthetic's 800x800 images never reach). Optional extras: ``masks/<file_path>.png`` (object ids, nearest-neighbour downscaled) and
 ``labels.json`` (returned as ``Scene.labels``).
 
 Split: train cameras come from ``transforms_train.json`` only and test cameras from
@@ -21,13 +22,13 @@ which is Inria's ``[-1.3, 1.3]^3`` for NeRF-synthetic and scales with any other 
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, check_intrinsics, look_at_box, random_points
-from gs_vq.data.images import composite, default_cache_root, parallel_map, read_image, read_mask
+from gs_vq.data.images import AUTO, default_cache_root, load_size, note_large_images, parallel_map, read_mask, read_sized
 from gs_vq.errors import GsVqError, read_json
 
 # OpenGL camera axes (x right, y up, z backward) -> OpenCV (x right, y down, z forward)
@@ -106,32 +107,34 @@ def load_split(
         raise GsVqError(f"{json_path} needs a non-empty 'frames' list with file_path and transform_matrix")
     has_masks = (source / "masks").is_dir()
 
-    def load_one(frame: Dict[str, Any]) -> Camera:
+    def load_one(frame: Dict[str, Any]) -> Tuple[Camera, bool]:
         rel = Path(os.path.normpath(str(frame["file_path"])))  # e.g. train/r_0
         if "transform_matrix" not in frame:
             raise GsVqError(f"{json_path}: frame {rel} has no transform_matrix")
-        pixels = read_image(_image_path(source, rel), resolution, cache_root)  # [H, W, 3|4] uint8
-        height, width = pixels.shape[:2]
-        rgb, alpha = composite(pixels, white_background)
+        path = _image_path(source, rel)
+        width, height, rescaled = load_size(path, resolution)
+        pixels = read_sized(path, (width, height), cache_root)  # [H, W, 3|4] uint8
         mask = read_mask(source / "masks" / rel.with_suffix(".png"), (width, height)) if has_masks else None
         name = (rel.with_suffix("") if rel.suffix.lower() in IMAGE_SUFFIXES else rel).as_posix()
         return Camera(
             name=name,
-            image=rgb,
+            image=torch.from_numpy(pixels),
             viewmat=torch.from_numpy(viewmat_from_blender(frame["transform_matrix"])).float(),
             K=torch.from_numpy(intrinsics(meta, width, height, json_path)).float(),
             width=width,
             height=height,
             mask=mask,
-            alpha=alpha,
-        )
+            background=1.0 if white_background else 0.0,
+        ), rescaled
 
-    return parallel_map(load_one, frames)
+    cameras, rescaled = zip(*parallel_map(load_one, frames))
+    note_large_images(rescaled)
+    return list(cameras)
 
 
 def load_blender(
     source_path: str,
-    resolution: int = 1,
+    resolution: int = AUTO,
     white_background: bool = False,
     cache_dir: Optional[str] = None,
     num_random_points: int = 100_000,
@@ -142,7 +145,7 @@ def load_blender(
 
     Args:
         source_path: folder with ``transforms_train.json`` (and usually ``transforms_test.json``).
-        resolution: downscale factor, already validated (1, 2, 4, 8).
+        resolution: ``-r``, already validated: a factor 1, 2, 4, 8, -1 (auto) or a target width.
         white_background: composite RGBA images on white instead of black.
         cache_dir: gs_vq cache root for downscaled images.
         num_random_points: number of random initial points.

@@ -1,8 +1,11 @@
 """Camera and Scene containers shared by every loader.
 
 Conventions (see ARCHITECTURE.md): ``viewmat`` is world-to-camera with OpenCV axes (x right,
-y down, z forward), ``K`` is in pixels with pixel centres at +0.5, images are float32 ``[H, W, 3]``
-in [0, 1], already composited on the scene's background.
+y down, z forward), ``K`` is in pixels with pixel centres at +0.5, ``Camera.image`` is float32
+``[H, W, 3]`` in [0, 1], composited on the scene's background. The loaders keep the pixels as
+read, uint8 RGB or RGBA (a quarter of float32's memory); they become float32 where they are used
+(:meth:`Camera.image_float`: on the training device, per batch), composited exactly as before:
+``c / 255 * a / 255 + background * (1 - a / 255)``.
 """
 
 from dataclasses import dataclass, field
@@ -17,20 +20,32 @@ from gs_vq.errors import GsVqError
 
 @dataclass(repr=False)
 class Camera:
-    """One posed, calibrated view with its ground-truth image."""
+    """One posed, calibrated view with its ground-truth image.
+
+    ``image`` and ``alpha`` are properties over the stored ``pixels``: given, ``image`` is uint8
+    ``[H, W, 3|4]`` as read (RGBA composited at use on ``background``) or float32 ``[H, W, 3]``;
+    read, it is always float32 ``[H, W, 3]`` in [0, 1] (on the CPU: :meth:`image_float` for a device).
+    """
 
     name: str  # unique within the scene, e.g. "image000.png" or "train/r_0"
-    image: Tensor  # [H, W, 3] float32 in [0, 1], composited on the background
+    image: Tensor  # see the class docstring: stored as ``pixels``
     viewmat: Tensor  # [4, 4] float32, world-to-camera, OpenCV axes
     K: Tensor  # [3, 3] float32, pixels
     width: int
     height: int
     mask: Optional[Tensor] = None  # [H, W] int64 object ids (0 = background), when the scene has masks
-    alpha: Optional[Tensor] = None  # [H, W] float32 in [0, 1], when the source image had an alpha channel
+    alpha: Optional[Tensor] = None  # [H, W] float32 in [0, 1]: given for float images, else from RGBA pixels
+    background: float = 0.0  # what RGBA pixels are composited on: 0 black, 1 white
 
     def __repr__(self) -> str:
         extras = "".join(f", {k}" for k in ("mask", "alpha") if getattr(self, k) is not None)
         return f"Camera({self.name!r}, {self.width}x{self.height}, fx={float(self.K[0, 0]):.2f}{extras})"
+
+    def image_float(self, device: Optional[str] = None) -> Optional[Tensor]:
+        """[H, W, 3] float32 in [0, 1] on ``device`` (default: where the pixels are): uint8 pixels
+        move there first and are converted and composited there."""
+        pixels = self.pixels if device is None or self.pixels is None else self.pixels.to(device)
+        return None if pixels is None else float_image(pixels, self.background)
 
     @property
     def camtoworld(self) -> Tensor:
@@ -41,6 +56,44 @@ class Camera:
     def center(self) -> Tensor:
         """[3] camera centre in world coordinates."""
         return self.camtoworld[:3, 3]
+
+
+def _set_image(camera: Camera, value: Optional[Tensor]) -> None:
+    camera.pixels = value
+
+
+def _get_alpha(camera: Camera) -> Optional[Tensor]:
+    if camera._alpha is not None or camera.pixels is None or camera.pixels.dtype != torch.uint8:
+        return camera._alpha
+    return camera.pixels[..., 3].float() * (1 / 255) if camera.pixels.shape[-1] == 4 else None
+
+
+def _set_alpha(camera: Camera, value: Optional[Tensor]) -> None:
+    camera._alpha = value
+
+
+# after the dataclass is made: its __init__ assigns image and alpha through these
+Camera.image = property(Camera.image_float, _set_image, doc="[H, W, 3] float32 in [0, 1] (CPU)")
+Camera.alpha = property(_get_alpha, _set_alpha, doc="[H, W] float32 coverage in [0, 1], or None")
+
+
+def float_image(pixels: Tensor, background: float = 0.0) -> Tensor:
+    """uint8 ``[H, W, 3|4]`` -> float32 ``[H, W, 3]`` in [0, 1], RGBA composited on ``background``
+    (0 black, 1 white), on the pixels' device; a float32 ``[H, W, 3]`` image is returned as is."""
+    if pixels.dtype != torch.uint8:
+        return pixels
+    rgb = pixels[..., :3].float() * (1 / 255)  # [H, W, 3]
+    if pixels.shape[-1] == 3:
+        return rgb
+    alpha = pixels[..., 3:].float() * (1 / 255)  # [H, W, 1]
+    rgb = rgb * alpha
+    return rgb + (1.0 - alpha) if background else rgb
+
+
+def camera_image(camera: Any, device: str) -> Tensor:
+    """A view's [H, W, 3] float32 image on ``device``: a :class:`Camera` converts its pixels there,
+    any other object with a float ``image`` (a test double) is moved as is."""
+    return camera.image_float(device) if isinstance(camera, Camera) else camera.image.to(device)
 
 
 @dataclass(repr=False)

@@ -1,31 +1,40 @@
 """COLMAP scenes (binary or text models) through pycolmap.
 
-Layout: ``<source>/images/`` and a model (``cameras``, ``images``, ``points3D`` as ``.bin`` or
-``.txt``) in ``<source>/sparse/0`` or ``<source>/sparse``. Only undistorted pinhole cameras
-(PINHOLE, SIMPLE_PINHOLE) are accepted; anything else must be undistorted first with
+Layout: ``<source>/<images>/`` (``-i/--images``, default ``images``) and a model (``cameras``,
+``images``, ``points3D`` as ``.bin`` or ``.txt``) in ``<source>/sparse/0`` or ``<source>/sparse``.
+Cameras: PINHOLE and SIMPLE_PINHOLE as they are; SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and
+OPENCV_FISHEYE are undistorted at load (:mod:`gs_vq.data.undistort`, gsplat's way; the
+undistorted images are cached like resized ones). Other models must be undistorted first with
 ``colmap image_undistorter``.
+
+Resolution: ``-r 2|4|8`` reads ``<images>_<r>/`` when the scene has it (Mip-NeRF 360 / LLFF
+``images_4``, as gsplat's ``data_factor``; same file names, or the same stems), else downscales
+``<images>/``; a target width or auto (-1) resizes ``<images>/`` (:mod:`gs_vq.data.images`).
+Distorted images are resized first, then undistorted at that size (gsplat's order). If the image
+files are a scaled copy of the model's size (e.g. ``images_8`` with a full-size model), K is
+rescaled to the files, as gsplat's parser does; another aspect ratio is refused.
 
 Split: without ``eval`` every registered image trains and there is no test set; with ``eval``
 images sorted by name are held out LLFF-style, ``i % 8 == 0`` is test (Inria 3DGS, gsplat).
-If the image files are a scaled copy of the model's size (e.g. LLFF ``images_8`` with a full-size
-model), K is rescaled to the files, as gsplat's parser does; another aspect ratio is refused.
 Initial points are points3D (xyz, rgb / 255);
 a model without points gets random points in the box the cameras look at.
 """
 
+import glob
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, check_intrinsics, look_at_box, random_points
 from gs_vq.data.colmap_bin import check_binary_model
-from gs_vq.data.images import composite, default_cache_root, parallel_map, read_image, scale_K
+from gs_vq.data.images import (AUTO, RESOLUTIONS, cached_image, default_cache_root, load_size, note_large_images,
+                               parallel_map, read_sized, scale_K)
+from gs_vq.data.undistort import Lens, camera_lens, undistortion
 from gs_vq.errors import GsVqError, error_text
 
-PINHOLE_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 MODEL_FILES = ("cameras", "images", "points3D")
 LLFF_HOLD = 8
 
@@ -55,19 +64,6 @@ def _read_model(source: Path):
         raise GsVqError(f"cannot read the COLMAP model in {folder}: {error_text(e)}")
 
 
-def _intrinsics(camera) -> np.ndarray:
-    """[3, 3] K of a PINHOLE / SIMPLE_PINHOLE pycolmap camera; other models raise GsVqError."""
-    model = camera.model.name
-    if model not in PINHOLE_MODELS:
-        raise GsVqError(
-            f"COLMAP camera {camera.camera_id} uses the {model} model; only PINHOLE and SIMPLE_PINHOLE "
-            "are supported: undistort the images first with `colmap image_undistorter`"
-        )
-    p = np.asarray(camera.params, dtype=np.float64)
-    fx, fy, cx, cy = (p[0], p[0], p[1], p[2]) if model == "SIMPLE_PINHOLE" else tuple(p[:4])
-    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
-
 def _viewmat(image) -> np.ndarray:
     """[4, 4] world-to-camera (COLMAP's cam_from_world is already OpenCV axes)."""
     rigid = image.cam_from_world
@@ -77,61 +73,90 @@ def _viewmat(image) -> np.ndarray:
     return viewmat
 
 
+def image_folder(source: Path, images_dir: str, resolution: int) -> Tuple[Path, int]:
+    """(folder to read, resolution to read it at): ``<images>_<r>`` at 1 for ``-r r`` in 2, 4, 8 when
+    present, else ``<images>`` at ``resolution``; GsVqError naming a missing ``<images>``."""
+    root = source / images_dir
+    if not root.is_dir():
+        raise GsVqError(f"COLMAP scene {source} has no {images_dir}/ folder (-i/--images names the image folder)")
+    downscaled = source / f"{images_dir}_{resolution}"
+    if resolution in RESOLUTIONS and resolution > 1 and downscaled.is_dir():
+        return downscaled, 1
+    return root, resolution
+
+
+def image_file(folder: Path, name: str) -> Path:
+    """``folder/name``, or a file of the same stem in ``folder`` (``images_4/x.png`` for ``x.JPG``)."""
+    path = folder / name
+    if path.is_file():
+        return path
+    same_stem = sorted(path.parent.glob(glob.escape(path.stem) + ".*")) if path.parent.is_dir() else []
+    return same_stem[0] if len(same_stem) == 1 else path  # a missing file: read_sized names it
+
+
 def load_colmap(
     source_path: str,
-    resolution: int = 1,
+    resolution: int = AUTO,
     eval: bool = False,
     white_background: bool = False,
     cache_dir: Optional[str] = None,
     images_dir: str = "images",
     num_random_points: int = 100_000,
 ) -> Scene:
-    """Load a COLMAP scene; see the module docstring for layout, split and camera rules.
+    """Load a COLMAP scene; see the module docstring for layout, cameras, resolution and split.
 
     Args:
-        source_path: scene folder with ``images/`` and ``sparse/[0/]``.
-        resolution: downscale factor, already validated (1, 2, 4, 8).
+        source_path: scene folder with ``<images_dir>/`` and ``sparse/[0/]``.
+        resolution: ``-r``, already validated: a factor 1, 2, 4, 8, -1 (auto) or a target width.
         eval: hold out every 8th image (sorted by name) as the test set.
         white_background: background for images with an alpha channel (rare for COLMAP).
-        cache_dir: gs_vq cache root for downscaled images (default: see ``images.default_cache_root``).
-        images_dir: image folder name inside ``source_path``.
+        cache_dir: gs_vq cache root for resized and undistorted images (see ``images.default_cache_root``).
+        images_dir: image folder name inside ``source_path`` (``-i/--images``).
         num_random_points: only used when the model has no 3D points: that many random points in
             the box the cameras look at (``cameras.look_at_box``).
     """
     source = Path(os.path.abspath(source_path))
     rec = _read_model(source)
-    Ks = {cid: _intrinsics(cam) for cid, cam in rec.cameras.items()}  # checks every camera model
+    lenses: Dict[int, Tuple[np.ndarray, Optional[Lens]]] = {
+        cid: camera_lens(cam.model.name, cam.params, f"COLMAP camera {cid}") for cid, cam in rec.cameras.items()
+    }  # checks every camera model
     sizes = {cid: (cam.width, cam.height) for cid, cam in rec.cameras.items()}
     posed = sorted((im for im in rec.images.values() if im.has_pose), key=lambda im: im.name)
     if not posed:
         raise GsVqError(f"the COLMAP model in {source} has no registered images")
-    image_root = source / images_dir
-    if not image_root.is_dir():
-        raise GsVqError(f"COLMAP scene {source} has no {images_dir}/ folder")
+    image_root, read_resolution = image_folder(source, images_dir, resolution)
     cache_root = default_cache_root(cache_dir)
     views = [(im.name, im.camera_id, _viewmat(im)) for im in posed]  # plain data for the loader threads
 
-    def load_one(view: Tuple[str, int, np.ndarray]) -> Camera:
+    def load_one(view: Tuple[str, int, np.ndarray]) -> Tuple[Camera, bool]:
         name, camera_id, viewmat = view
-        pixels = read_image(image_root / name, resolution, cache_root)  # [H, W, 3|4] uint8
-        height, width = pixels.shape[:2]
+        path = image_file(image_root, name)
+        width, height, rescaled = load_size(path, read_resolution)
         model_width, model_height = sizes[camera_id]
-        check_image_size(image_root / name, (width, height), (model_width, model_height), resolution)
-        K = scale_K(Ks[camera_id], width / model_width, height / model_height)
+        check_image_size(path, (width, height), (model_width, model_height), resolution)
+        K, lens = lenses[camera_id]
+        K = scale_K(K, width / model_width, height / model_height)
+        if lens is None:
+            pixels = read_sized(path, (width, height), cache_root)  # [H, W, 3|4] uint8
+        else:
+            remap = undistortion(lens, K, width, height)
+            pixels = cached_image(path, f"{width}x{height}-{remap.tag}",
+                                  lambda: remap.apply(read_sized(path, (width, height), cache_root)), cache_root)
+            K, (width, height) = remap.K, remap.size
         check_intrinsics(K, width, height, f"COLMAP camera {camera_id} of image {name}")
-        rgb, alpha = composite(pixels, white_background)
         return Camera(
             name=name,
-            image=rgb,
+            image=torch.from_numpy(pixels),
             viewmat=torch.from_numpy(viewmat).float(),
             K=torch.from_numpy(K).float(),
             width=width,
             height=height,
-            alpha=alpha,
-        )
+            background=1.0 if white_background else 0.0,
+        ), rescaled
 
-    cameras = parallel_map(load_one, views)
-    train, test = split_llff(cameras, eval)
+    cameras, rescaled = zip(*parallel_map(load_one, views))
+    note_large_images(rescaled)
+    train, test = split_llff(list(cameras), eval)
     points, points_rgb = _points(rec)
     extra = {}
     if points.shape[0] == 0:  # e.g. a model from known poses without triangulation
