@@ -25,6 +25,7 @@ from typing import Any, Dict, Literal, Optional, Union
 import yaml
 from gsplat.strategy import DefaultStrategy, Strategy
 
+from .data.images import check_resolution
 from .errors import GsVqError
 from .plugins import Plugin, is_plugin, plugin_class
 from .strategy import STEP_FIELDS, STRATEGIES, refine_stop, strategy_type
@@ -50,7 +51,8 @@ class TrainConfig:
     model_path: Optional[str] = None  # output folder; default output/<scene name>
     iterations: int = field(default=7000, metadata=STEPS)
     eval: bool = False  # hold out test views (every 8th COLMAP image / NeRF test split)
-    resolution: int = 1  # image downscale factor: 1, 2, 4 or 8
+    resolution: int = -1  # -r as Inria: factor 1, 2, 4 or 8, -1 auto (at most 1600 px wide) or a target width
+    images: str = "images"  # -i: the image folder inside source_path (COLMAP)
     white_background: bool = False
     sh_degree: int = 3
     sh_degree_interval: int = field(default=1000, metadata=STEPS)  # raise the SH degree every this many steps
@@ -255,8 +257,7 @@ def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]
     from .validate import validate_config  # ranges and finiteness of every value
 
     validate_config(cfg)
-    if cfg.resolution not in (1, 2, 4, 8):
-        raise GsVqError(f"--resolution must be 1, 2, 4 or 8, got {cfg.resolution}")
+    check_resolution(cfg.resolution)  # a factor 1, 2, 4, 8, -1 (auto) or a target width
     if cfg.iterations < 1:
         raise GsVqError(f"--iterations must be positive, got {cfg.iterations}")
     return cfg

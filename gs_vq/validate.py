@@ -71,7 +71,7 @@ NONNEG = Num(0.0)
 RULES = {
     # training (TrainConfig)
     "iterations": Int(1), "sh_degree": Int(0, 3), "sh_degree_interval": Int(1), "seed": Int(0),
-    "resolution": Int(1, 8), "ssim_lambda": PROB, "init_opacity": Num(0.0, 1.0, True, True),
+    "resolution": Int(1, also=(-1,)), "ssim_lambda": PROB, "init_opacity": Num(0.0, 1.0, True, True),
     "init_scale": POSITIVE, "init_num_points": Int(1), "max_init_points": Int(0),
     "checkpoint_every": Int(0), "log_every": Int(1),
     # densification (our StrategyConfig, gsplat's DefaultStrategy / MCMCStrategy)

@@ -21,7 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a YAML file (default: gpu on CUDA, cpu otherwise)")
     p.add_argument("--iterations", type=int)
     p.add_argument("--eval", action="store_const", const=True, help="hold out test views")
-    p.add_argument("-r", "--resolution", type=int, help="downscale images by 1, 2, 4 or 8")
+    p.add_argument("-i", "--images", help="image folder inside the scene folder (default: images)")
+    p.add_argument("-r", "--resolution", type=int,
+                   help="downscale images by 1, 2, 4 or 8 (images_N/ when the scene has it), or a target width in "
+                   "pixels; default -1: images wider than 1600 pixels are brought to 1600")
     p.add_argument("--white_background", action="store_const", const=True)
     p.add_argument("--sh_degree", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
@@ -97,7 +100,8 @@ def main(argv=None) -> None:
     open_model_dir(model_path)  # a writable folder, locked for this run, no leftover temp files
     record_source_path(cfg)
     scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background, num_random_points=cfg.init_num_points)
+                       white_background=cfg.white_background, num_random_points=cfg.init_num_points,
+                       images=cfg.images)
     trainer = Trainer(cfg, scene, model_path)
     report_stale(model_path, remove_stale_outputs(model_path, cfg, cfg.resume, keep=[cfg.start_checkpoint]))
     print(f"[gs-vq] scene {scene.source_path} ({scene.kind}): {len(scene.train_cameras)} train / "
