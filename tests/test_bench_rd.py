@@ -37,7 +37,7 @@ def test_supersplat_and_posthoc_vq(tmp_path):
     s = _splats()
     decoded, parts = baselines.supersplat(s, str(tmp_path / "ss"))
     assert decoded["means"].shape[0] == 400 and parts["file"] > 0
-    vq = make_config("vq", {}).vq
+    vq = make_config("cpu", {"vq": {"level": "default"}}).vq
     vq.attributes = {"sh0": {"type": "vq", "codebook_size": 16}, "quats": {"type": "vq", "codebook_size": 16}}
     vq.prune_fraction, vq.sh_drop, vq.significance_downscale = 0.25, 0.5, 1
     decoded, parts = baselines.posthoc_vq(s, vq, SCENE, str(tmp_path / "vq"))

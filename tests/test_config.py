@@ -3,7 +3,7 @@
 import pytest
 
 from gs_vq.cli.train import parse_config
-from gs_vq.config import load_config, make_config, save_config
+from gs_vq.config import load_config, make_config, save_config, scale_steps
 from gs_vq.errors import GsVqError
 
 
@@ -19,19 +19,66 @@ def test_precedence(tmp_path):
 
 def test_named_preset_and_flags():
     cfg, _ = parse_config(["--config", "cpu", "-r", "4", "--vq"])
-    assert cfg.resolution == 4 and cfg.iterations > 0 and cfg.vq.vq_every == 100  # Compact3D defaults
+    assert cfg.resolution == 4 and cfg.iterations > 0 and cfg.vq.level == "default"
+    assert cfg.vq.prune_fraction == 0.6 and cfg.vq.vq_every == 7  # 1/150 of the 1000-step window
+    cfg, _ = parse_config(["--config", "cpu", "--vq", "compact3d"])
+    assert cfg.vq.prune_fraction == 0.0 and cfg.vq.attributes["quats"] == {"type": "vq", "codebook_size": 4096}
+    cfg, _ = parse_config(["--config", "cpu"])
+    assert cfg.vq is None
+
+
+def test_levels_resolve_on_any_schedule(tmp_path):
+    """A level's step settings are fractions of the quantization window: gsplat's 30k schedule
+    refreshes every 100 steps (Compact3D's interval) and prunes in its window; cfg.yaml records
+    the resolved steps and loads back to the same config."""
+    from gs_vq.config import to_dict
+
+    gpu, _ = parse_config(["--config", "gpu", "--vq"])
+    assert gpu.iterations == 30000 and gpu.strategy.refine_stop_iter == 15000
+    vq = gpu.vq
+    assert (vq.vq_every, vq.prune_window, vq.prune_every, vq.prune_rounds) == (100, 7500, 1500, 3)
+    assert vq.prune_fraction == 0.6 and vq.sh_drop == 0.3 and vq.attributes["shN"]["num_stages"] == 3
+    mcmc, _ = parse_config(["--config", "mcmc", "--vq", "small"])  # window 2500..3000
+    assert (mcmc.vq.vq_every, mcmc.vq.prune_every, mcmc.vq.prune_fraction) == (3, 50, 0.74)
+    save_config(gpu, str(tmp_path / "cfg.yaml"))
+    text = (tmp_path / "cfg.yaml").read_text()
+    assert "vq_every: 100" in text and "prune_every: 1500" in text and "level: default" in text
+    assert to_dict(load_config(str(tmp_path / "cfg.yaml"))) == to_dict(gpu)
+    short = scale_steps(gpu, 0.1)  # 3000 steps, window 1500: every 10
+    assert (short.vq.vq_every, short.vq.prune_every) == (10, 150)
+
+
+def test_level_in_a_yaml_with_single_keys_and_pointers(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("base: gpu\nvq:\n  level: small\n  prune_fraction: 0.7\n")
+    cfg = make_config(str(preset))
+    assert cfg.vq.level == "small" and cfg.vq.prune_fraction == 0.7 and cfg.vq.sh_drop == 0.6
+    assert cfg.vq.vq_every == 100  # the level's window fraction on the 30k schedule
+    cfg, _ = parse_config(["--config", str(preset), "--vq", "tiny"])  # the file's keys over the level
+    assert cfg.vq.level == "tiny" and cfg.vq.prune_fraction == 0.7 and cfg.vq.sh_drop == 1.0
+    for old, pointer in (("vq", "--vq"), ("vq_small", "--vq small"), ("compact3d", "--vq compact3d")):
+        with pytest.raises(GsVqError, match=f"use {pointer} with any --config"):
+            make_config(old)
+    with pytest.raises(GsVqError, match="unknown compression level 'huge'"):
+        parse_config(["--vq", "huge"])
+    with pytest.raises(GsVqError, match="vq.window.vq_every must be a fraction"):
+        make_config("cpu", {"vq": {"window": {"vq_every": 2.0}}})
+    with pytest.raises(GsVqError, match="vq.window.pos_bits: only"):
+        make_config("cpu", {"vq": {"window": {"pos_bits": 0.5}}})
 
 
 def test_quantizer_spec_replaces_the_base_one(tmp_path):
     preset = tmp_path / "p.yaml"
-    preset.write_text("base: vq\nvq:\n  vq_every: 7\n  attributes:\n    shN: {type: vq, codebook_size: 32}\n")
+    preset.write_text("base: cpu\nvq:\n  level: default\n  pos_bits: 9\n  attributes:\n"
+                      "    shN: {type: vq, codebook_size: 32}\n")
     vq = make_config(str(preset)).vq
-    assert vq.vq_every == 7 and vq.pos_bits == make_config("vq").vq.pos_bits  # merged
+    level = lambda name: make_config("cpu", {"vq": {"level": name}}).vq  # noqa: E731
+    assert vq.pos_bits == 9 and vq.sh_drop == level("default").sh_drop  # merged
     assert vq.attributes["shN"] == {"type": "vq", "codebook_size": 32}  # replaced whole
-    assert make_config("vq").vq.attributes["shN"]["num_stages"] == 3
-    assert make_config("vq_small").vq.attributes["shN"] == {"type": "rvq", "num_stages": 2, "codebook_size": 128,
-                                                            "beam_size": 1, "codebook_step": 2.0**-7}  # its own entry wins
-    assert make_config("vq_tiny").vq.attributes["shN"]["codebook_size"] == 128  # inherited through vq_small
+    assert level("default").attributes["shN"]["num_stages"] == 3
+    assert level("small").attributes["shN"] == {"type": "rvq", "num_stages": 2, "codebook_size": 128,
+                                                "beam_size": 1, "codebook_step": 2.0**-7}  # its own entry wins
+    assert level("tiny").attributes["shN"]["codebook_size"] == 128  # inherited through small
 
 
 def test_save_load_round_trip(tmp_path):

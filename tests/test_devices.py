@@ -97,12 +97,12 @@ def test_default_preset_follows_the_device(monkeypatch):
     assert args.config == "cpu" and cfg.iterations == cpu.iterations == 3000
     assert cfg.strategy.refine_stop_iter == cpu.strategy.refine_stop_iter < cfg.iterations
     assert "preset 'cpu'" in args.preset_note and "CPU" in args.preset_note
-    cfg, args = parse_config(["--config", "vq"])  # an explicit preset wins, silently
-    assert args.config == "vq" and args.preset_note is None
+    cfg, args = parse_config(["--config", "mcmc", "--vq"])  # an explicit preset wins, silently
+    assert args.config == "mcmc" and args.preset_note is None
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(gsplat_cuda, "_loaded_seconds", 1.0)  # as if the extension were loaded
-    cfg, args = parse_config(["--vq"])
+    cfg, args = parse_config(["--vq", "compact3d"])  # no pruning: needs no training views
     assert args.config == "gpu" and "CUDA" in args.preset_note and "simple_trainer" in args.preset_note
     assert (cfg.iterations, cfg.sh_degree, cfg.sh_degree_interval) == (30_000, 3, 1000)
     s = cfg.strategy

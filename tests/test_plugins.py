@@ -82,13 +82,13 @@ def test_a_plugin_defined_in_a_test_trains_through_train_py(tmp_path):
 
 
 def test_typed_config_tree_and_step_scaling():
-    cfg = make_config("vq", {"semantic": {"num_codes": 16}})
-    assert type(cfg.vq).__name__ == "VQPlugin" and cfg.vq.vq_every == 1 and cfg.semantic.num_codes == 16
+    cfg = make_config("cpu", {"vq": {"level": "default"}, "semantic": {"num_codes": 16}})
+    assert type(cfg.vq).__name__ == "VQPlugin" and cfg.vq.vq_every == 7 and cfg.semantic.num_codes == 16
     assert type(cfg.strategy).__name__ == "DefaultStrategy" and cfg.strategy.refine_stop_iter == 2000
     short = scale_steps(cfg, 0.25)
     assert (short.iterations, short.sh_degree_interval) == (750, 125)
     assert (short.strategy.refine_start_iter, short.strategy.refine_stop_iter) == (75, 500)
-    assert (short.vq.vq_every, short.vq.prune_window, short.vq.prune_every) == (1, 125, 25)  # never below 1
+    assert (short.vq.vq_every, short.vq.prune_window, short.vq.prune_every) == (2, 125, 25)  # of the 250-step window
     assert cfg.iterations == 3000 and cfg.vq.prune_window == 500  # the original is untouched
     mcmc = make_config(None, {"strategy": {"type": "mcmc", "cap_max": 1234}})
     assert type(mcmc.strategy).__name__ == "MCMCStrategy" and mcmc.strategy.cap_max == 1234

@@ -52,10 +52,15 @@ def test_every_shipped_preset_passes():
     import glob
     import os
 
-    names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.yaml"))]
-    assert {"cpu", "gpu", "vq", "vq_small", "vq_tiny", "mcmc", "semantic", "semantic_only", "semantic_lift"} <= set(names)
+    from gs_vq.config import preset_names
+    from gs_vq.vq.levels import level_names
+
+    names = preset_names()
+    assert {"cpu", "gpu", "mcmc", "semantic", "semantic_only", "semantic_lift"} <= set(names)
+    assert level_names() == ["compact3d", "default", "small", "tiny"]
     for name in names:
-        make_config(name)
+        for level in [None] + level_names():
+            make_config(name, {"vq": {"level": level}} if level else None)
     make_config(None, {"vq": {"pos_bits": 32, "opacity_bits": 32}})  # lossless is allowed
 
 
