@@ -92,27 +92,27 @@ def rasterize_splats(vq, splats, camtoworlds, Ks, width, height, sh_degree):
 def test_default_level_trains_with_pruning_in_simple_trainer_order(tmp_path):
     scene = load_scene(None)
     parser, trainset = gsplat_data(scene)
-    keep = torch.randperm(len(scene.points), generator=torch.Generator().manual_seed(0))[:1500]
+    keep = torch.randperm(len(scene.points), generator=torch.Generator().manual_seed(0))[:800]
     tensors = init_splats(scene.points[keep], scene.points_rgb[keep], 1, 0.1, 1.0, 0)
     splats = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in tensors.items()})
     optimizers = {k: torch.optim.Adam([{"params": splats[k], "lr": 1e-3 if k != "opacities" else 5e-2, "name": k}])
                   for k in splats.keys()}
-    strategy = DefaultStrategy(refine_start_iter=20, refine_stop_iter=60, refine_every=20, reset_every=10_000,
+    strategy = DefaultStrategy(refine_start_iter=10, refine_stop_iter=40, refine_every=10, reset_every=10_000,
                                verbose=False)
     strategy.check_sanity(splats, optimizers)
     state = strategy.initialize_state(scene_scale=parser.scene_scale * 1.1)
-    max_steps = 150
+    max_steps = 100
     vq = VQPlugin.from_dict({"level": "default"})
     vq.initialize(splats, optimizers, TrainContext(total_steps=max_steps, refine_stop=strategy.refine_stop_iter,
                                                   strategy_state=state, scene=scene_from_gsplat(parser, trainset)))
-    # the level's steps are fractions of the 90-step window: refresh every step, prune every 9
-    assert (vq.vq_every, vq.prune_every, vq.prune_window) == (1, 9, 45)
+    # the level's steps are fractions of the 60-step window: refresh every step, prune every 6
+    assert (vq.vq_every, vq.prune_every, vq.prune_window) == (1, 6, 30)
     counts = {}
     for step in range(max_steps):
         data = trainset[step % len(trainset)]
         camtoworlds, Ks, pixels = data["camtoworld"][None], data["K"][None], data["image"][None] / 255.0
         height, width = pixels.shape[1:3]
-        sh_degree = min(step // 20, 1)
+        sh_degree = min(step // 10, 1)
         vq.step_pre_forward(step, splats, optimizers)
         renders, alphas, info = rasterize_splats(vq, splats, camtoworlds, Ks, width, height, sh_degree)
         strategy.step_pre_backward(splats, optimizers, state, step, info)
@@ -129,11 +129,11 @@ def test_default_level_trains_with_pruning_in_simple_trainer_order(tmp_path):
         counts[step] = len(splats["means"])
         if step == max_steps - 1:
             facts = vq.export(str(tmp_path), splats)
-    first = counts[60]  # quantized from step 60; the three rounds prune at 69, 78 and 87
+    first = counts[40]  # quantized from step 40; the three rounds prune at 46, 52 and 58
     assert vq.state.reduce_rounds == 3 and vq.state.reduce_from == first
     # 60% in three rounds of the same share: (0.4)^(1/3) of what is left kept each time
-    assert counts[69] == pytest.approx(first * 0.4 ** (1 / 3), abs=first * 0.01 + 2)
-    assert counts[87] <= round(first * 0.4) + 2 and counts[87] < counts[78] < counts[69]
+    assert counts[46] == pytest.approx(first * 0.4 ** (1 / 3), abs=first * 0.01 + 2)
+    assert counts[58] <= round(first * 0.4) + 2 and counts[58] < counts[52] < counts[46]
     assert vq.state.num_sh_dropped > 0 and facts["compression_ratio"] > 1
     loaded = load_compressed_splats(str(tmp_path / "compressed.ply"))
     assert loaded["means"].shape[0] == len(splats["means"])
