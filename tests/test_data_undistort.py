@@ -1,0 +1,177 @@
+"""Distorted COLMAP cameras: the demo scene's images distorted with known coefficients, written as a
+COLMAP model, loaded back undistorted; the result must match the original images and K."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+cv2 = pytest.importorskip("cv2")
+from colmap_scenes import write_model  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from gs_vq.data import load_scene  # noqa: E402
+from gs_vq.data.demo import generate_demo_scene  # noqa: E402
+from gs_vq.data.undistort import camera_lens, undistortion, valid_rectangle  # noqa: E402
+from gs_vq.errors import GsVqError  # noqa: E402
+
+CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo scene's first train views (128x128), composited on black: (cameras, images [H, W, 3] uint8)."""
+    root = tmp_path_factory.mktemp("demo")
+    scene = load_scene(str(generate_demo_scene(root / "demo", n_train=6, n_test=1)), resolution=1,
+                       cache_dir=str(root / "cache"))
+    cams = scene.train_cameras[:3]
+    return cams, [(c.image.numpy() * 255 + 0.5).astype(np.uint8) for c in cams]
+
+
+def opencv_K(K: np.ndarray) -> np.ndarray:
+    """Our K (pixel centres at +0.5) in OpenCV's convention (centres at integers)."""
+    K = np.array(K, dtype=np.float64)
+    K[:2, 2] -= 0.5
+    return K
+
+
+def pixel_rays(width: int, height: int, K: np.ndarray) -> np.ndarray:
+    """[H, W, 2] normalized pinhole coordinates of every pixel centre for our K."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
+    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]], -1)
+
+
+def sample(image: np.ndarray, K: np.ndarray, rays: np.ndarray) -> np.ndarray:
+    """``image`` (a pinhole view with our K) bilinearly sampled along ``rays`` [H, W, 2]."""
+    mapx = (K[0, 0] * rays[..., 0] + K[0, 2] - 0.5).astype(np.float32)
+    mapy = (K[1, 1] * rays[..., 1] + K[1, 2] - 0.5).astype(np.float32)
+    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def distort(image: np.ndarray, K: np.ndarray, dist: np.ndarray, fisheye: bool) -> np.ndarray:
+    """The view ``image`` (pinhole, K) as the distorted camera (K, dist) sees it: every distorted
+    pixel looks up where it comes from (cv2's iterative undistortion of its centre)."""
+    h, w = image.shape[:2]
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    pts = np.stack([u, v], -1).reshape(-1, 1, 2)  # OpenCV pixel coordinates
+    if fisheye:
+        rays = cv2.fisheye.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
+    else:
+        rays = cv2.undistortPointsIter(pts, opencv_K(K), dist, None, None, CRITERIA)
+    return sample(image, K, rays.reshape(h, w, 2))
+
+
+def distorted_scene(root: Path, demo, model: str, params_of) -> Path:
+    """A COLMAP scene of the demo views, distorted by ``model`` with ``params_of(K)`` (COLMAP's order)."""
+    cams, images = demo
+    (root / "images").mkdir(parents=True)
+    K = cams[0].K.double().numpy()
+    _, lens = camera_lens(model, params_of(K), "test camera")
+    for cam, image in zip(cams, images):
+        Image.fromarray(distort(image, K, np.array(lens.coeffs), lens.fisheye)).save(root / "images" / f"{cam.name[6:]}.png")
+    return write_model(root, [(1, model, cams[0].width, cams[0].height, params_of(K))],
+                       [(f"{c.name[6:]}.png", 1, c.viewmat.double().numpy()) for c in cams])
+
+
+def undistortion_error(original: np.ndarray, K: np.ndarray, loaded: np.ndarray, K_loaded: np.ndarray) -> float:
+    """Mean absolute difference (0-255) of the loaded view and the original view resampled with the
+    loaded K, away from a 3-pixel border."""
+    h, w = loaded.shape[:2]
+    expected = sample(original, K, pixel_rays(w, h, K_loaded)).astype(np.float64)
+    return float(np.abs(expected - loaded.astype(np.float64))[3:-3, 3:-3].mean())
+
+
+PERSPECTIVE = {
+    "OPENCV": lambda K: [K[0, 0], K[1, 1], K[0, 2], K[1, 2], -0.18, 0.04, 0.003, -0.002],
+    "SIMPLE_RADIAL": lambda K: [K[0, 0], K[0, 2], K[1, 2], 0.12],
+    "FULL_OPENCV": lambda K: [K[0, 0], K[1, 1], K[0, 2], K[1, 2], -0.15, 0.03, 0.001, 0.002, 0.01, 0.02, 0.0, 0.01],
+}
+
+
+@pytest.mark.parametrize("model", sorted(PERSPECTIVE))
+def test_perspective_models_undistort_to_the_original(tmp_path, demo, model):
+    root = distorted_scene(tmp_path / "scene", demo, model, PERSPECTIVE[model])
+    scene = load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache"))
+    cams, images = demo
+    K = cams[0].K.double().numpy()
+    dist = np.array(camera_lens(model, PERSPECTIVE[model](K), "test")[1].coeffs)
+    for original, loaded in zip(images, scene.train_cameras):
+        K_loaded = loaded.K.double().numpy()
+        pixels = loaded.pixels.numpy()
+        assert pixels.dtype == np.uint8 and pixels.shape == (loaded.height, loaded.width, 3)
+        assert loaded.width < 128 or loaded.height < 128 or model == "SIMPLE_RADIAL"  # the ROI crop
+        # K: gsplat's getOptimalNewCameraMatrix (alpha 0) in our pixel convention, shifted by the ROI
+        new, (x, y, w, h) = cv2.getOptimalNewCameraMatrix(opencv_K(K), dist, (128, 128), 0)
+        assert (loaded.width, loaded.height) == (w, h)
+        np.testing.assert_allclose(K_loaded, new + np.array([[0, 0, 0.5 - x], [0, 0, 0.5 - y], [0, 0, 0]]), atol=1e-4)
+        err = undistortion_error(original, K, pixels, K_loaded)
+        assert err < 2.0, err  # two bilinear resamplings of sharp edges, on 0-255
+        shifted = K_loaded + np.array([[0, 0, 1.0], [0, 0, 0], [0, 0, 0]])
+        assert undistortion_error(original, K, pixels, shifted) > 1.5 * err  # the check sees a 1-pixel error
+    # a second load reads the undistorted images from the cache
+    cached = list((tmp_path / "cache" / "images").rglob("*-u*/*.png"))
+    assert len(cached) == len(images)
+    again = load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache"))
+    assert torch.equal(again.train_cameras[0].pixels, scene.train_cameras[0].pixels)
+
+
+def test_undistortion_at_a_downscaled_resolution(tmp_path, demo):
+    root = distorted_scene(tmp_path / "scene", demo, "OPENCV", PERSPECTIVE["OPENCV"])
+    full = load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache")).train_cameras[0]
+    half = load_scene(str(root), resolution=2, cache_dir=str(tmp_path / "cache")).train_cameras[0]
+    assert abs(half.width - full.width / 2) <= 1 and abs(half.height - full.height / 2) <= 1
+    np.testing.assert_allclose(half.K[0, 0].item(), full.K[0, 0].item() / 2, rtol=0.02)
+    cams, images = demo
+    small = np.asarray(Image.fromarray(images[0]).resize((64, 64), Image.BICUBIC))
+    K_small = cams[0].K.double().numpy() * np.array([[0.5], [0.5], [1.0]])
+    assert undistortion_error(small, K_small, half.pixels.numpy(), half.K.double().numpy()) < 3.0
+
+
+FISHEYE = [0.06, 0.01, -0.004, 0.001]
+
+
+def test_fisheye_round_trip(tmp_path, demo):
+    params = lambda K: [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *FISHEYE]  # noqa: E731
+    root = distorted_scene(tmp_path / "scene", demo, "OPENCV_FISHEYE", params)
+    scene = load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache"))
+    cams, images = demo
+    K = cams[0].K.double().numpy()
+    cam = scene.train_cameras[0]
+    K_loaded = cam.K.double().numpy()
+    assert K_loaded[0, 0] == pytest.approx(K[0, 0]) and K_loaded[1, 1] == pytest.approx(K[1, 1])  # gsplat: K kept
+    err = undistortion_error(images[0], K, cam.pixels.numpy(), K_loaded)
+    assert err < 2.0, err
+    # pixel level: the loader's map sends each undistorted pixel where cv2.fisheye.distortPoints does
+    _, lens = camera_lens("OPENCV_FISHEYE", params(K), "test")
+    remap = undistortion(lens, K, 128, 128)
+    rays = pixel_rays(cam.width, cam.height, K_loaded).reshape(-1, 1, 2)
+    expected = cv2.fisheye.distortPoints(rays, opencv_K(K), np.array(FISHEYE)).reshape(cam.height, cam.width, 2)
+    np.testing.assert_allclose(np.stack([remap.mapx, remap.mapy], -1), expected, atol=2e-3)
+
+
+def test_strong_fisheye_is_cropped_to_valid_pixels():
+    K = np.array([[60.0, 0, 64], [0, 60.0, 64], [0, 0, 1]])
+    _, lens = camera_lens("OPENCV_FISHEYE", [60, 60, 64, 64, 0.6, 0.2, 0, 0], "test")
+    remap = undistortion(lens, K, 128, 128)
+    w, h = remap.size
+    assert 16 < w < 128 and 16 < h < 128
+    assert (remap.mapx >= 0).all() and (remap.mapx <= 127).all() and (remap.mapy >= 0).all() and (remap.mapy <= 127).all()
+    valid = np.zeros((10, 12), bool)
+    valid[2:8, 3:11] = True
+    valid[2, 3] = False  # one bad corner: the border column (1 of 6 bad) goes, not the row (1 of 8)
+    x, y, w, h = valid_rectangle(valid)
+    assert valid[y:y + h, x:x + w].all() and (x, y, w, h) == (4, 2, 7, 6)
+
+
+def test_camera_models_and_their_errors():
+    K, lens = camera_lens("RADIAL", [100, 50, 40, 0.1, -0.02], "cam")
+    assert lens.coeffs == (0.1, -0.02, 0.0, 0.0) and not lens.fisheye and K[0, 0] == K[1, 1] == 100
+    _, lens = camera_lens("SIMPLE_RADIAL", [100, 50, 40, 0.0], "cam")
+    assert lens is None  # no distortion: a pinhole camera, no remap
+    _, lens = camera_lens("FULL_OPENCV", [100, 90, 50, 40, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "cam")
+    assert lens.coeffs == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    with pytest.raises(GsVqError, match="THIN_PRISM_FISHEYE camera model; supported: SIMPLE_PINHOLE.*OPENCV_FISHEYE"):
+        camera_lens("THIN_PRISM_FISHEYE", [1.0] * 12, "COLMAP camera 3")
+    with pytest.raises(GsVqError, match="needs 8 finite parameters"):
+        camera_lens("OPENCV", [100, 90, 50, 40, 0.1], "cam")
