@@ -129,13 +129,16 @@ class VQConfig:
 
     def resolve_schedule(self, total_steps: int, refine_stop: int) -> None:
         """Set each option of ``window`` to its fraction of the quantization window, in steps (at
-        least 1), for a run of ``total_steps`` densifying until ``refine_stop`` (idempotent)."""
+        least 1; the pruning window at least long enough for every pruning round), for a run of
+        ``total_steps`` densifying until ``refine_stop`` (idempotent)."""
         if not self.window:
             return
         start = self.vq_start if self.vq_start is not None else default_vq_start(refine_stop, total_steps)
         length = max(int(total_steps) - start, 1)
         for name, fraction in self.window.items():
             setattr(self, name, max(1, int(round(fraction * length))))
+        if self.reduces and "prune_window" in self.window:  # very short windows: room for every round
+            self.prune_window = max(self.prune_window, self.prune_every * self.prune_rounds + 1)
         self.validate()
 
     def validate(self) -> None:
