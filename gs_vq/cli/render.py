@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     open_model_dir(model)  # no train.py or render.py writing here at the same time
     scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution,
-                       eval=cfg.eval, white_background=cfg.white_background)
+                       eval=cfg.eval, white_background=cfg.white_background, images=cfg.images)
     ply_path = args.ply or os.path.join(model, "point_cloud.ply")
     if wants_selection(args):  # --extract / --remove: write plys, render nothing
         splats = load_splats(ply_path, device=device)

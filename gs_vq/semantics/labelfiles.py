@@ -102,7 +102,7 @@ def train_cameras(model_path: str, source_path: Optional[str] = None):
 
     cfg = load_config(os.path.join(model_path, "cfg.yaml"))
     scene = load_scene(source_path or cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background)
+                       white_background=cfg.white_background, images=cfg.images)
     return scene.train_cameras
 
 

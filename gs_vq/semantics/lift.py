@@ -131,7 +131,7 @@ def run(args) -> Dict:
         raise GsVqError(f"bad sizes: --feature_dim {args.feature_dim}, --num_codes {args.num_codes}")
     cfg = load_config(os.path.join(args.model_path, "cfg.yaml"))
     scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background)
+                       white_background=cfg.white_background, images=cfg.images)
     if args.map_downscale < 1:
         raise GsVqError(f"--map_downscale must be >= 1, got {args.map_downscale}")
     maps = ensure_features(SemanticConfig(features_dir=args.features, map_downscale=args.map_downscale), scene,

@@ -99,7 +99,7 @@ def scene_cameras(model_path: str):
     cfg = load_config(cfg_path)
     try:
         scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                           white_background=cfg.white_background)
+                           white_background=cfg.white_background, images=cfg.images)
     except GsVqError as e:
         return [], [1.0] * 3 if cfg.white_background else None, f"scene not loaded ({e}): default camera"
     cams = []
