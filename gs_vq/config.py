@@ -222,9 +222,14 @@ def read_yaml(path: str) -> Dict[str, Any]:
     return data
 
 
+def yaml_names(folder: str) -> list:
+    """The names of the YAML files in ``folder`` (without ``.yaml``), sorted."""
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml"))
+
+
 def preset_names() -> list:
     """The presets shipped in the package (names for ``--config``)."""
-    return sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+    return yaml_names(CONFIG_DIR)
 
 
 def read_preset(path_or_name: str, _seen: Optional[tuple] = None) -> Dict[str, Any]:

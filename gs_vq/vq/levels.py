@@ -15,7 +15,7 @@ gsplat's 15k-step one; :meth:`VQConfig.resolve_schedule` turns them into steps.
 import os
 from typing import Any, Dict, List, Tuple
 
-from ..config import CONFIG_DIR, merge, read_yaml
+from ..config import CONFIG_DIR, merge, read_yaml, yaml_names
 from ..errors import GsVqError
 
 LEVELS_DIR = os.path.join(CONFIG_DIR, "vq")
@@ -24,7 +24,7 @@ DEFAULT_LEVEL = "default"
 
 def level_names() -> List[str]:
     """The levels ``--vq`` takes."""
-    return sorted(f[:-5] for f in os.listdir(LEVELS_DIR) if f.endswith(".yaml"))
+    return yaml_names(LEVELS_DIR)
 
 
 def expand_level(data: Dict[str, Any], _seen: Tuple[str, ...] = ()) -> Dict[str, Any]:
