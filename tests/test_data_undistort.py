@@ -57,8 +57,10 @@ def distort(image: np.ndarray, K: np.ndarray, dist: np.ndarray, fisheye: bool) -
     pts = np.stack([u, v], -1).reshape(-1, 1, 2)  # OpenCV pixel coordinates
     if fisheye:
         rays = cv2.fisheye.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
-    else:
+    elif hasattr(cv2, "undistortPointsIter"):  # OpenCV 4
         rays = cv2.undistortPointsIter(pts, opencv_K(K), dist, None, None, CRITERIA)
+    else:  # OpenCV 5 folded the criteria into undistortPoints
+        rays = cv2.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
     return sample(image, K, rays.reshape(h, w, 2))
 
 
