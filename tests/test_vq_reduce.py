@@ -16,7 +16,7 @@ from gs_vq.plugins import TrainContext
 from gs_vq.vq import CODES_KEY, VQPlugin
 from gs_vq.vq.codes import SH_DEGREES_KEY
 from gs_vq.render.contribution import contribution
-from gs_vq.vq.importance import lowest, prune_count, sh_drop_mask, view_dependence
+from gs_vq.vq.importance import lowest, prune_count, sh_drop_mask, view_dependence, view_subset
 
 from test_vq_export import ATTRS, render, scene_splats, trained_plugin
 
@@ -51,12 +51,12 @@ def test_masks_pick_the_lowest_and_never_everything():
     assert sh_drop_mask(shN, torch.tensor([1.0, 0.0, 1.0, 1.0]), 0.25).tolist() == [False, True, False, False]
 
 
-def fitted_plugin():
-    """A VQ plugin with REDUCE's options, fitted at step 0 on scene_splats()."""
+def fitted_plugin(scene=SCENE, **options):
+    """A VQ plugin with REDUCE's options (and ``options``), fitted at step 0 on scene_splats()."""
     splats, opts = scene_splats()
     plugin = VQPlugin.from_dict({"vq_start": 0, "attributes": ATTRS, "prune_opa": 0.0, "max_k_fraction": 0.0,
-                                 "init_iters": 2, **REDUCE})
-    plugin.initialize(splats, opts, TrainContext(total_steps=10, scene=SCENE))
+                                 "init_iters": 2, **REDUCE, **options})
+    plugin.initialize(splats, opts, TrainContext(total_steps=10, scene=scene))
     plugin.step_pre_forward(0, splats, opts)
     return plugin, splats, opts
 
@@ -162,6 +162,31 @@ def test_prune_rounds_share_the_fraction_and_rank_afresh():
     assert [c["pruned"] for c in counts] == [34, 29, 27]  # 300 -> 266 -> 237 -> 210, as 30% at once
     assert [c["sh_dropped"] for c in counts] == [0, 0, 105] and plugin.state.reduced
     assert int((splats[SH_DEGREES_KEY] == 0).sum()) == 105 and plugin.state.num_pruned == 90
+
+
+def test_view_subsets_are_evenly_spaced_and_rotate_over_the_rounds():
+    views = list(range(100))
+    rounds = [view_subset(views, 34, r) for r in range(3)]
+    assert rounds[0] == views[0::3] and rounds[1] == views[1::3][:34] and rounds[2] == views[2::3]
+    assert sorted(sum(rounds, [])) == views  # three rounds: every view once
+    assert view_subset(views, 0, 1) == views and view_subset(views[:17], 34, 2) == views[:17]
+    assert view_subset(views, 34, 3) == rounds[0]
+    with pytest.raises(GsVqError, match="significance_views"):
+        VQPlugin.from_dict({"significance_views": -1})
+
+
+def test_each_round_ranks_by_its_own_views():
+    shifted = [SimpleNamespace(**{**vars(CAMERA), "viewmat": torch.eye(4)}) for _ in range(3)]
+    for i, cam in enumerate(shifted):
+        cam.viewmat[0, 3] = 0.4 * (i - 1)  # three views, each seeing a different side
+    plugin, splats, opts = fitted_plugin(SimpleNamespace(train_cameras=shifted), significance_views=1)
+    for r in range(3):
+        score = contribution(splats, [shifted[r]])  # round r: view r alone
+        n, target = splats["means"].shape[0], round(300 * 0.7 ** ((r + 1) / 3))
+        keep = set(map(tuple, splats["means"].detach()[~lowest(score, n - target)].tolist()))
+        assert score.ne(contribution(splats, shifted)).any()
+        plugin.reduce(splats, opts, rounds=3)
+        assert set(map(tuple, splats["means"].detach().tolist())) == keep
 
 
 def test_prune_rounds_run_in_the_window_and_are_checkpointed(tmp_path):

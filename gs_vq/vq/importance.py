@@ -9,14 +9,27 @@
   Gaussian's significance it is the colour error (pixel-weighted) that dropping its SH bands
   costs, to first order.
 
+Significance may be measured on a subset of the views (:func:`view_subset`): evenly spaced, a
+different one each pruning round, so that every view counts over the rounds.
+
 Ties go in index order. Pruning never removes every Gaussian; ``sh_drop = 1`` drops every SH band.
 """
 
 import math
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
+
+def view_subset(cameras: Sequence, count: int, round: int = 0) -> List:
+    """At most ``count`` of ``cameras`` (0: all), every ``ceil(len / count)``-th one starting at
+    ``round`` modulo that stride: successive rounds take disjoint subsets until all were used."""
+    cameras = list(cameras)
+    if count <= 0 or count >= len(cameras):
+        return cameras
+    stride = -(-len(cameras) // count)
+    return cameras[round % stride::stride][:count]
+
 
 def view_dependence(shN: Tensor) -> Tensor:
     """RMS over directions of the colour the SH bands above 0 add: ``[N, K-1, 3]`` -> ``[N]``

@@ -28,7 +28,7 @@ from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
 from .export import export_compressed, snap_splats
 from .fit import build_slots, present_attributes, quantizer_spec, refresh_slot
-from .importance import lowest, prune_count, sh_drop_mask
+from .importance import lowest, prune_count, sh_drop_mask, view_subset
 from .positions import position_grid
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
@@ -250,8 +250,10 @@ class VQPlugin(VQConfig, Plugin):
         view-dependent colour times significance (their ``sh_degrees`` entry becomes 0).
         Returns this round's two counts."""
         with self._timed("reduce"):
-            score = contribution(splats, self._cameras, self.significance_downscale)  # [N] significance
-            n, done = score.shape[0], self.state.reduce_rounds
+            done = self.state.reduce_rounds
+            views = view_subset(self._cameras, self.significance_views, done)
+            score = contribution(splats, views, self.significance_downscale)  # [N] significance
+            n = score.shape[0]
             if done == 0:
                 self.state.reduce_from = n
             first = self.state.reduce_from
