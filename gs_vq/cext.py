@@ -3,21 +3,35 @@
 Each kernel is one source file compiled into ``$GS_VQ_CACHE`` or ``~/.cache/gs_vq/ext``, in a
 folder keyed by the source (its text and path), the torch version and the machine (about a minute once; later
 imports load the cached library). Every kernel has a pure-torch twin: a failed build is logged
-once and its caller falls back; ``GS_VQ_NO_EXT=1`` skips every build.
+once and its caller falls back; ``GS_VQ_NO_EXT=1`` skips every build. A compiler without OpenMP
+(``-fopenmp`` refused, no ``omp.h``: Apple clang, some MinGW) is one such failure: one warning line
+says so, and the other kernels then skip their build and fall back silently.
+
+The build lock is :mod:`filelock` (``fcntl`` on POSIX, ``msvcrt`` on Windows), so importing
+gs_vq needs nothing POSIX-only.
 """
 
-import fcntl
 import hashlib
 import importlib.util
 import logging
 import os
 import platform
+import re
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple
 
 import torch
+from filelock import FileLock
 
 log = logging.getLogger(__name__)
+
+# What a compiler or linker without OpenMP says (gcc, clang, Apple clang, MinGW); the build's
+# command lines, also in the output, name -fopenmp in every failure, so the flag alone says nothing
+_NO_OPENMP_SIGNS = re.compile(r"(unrecognized|unsupported|unknown|invalid)[^\n]*-f?openmp"
+                              r"|omp\.h['\"]?:? *(no such file|file not found)|'omp\.h' file not found"
+                              r"|(cannot find|library not found for) -l(g|lib)?omp", re.IGNORECASE)
+NO_OPENMP = "the C++ compiler has no OpenMP (-fopenmp)"
+_no_openmp = False  # set once a build failed for want of OpenMP: later kernels do not try again
 
 
 FLAGS = ["-O3", "-fopenmp"]
@@ -53,15 +67,21 @@ def build_lock(path: str) -> Iterator[None]:
     """Hold an exclusive lock on the build folder ``path`` (released by the OS if this process
     dies). Inside it no other gs_vq process builds there, so torch's own lock file (``lock``, which
     a killed build leaves behind and every later load would wait on forever) is removed."""
-    with open(os.path.join(path, "gs_vq.lock"), "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            stale = os.path.join(path, "lock")
-            if os.path.exists(stale):
-                os.remove(stale)
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with FileLock(os.path.join(path, "gs_vq.lock")):
+        stale = os.path.join(path, "lock")
+        if os.path.exists(stale):
+            os.remove(stale)
+        yield
+
+
+def _failure_reason(e: Exception) -> str:
+    """One line for a failed build: :data:`NO_OPENMP` when the compiler's output says it lacks
+    OpenMP, else the exception's type and last line."""
+    text = str(e).strip()
+    if _NO_OPENMP_SIGNS.search(text):
+        return NO_OPENMP
+    lines = text.splitlines()
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"
 
 
 def _load_built(name: str, folder: str) -> Optional[Any]:
@@ -87,10 +107,15 @@ def build(name: str, source: str, what: str, fallback: str,
     With ``native`` it is first built for this CPU (``-march=native``), then, if the compiler
     refuses that, for the generic target. Returns ``(module, None)`` or, when disabled or the
     build fails, ``(None, reason)``; a failure is logged once as a warning naming ``what`` is
-    unavailable and the ``fallback``.
+    unavailable and the ``fallback``. Once a build failed for want of OpenMP, later calls return
+    ``(None, NO_OPENMP)`` at once, without a build and without another warning.
     """
+    global _no_openmp
     if os.environ.get("GS_VQ_NO_EXT") == "1":
         return None, "disabled by GS_VQ_NO_EXT=1"
+    if _no_openmp:
+        (logger or log).debug("gs_vq %s unavailable, using %s (%s)", what, fallback, NO_OPENMP)
+        return None, NO_OPENMP
     from torch.utils.cpp_extension import load as load_ext
 
     reason = ""
@@ -104,9 +129,12 @@ def build(name: str, source: str, what: str, fallback: str,
                 module = load_ext(name=name, sources=[source], extra_cflags=flags, extra_ldflags=["-fopenmp"],
                                   build_directory=folder, verbose=False)
             return module, None
-        except Exception as e:  # compiler missing, headers broken, ...: the caller falls back
-            lines = str(e).strip().splitlines()
-            reason = f"{type(e).__name__}: {lines[-1] if lines else ''}"
+        except Exception as e:  # compiler missing, headers broken, no OpenMP...: the caller falls back
+            reason = _failure_reason(e)
+    if reason == NO_OPENMP:
+        _no_openmp = True
+        what = "C++ kernels"  # every kernel needs OpenMP: this one line speaks for all of them
+        fallback = "the torch paths"
     (logger or log).warning("gs_vq %s unavailable, using %s (%s)", what, fallback, reason)
     return None, reason
 

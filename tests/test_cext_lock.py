@@ -26,14 +26,15 @@ def test_a_killed_builds_lock_file_does_not_hang_the_next_load(tmp_path):
 
 
 def _try_lock(path):
-    import fcntl
     import os
 
-    with open(os.path.join(path, "gs_vq.lock"), "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os._exit(3)
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(os.path.join(path, "gs_vq.lock"), timeout=0):
+            pass
+    except Timeout:
+        os._exit(3)
     os._exit(0)
 
 
