@@ -19,6 +19,8 @@ ROWS = {
     "compact3d": ("cpu", {"level": "compact3d"}),
     "default_p50": ("cpu", {"level": "default", "prune_fraction": 0.5}),
     "small_p65": ("cpu", {"level": "small", "prune_fraction": 0.65}),
+    "small_rate": ("cpu", {"level": "small", "attributes": {  # the rate term on every attribute
+        name: {"rate": 0.3} for name in ("shN", "scales", "quats")}}),
     "mcmc": ("mcmc", None),
     "mcmc_default": ("mcmc", {"level": "default"}),  # MCMC (cap 50k) with significance pruning
     "mcmc_cap20k": ("mcmc", {"level": "default", "prune_fraction": 0.0}),  # the cap holds the count instead

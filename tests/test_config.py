@@ -77,7 +77,7 @@ def test_quantizer_spec_replaces_the_base_one(tmp_path):
     assert vq.attributes["shN"] == {"type": "vq", "codebook_size": 32}  # replaced whole
     assert level("default").attributes["shN"]["num_stages"] == 3
     assert level("small").attributes["shN"] == {"type": "rvq", "num_stages": 2, "codebook_size": 128,
-                                                "beam_size": 1, "codebook_step": 2.0**-7}  # its own entry wins
+                                                "beam_size": 1, "codebook_step": 2.0**-7, "rate": 0.0}  # its own entry wins
     assert level("tiny").attributes["shN"]["codebook_size"] == 128  # inherited through small
 
 

@@ -58,3 +58,58 @@ def test_repeated_ecvq_steps_with_a_fixed_scale_do_not_collapse():
         runs[fixed] = (entropy_bits(codes, 128), float((x - c[codes]).square().sum(1).mean()))
     assert runs[False][0] < 1.0  # the feedback loop: (almost) one code left
     assert runs[True][0] > 4.5 and runs[True][1] < 3 * scale  # settles at a finite rate and distortion
+
+
+def test_multi_index_rate_codes_are_each_index_s_biased_argmin():
+    """Residual stages (greedy, each on what the earlier ones leave) and concatenated blocks
+    (scalar axes, PQ) each pick the code minimising error + lam x its own stream's length."""
+    from gs_vq.quant import build_quantizer
+    from gs_vq.quant.rate import rate_codes
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3000, 6, generator=g)
+    for spec in ({"type": "rvq", "num_stages": 2, "codebook_size": 32, "beam_size": 1},
+                 {"type": "fsq", "levels": 24}, {"type": "pq", "num_subvectors": 2, "codebook_size": 32}):
+        q = build_quantizer({**spec, "dim": 6, **({} if spec["type"] == "fsq" else {"seed": 0, "iters": 4})}).fit(x)
+        codes, rule = q.encode(x), q.decode_rule
+        assert torch.equal(rate_codes(x, q.codebooks, codes, rule, 0.0), codes)  # no rate: plain codes
+        lam = float((x - q.decode(codes)).square().sum(1).mean())
+        new = rate_codes(x, q.codebooks, codes, rule, lam)
+        res, start = x.clone(), 0
+        for m, table in enumerate(q.codebooks):
+            block = res if rule == "sum" else x[:, start:start + table.shape[1]]
+            lengths = code_lengths(codes[:, m], table.shape[0])
+            brute = (torch.cdist(block, table).square() + lam * lengths).argmin(dim=1)
+            assert (new[:, m] == brute).float().mean() > 0.999  # cdist's rounding on near-ties
+            if rule == "sum":
+                res = res - table[new[:, m]]
+            start += table.shape[1]
+        for _ in range(4):  # as refreshes repeat, frequent codes get cheaper still
+            new = rate_codes(x, q.codebooks, new, rule, lam)
+        before = sum(entropy_bits(codes[:, m], t.shape[0]) for m, t in enumerate(q.codebooks))
+        after = sum(entropy_bits(new[:, m], t.shape[0]) for m, t in enumerate(q.codebooks))
+        assert after < before - 0.3, (spec, before, after)
+
+
+def test_the_plugin_prices_each_attribute_by_its_own_rate():
+    import pytest
+
+    from gs_vq.errors import GsVqError
+    from gs_vq.vq.config import VQConfig
+    from gs_vq.vq.fit import build_slots, refresh_slot
+
+    x = torch.randn(4000, 9, generator=torch.Generator().manual_seed(3))
+    spec = {"type": "rvq", "num_stages": 2, "codebook_size": 64, "beam_size": 1}
+    entropy = {}
+    for rate in (0.0, 1.0):
+        cfg = VQConfig(attributes={"shN": {**spec, "rate": rate}}, rate=0.5 - rate / 2, max_k_fraction=0.0)
+        assert cfg.rate_of("shN") == rate and "rate" not in cfg.quantizer_spec("shN")
+        slots, _ = build_slots(cfg, {"shN": x}, {"shN": (3, 3)})
+        for _ in range(5):
+            codes = refresh_slot(slots["shN"], x, cfg)
+        entropy[rate] = sum(entropy_bits(codes[:, m], 64) for m in range(2))
+    assert entropy[1.0] < entropy[0.0] - 0.3
+    with pytest.raises(GsVqError, match="aq"):
+        VQConfig(attributes={"shN": {"type": "aq", "num_codebooks": 2, "codebook_size": 16}}, rate=0.3).validate()
+    with pytest.raises(GsVqError, match="rate"):
+        VQConfig(attributes={"shN": {**spec, "rate": -1}}).validate()

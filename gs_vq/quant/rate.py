@@ -7,9 +7,13 @@ index stream's entropy drops, and an entropy coder turns that into fewer bytes, 
 The bias is folded into the plain search by one extra coordinate: with ``x' = [x, 0]`` and
 ``c'_k = [c_k, sqrt(lam * len_k)]``, ``|x' - c'_k|^2 = |x - c_k|^2 + lam * len_k``, so the compiled
 nearest-code kernels serve unchanged.
+
+Quantizers with several indices per vector (:func:`rate_codes`) price each index by its own
+stream's code lengths: a residual quantizer stage by stage on what the earlier stages leave
+(greedy), a product or scalar grid (``concat``) column block by column block.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -63,3 +67,26 @@ def ecvq_step(x: Tensor, centroids: Tensor, codes: Tensor, rate: float,
     counts = torch.bincount(new, minlength=k).to(centroids)[:, None]  # [K, 1]
     moved = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
     return moved, new
+
+
+def rate_codes(x: Tensor, codebooks: Sequence[Tensor], codes: Tensor, rule: str, lam: float) -> Tensor:
+    """Rate-constrained re-assignment of ``x [N, D]`` coded by ``codes [N, M]`` into M codebooks
+    (``[K_m, d_m]`` each): ``rule`` ``"sum"`` (residual stages, encoded greedily) or ``"concat"``
+    (index m codes columns ``sum(d_<m) ..`` of x). Each index m minimises its squared error plus
+    ``lam`` times its code length under ``codes[:, m]``'s frequencies. Returns ``[N, M]``."""
+    out = []
+    if rule == "sum":
+        res = x.to(codebooks[0]).clone()  # [N, D] what the stages so far leave
+        for m, table in enumerate(codebooks):
+            idx = rate_assign(res, table, code_lengths(codes[:, m], table.shape[0]), lam)
+            res -= table.index_select(0, idx)
+            out.append(idx)
+    elif rule == "concat":
+        start = 0
+        for m, table in enumerate(codebooks):
+            block = x[:, start:start + table.shape[1]].to(table)  # [N, d_m]
+            out.append(rate_assign(block, table, code_lengths(codes[:, m], table.shape[0]), lam))
+            start += table.shape[1]
+    else:
+        raise ValueError(f"unknown decode rule {rule!r}")
+    return torch.stack(out, dim=1)

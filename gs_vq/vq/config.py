@@ -24,7 +24,7 @@ from .schedule import default_vq_start
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
 KNOWN_ATTRIBUTES = ("sh0", "shN", "scales", "quats", "features")
-PLUGIN_KEYS = ("precision", "codebook_step")  # keys of an attribute entry that are not quantizer options
+PLUGIN_KEYS = ("precision", "codebook_step", "rate")  # keys of an attribute entry that are not quantizer options
 
 
 def compact3d_attributes() -> Dict[str, Dict[str, Any]]:
@@ -67,9 +67,10 @@ class VQConfig:
     precision: str = "float16"  # default codebook storage for entries that do not set one
     codebook_mantissa: int = 10  # mantissa bits float16 codebooks keep (10: plain float16; 5 cost lego
     # -0.009 dB post hoc, bench/codec.py)
-    rate: float = 0.0  # ECVQ rate term at each refresh of a single-codebook (vq) attribute: one bit of
-    # index entropy is worth `rate` x the plain assignment's mean squared error per vector at the
-    # first refresh (fixed from then on; 0 = plain nearest code)
+    rate: float = 0.0  # ECVQ rate term at each refresh: one bit of index entropy is worth `rate` x the
+    # plain assignment's mean squared error per vector at the first refresh (fixed from then on; 0 =
+    # plain nearest code). vq: one index; rvq: each stage (greedy); pq, fsq: each block or axis. An
+    # attribute's own `rate:` overrides it; aq takes none
     max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
     # --- opacity regularisation and pruning, in a window after vq_start ---
     opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window
@@ -164,6 +165,12 @@ class VQConfig:
             if name not in KNOWN_ATTRIBUTES:
                 raise GsVqError(f"vq.attributes: cannot quantize '{name}' "
                                 f"(known: {', '.join(KNOWN_ATTRIBUTES)})")
+            rate = spec.get("rate", self.rate)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate >= 0:
+                raise GsVqError(f"vq.attributes.{name}.rate must be a number >= 0, got {rate!r}")
+            if rate > 0 and spec.get("type") == "aq":
+                raise GsVqError(f"vq.attributes.{name}: the rate term does not apply to aq (its joint "
+                                "encoding has no per-index search); give it rate: 0")
             if spec.get("precision", self.precision) not in ("float16", "float32"):
                 raise GsVqError(f"vq.attributes.{name}.precision must be float16 or float32")
             step = spec.get("codebook_step", 0.0)
@@ -205,6 +212,10 @@ class VQConfig:
     def quantizer_spec(self, name: str) -> Dict[str, Any]:
         """The ``build_quantizer`` spec of attribute ``name`` (without the plugin's own keys)."""
         return {k: v for k, v in self.attributes[name].items() if k not in PLUGIN_KEYS}
+
+    def rate_of(self, name: str) -> float:
+        """The rate term of attribute ``name``: its own ``rate`` entry, else ``rate``."""
+        return float(self.attributes[name].get("rate", self.rate))
 
     def codebook_precision(self, name: str) -> str:
         return self.attributes[name].get("precision", self.precision)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from ..quant import QUANTIZERS, VectorQuantizer, build_quantizer, kmeans
-from ..quant.rate import distortion, ecvq_step
+from ..quant.rate import distortion, ecvq_step, rate_codes
 from .config import VQConfig
 from .slot import Slot
 
@@ -91,9 +91,10 @@ def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
 
 def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
     """``refresh_iters`` k-means iterations (assign to the nearest codeword, then move every
-    codeword to its members' mean) warm-started from the current codebooks. Returns the final
-    assignments [N, M] of ``x`` [N, d]; the codewords end as their members' means."""
-    q = slot.quantizer
+    codeword to its members' mean) warm-started from the current codebooks, with the attribute's
+    rate term (``cfg.rate_of``) in the final assignment. Returns the final assignments [N, M] of
+    ``x`` [N, d]; the codewords end as their members' means."""
+    q, rate = slot.quantizer, cfg.rate_of(slot.name)
     extra = max(cfg.refresh_iters, 1) - 1  # iterations before the final assignment
     if isinstance(q, VectorQuantizer) and x.shape[0] >= q.codebook_sizes[0]:
         # one codebook: k-means' own final assignment pass gives the codes
@@ -101,15 +102,19 @@ def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
                    init_centroids=q.codebook_0, chunk_size=q.kmeans_args["chunk_size"])
         q.codebook_0.copy_(r.centroids)
         codes = r.assignments[:, None]
-        if cfg.rate > 0:  # entropy-constrained: frequent codes get cheaper (gs_vq.quant.rate)
+        if rate > 0:  # entropy-constrained: frequent codes get cheaper (gs_vq.quant.rate)
             if slot.rate_scale is None:  # price bits against the plain distortion, once
                 slot.rate_scale = distortion(x, q.codebook_0, codes[:, 0])
-            centroids, idx = ecvq_step(x, q.codebook_0, codes[:, 0], cfg.rate, slot.rate_scale)
+            centroids, idx = ecvq_step(x, q.codebook_0, codes[:, 0], rate, slot.rate_scale)
             q.codebook_0.copy_(centroids)
             codes = idx[:, None]
     else:
         if extra and x.shape[0] >= max(q.codebook_sizes):  # k-means needs K <= N
             q.refit(x, iters=extra)
         codes = q.encode(x)
+        if rate > 0:  # each index priced by its own stream (residual stages greedily)
+            if slot.rate_scale is None:
+                slot.rate_scale = float((x - q.decode(codes)).square().sum(dim=1).mean())
+            codes = rate_codes(x, q.codebooks, codes, slot.combine, rate * slot.rate_scale)
     q.update_codebooks_from_assignments(x, codes)
     return codes
