@@ -19,6 +19,7 @@ ROWS = {
     "compact3d": ("cpu", {"level": "compact3d"}),
     "default_p50": ("cpu", {"level": "default", "prune_fraction": 0.5}),
     "small_p65": ("cpu", {"level": "small", "prune_fraction": 0.65}),
+    "default_w": ("cpu", {"level": "default", "weighted": ["sh0", "shN"]}),  # importance-weighted SH codewords
     "small_rate": ("cpu", {"level": "small", "attributes": {  # the rate term on every attribute
         name: {"rate": 0.3} for name in ("shN", "scales", "quats")}}),
     "mcmc": ("mcmc", None),

@@ -135,6 +135,9 @@ def test_update_codebooks_from_assignments_sets_member_means():
     q.update_codebooks_from_assignments(x, torch.tensor([[0], [0], [1], [1]]))
     want = torch.tensor([[1.0, 0.0], [11.0, 10.0], [-5.0, -5.0]])  # empty code 2 unchanged
     assert torch.allclose(q.codebook, want)
+    q.update_codebooks_from_assignments(x, torch.tensor([[0], [0], [1], [1]]), torch.tensor([3.0, 1.0, 0.0, 2.0]))
+    want = torch.tensor([[0.5, 0.0], [12.0, 10.0], [-5.0, -5.0]])  # weighted means
+    assert torch.allclose(q.codebook, want)
 
 
 def test_sum_quantizer_update_lowers_error(fitted):
@@ -158,6 +161,14 @@ def test_sum_quantizer_update_equals_explicit_residual_targets(fitted):
         slow._update_by_residuals(x, codes)
         for a, b in zip(fast.codebooks, slow.codebooks):
             assert torch.allclose(a, b, atol=1e-5), name
+        w = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(0)) * 3  # [N] importance
+        plain = copy_of(qs, name)
+        plain.update_codebooks_from_assignments(x, codes)
+        fast, slow = copy_of(qs, name), copy_of(qs, name)
+        fast.update_codebooks_from_assignments(x, codes, w)
+        slow._update_by_residuals(x, codes, w)
+        for a, b, c in zip(fast.codebooks, slow.codebooks, plain.codebooks):
+            assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, c, atol=1e-3), name
 
 
 def test_refit_warm_start_keeps_or_lowers_error(fitted):

@@ -201,3 +201,27 @@ def test_prune_rounds_run_in_the_window_and_are_checkpointed(tmp_path):
     mid.state.reduce_rounds, mid.state.reduce_from = 1, 300
     again, _ = type(mid.state).from_dict(mid.state.to_dict(None), "cpu")
     assert (again.reduce_rounds, again.reduce_from) == (1, 300)
+
+
+def test_weighted_attributes_take_importance_weighted_codeword_means(tmp_path):
+    """``vq.weighted``: every codeword is the opacity x footprint weighted mean of its members;
+    the other attributes keep plain means."""
+    from gs_vq.vq.importance import footprint_weight
+    from gs_vq.quant.search import segment_mean
+    from gs_vq.vq.codes import CodeTable
+
+    plugin, splats = trained_plugin(tmp_path, steps=8, weighted=["sh0"])[:2]
+    w = footprint_weight(splats)  # [N]
+    assert torch.isclose(w.mean(), torch.tensor(1.0)) and w.std() > 0.1
+    plugin._update_codebooks(splats)
+    for name, weights in (("sh0", w), ("scales", None)):
+        slot = plugin.state.slots[name]
+        x, codes = plugin._vectors(splats, name), CodeTable.columns(splats, slot)[:, 0]
+        table = slot.quantizer.codebook_0
+        assert torch.allclose(table, segment_mean(x, codes, table, weights), atol=1e-5), name
+    assert not torch.allclose(plugin.state.slots["sh0"].quantizer.codebook_0,
+                              segment_mean(plugin._vectors(splats, "sh0"),
+                                           CodeTable.columns(splats, plugin.state.slots["sh0"])[:, 0],
+                                           plugin.state.slots["sh0"].quantizer.codebook_0), atol=1e-4)
+    with pytest.raises(GsVqError, match="weighted"):
+        VQPlugin.from_dict({"weighted": ["colour"]})

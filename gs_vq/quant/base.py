@@ -162,14 +162,18 @@ class Quantizer(nn.Module):
     # ---- updates used by the training plugin -------------------------------------------------
     @torch.no_grad()
     @cpu_sharded
-    def update_codebooks_from_assignments(self, x: Tensor, codes: Tensor) -> None:
+    def update_codebooks_from_assignments(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         """Set every code to the mean of its members' targets, keeping codes without members.
 
         The target of a vector is the vector itself (VQ / PQ sub-vector) or, for sums of codewords
         (RVQ / AQ), the vector minus the other codebooks' codewords (one block coordinate step).
+        ``weights [N]`` (>= 0) make the means weighted (importance-weighted k-means); scalar
+        grids stay uniform either way.
         """
         self._require_fitted()
-        self._update_from_assignments(self._flat(x).float(), codes.reshape(-1, codes.shape[-1]))
+        if weights is not None:
+            weights = weights.reshape(-1).float()
+        self._update_from_assignments(self._flat(x).float(), codes.reshape(-1, codes.shape[-1]), weights)
 
     @torch.no_grad()
     @cpu_sharded
@@ -190,7 +194,7 @@ class Quantizer(nn.Module):
     def _decode(self, codes: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _update_from_assignments(self, x: Tensor, codes: Tensor) -> None:
+    def _update_from_assignments(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         raise NotImplementedError
 
     def _refit(self, x: Tensor, iters: int) -> None:

@@ -105,10 +105,11 @@ class ProductQuantizer(Quantizer):
         parts = [c.index_select(0, codes[:, m]) for m, c in enumerate(self.codebooks)]
         return torch.cat(parts, dim=1)  # [N, D]
 
-    def _update_from_assignments(self, x: Tensor, codes: Tensor) -> None:
+    def _update_from_assignments(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         codes = codes.to(self.codebook_0.device)
+        weights = None if weights is None else weights.to(self.codebook_0.device)
         for m, (part, table) in enumerate(zip(self._slices(x), self.codebooks)):
-            new = segment_mean(prepare(part, self.metric), codes[:, m], table)
+            new = segment_mean(prepare(part, self.metric), codes[:, m], table, weights)
             if self.metric == "cosine":
                 new = torch.nn.functional.normalize(new, dim=1)
             table.copy_(new)

@@ -133,7 +133,7 @@ class SumQuantizer(Quantizer):
             raise GsVqError(f"expected codes [..., {self.num_codebooks}], got {tuple(codes.shape)}")
         return sum_codewords(codes.to(self.codebook_0.device), self.codebooks)
 
-    def _update_from_assignments(self, x: Tensor, codes: Tensor) -> None:
+    def _update_from_assignments(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         """Block coordinate step: code ``j`` of codebook ``m`` becomes the mean, over its members,
         of ``x`` minus the other codebooks' codewords. Empty codes keep their value.
 
@@ -145,15 +145,16 @@ class SumQuantizer(Quantizer):
         """
         codes = codes.to(self.codebook_0.device)
         x = x.to(self.codebook_0.device)
+        weights = None if weights is None else weights.to(x)
         tables = self.codebooks
         k = tables[0].shape[0]
         if k * k > _MAX_PAIR_TABLE:  # pair counts too large: explicit residual targets
-            return self._update_by_residuals(x, codes)
-        sums, counts = zip(*(segment_sum(x, codes[:, m], k) for m in range(len(tables))))
+            return self._update_by_residuals(x, codes, weights)
+        sums, counts = zip(*(segment_sum(x, codes[:, m], k, weights) for m in range(len(tables))))
         pairs = {}
         for m in range(len(tables)):
             for l in range(m + 1, len(tables)):
-                pair = torch.bincount(codes[:, m] * k + codes[:, l], minlength=k * k)
+                pair = torch.bincount(codes[:, m] * k + codes[:, l], weights=weights, minlength=k * k)
                 pairs[m, l] = pair.view(k, k).to(x.dtype)  # [K, K]
                 pairs[l, m] = pairs[m, l].T
         for m, table in enumerate(tables):
@@ -164,12 +165,12 @@ class SumQuantizer(Quantizer):
             filled = counts[m] > 0
             table.copy_(torch.where(filled[:, None], target / counts[m].clamp_min(1)[:, None], table))
 
-    def _update_by_residuals(self, x: Tensor, codes: Tensor) -> None:
+    def _update_by_residuals(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         x_hat = self._decode(codes)
         for m, table in enumerate(self.codebooks):
             own = table.index_select(0, codes[:, m])
             target = x - x_hat + own  # [N, D]
-            new = segment_mean(target, codes[:, m], table)
+            new = segment_mean(target, codes[:, m], table, weights)
             x_hat += new.index_select(0, codes[:, m]) - own
             table.copy_(new)
 

@@ -1,6 +1,6 @@
 """Scalar quantization on a fixed uniform grid per dimension (FSQ-style), straight-through."""
 
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -99,7 +99,7 @@ class ScalarQuantizer(Quantizer):
             raise GsVqError(f"expected codes [..., {self.dim}], got {tuple(codes.shape)}")
         return self.low + codes.to(self.low.device).float() * self.step
 
-    def _update_from_assignments(self, x: Tensor, codes: Tensor) -> None:
+    def _update_from_assignments(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         """No-op: the grid stays uniform (use ``refit`` to adapt its range)."""
 
     def _refit(self, x: Tensor, iters: int) -> None:

@@ -86,16 +86,18 @@ def segment_sum(
     return sums, counts
 
 
-def segment_mean(values: Tensor, index: Tensor, table: Tensor) -> Tensor:
-    """Mean of the rows of each segment; segments without rows keep their row of ``table``.
+def segment_mean(values: Tensor, index: Tensor, table: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """Mean (``weights``-weighted) of the rows of each segment; segments without rows (or weight)
+    keep their row of ``table``.
 
     Args:
-        values: ``[n, D]``; index: ``[n]`` int64 in ``[0, K)``; table: ``[K, D]`` current rows.
+        values: ``[n, D]``; index: ``[n]`` int64 in ``[0, K)``; table: ``[K, D]`` current rows;
+        weights: optional ``[n]`` non-negative row weights.
 
     Returns:
         ``[K, D]`` new table (``table`` itself is not modified).
     """
-    sums, counts = segment_sum(values.to(table.dtype), index, table.shape[0])
+    sums, counts = segment_sum(values.to(table.dtype), index, table.shape[0], weights)
     filled = counts > 0
     return torch.where(filled[:, None], sums / counts.clamp_min(1)[:, None], table)
 

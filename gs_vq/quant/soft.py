@@ -87,9 +87,10 @@ class SoftIndexQuantizer(Quantizer):
             return self.quantize(x).to(x.dtype)
         return (self.weights() @ self.codebook_0).reshape(x.shape).to(x.dtype)
 
-    def _update_from_assignments(self, x: Tensor, codes: Tensor) -> None:
+    def _update_from_assignments(self, x: Tensor, codes: Tensor, weights: Optional[Tensor] = None) -> None:
         table = self.codebook_0.data
-        table.copy_(segment_mean(x.to(table.device), codes[:, 0].to(table.device), table))
+        weights = None if weights is None else weights.to(table.device)
+        table.copy_(segment_mean(x.to(table.device), codes[:, 0].to(table.device), table, weights))
 
     def _refit(self, x: Tensor, iters: int) -> None:
         args = dict(self.kmeans_args, iters=iters)

@@ -14,7 +14,7 @@ removes an entry.
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ..config import FRACTIONS, STEPS, build_dataclass
 from ..errors import GsVqError
@@ -71,6 +71,8 @@ class VQConfig:
     # plain assignment's mean squared error per vector at the first refresh (fixed from then on; 0 =
     # plain nearest code). vq: one index; rvq: each stage (greedy); pq, fsq: each block or axis. An
     # attribute's own `rate:` overrides it; aq takes none
+    weighted: List[str] = field(default_factory=list)  # attributes whose codewords are importance-
+    # weighted means of their members (sigmoid(opacity) x footprint area, importance.footprint_weight)
     max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
     # --- opacity regularisation and pruning, in a window after vq_start ---
     opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window
@@ -157,6 +159,10 @@ class VQConfig:
             raise GsVqError("vq.refresh_iters and vq.init_iters must be >= 1")
         if not self.rate >= 0:
             raise GsVqError(f"vq.rate must be >= 0, got {self.rate}")
+        unknown = [name for name in self.weighted if name not in self.attributes]
+        if unknown:
+            raise GsVqError(f"vq.weighted: {', '.join(map(str, unknown))} not among vq.attributes "
+                            f"({', '.join(self.attributes)})")
         if self.vq_every < 1:
             raise GsVqError(f"vq.vq_every must be >= 1, got {self.vq_every}")
         if self.vq_start is not None and self.vq_start < 0:

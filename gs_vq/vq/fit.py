@@ -1,7 +1,7 @@
 """Fitting and refreshing the plugin's quantizers (all k-means lives in gs_vq.quant)."""
 
 import inspect
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
@@ -64,9 +64,10 @@ def present_attributes(cfg: VQConfig, keys) -> List[str]:
     return names
 
 
-def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
-                shapes: Dict[str, Tuple[int, ...]]) -> Tuple[Dict[str, Slot], List[Tensor]]:
-    """Fit one quantizer per configured attribute present in ``vectors`` ({name: [N, d]}).
+def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor], shapes: Dict[str, Tuple[int, ...]],
+                weights: Optional[Dict[str, Optional[Tensor]]] = None) -> Tuple[Dict[str, Slot], List[Tensor]]:
+    """Fit one quantizer per configured attribute present in ``vectors`` ({name: [N, d]}); the
+    codewords end as their members' means, weighted by ``weights[name] [N]`` where given.
 
     Returns the slots (codes in columns 1.. of the code table, in config order) and the code
     columns ``[N, M]`` of each.
@@ -82,24 +83,24 @@ def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor],
         slot = Slot(name, shapes[name], quantizer, start, codes.shape[1],
                     cfg.codebook_precision(name), spec, Slot.rule_of(name, quantizer),
                     mantissa=cfg.codebook_mantissa, step=cfg.codebook_step(name))
-        quantizer.update_codebooks_from_assignments(x, codes)
+        quantizer.update_codebooks_from_assignments(x, codes, (weights or {}).get(name))
         slots[name] = slot
         columns.append(codes)
         start += codes.shape[1]
     return slots, columns
 
 
-def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
+def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig, weights: Optional[Tensor] = None) -> Tensor:
     """``refresh_iters`` k-means iterations (assign to the nearest codeword, then move every
     codeword to its members' mean) warm-started from the current codebooks, with the attribute's
     rate term (``cfg.rate_of``) in the final assignment. Returns the final assignments [N, M] of
-    ``x`` [N, d]; the codewords end as their members' means."""
+    ``x`` [N, d]; the codewords end as their members' means (weighted by ``weights [N]``)."""
     q, rate = slot.quantizer, cfg.rate_of(slot.name)
     extra = max(cfg.refresh_iters, 1) - 1  # iterations before the final assignment
     if isinstance(q, VectorQuantizer) and x.shape[0] >= q.codebook_sizes[0]:
         # one codebook: k-means' own final assignment pass gives the codes
         r = kmeans(x, q.codebook_sizes[0], iters=extra, metric=q.metric, seed=cfg.seed,
-                   init_centroids=q.codebook_0, chunk_size=q.kmeans_args["chunk_size"])
+                   init_centroids=q.codebook_0, chunk_size=q.kmeans_args["chunk_size"], weights=weights)
         q.codebook_0.copy_(r.centroids)
         codes = r.assignments[:, None]
         if rate > 0:  # entropy-constrained: frequent codes get cheaper (gs_vq.quant.rate)
@@ -116,5 +117,5 @@ def refresh_slot(slot: Slot, x: Tensor, cfg: VQConfig) -> Tensor:
             if slot.rate_scale is None:
                 slot.rate_scale = float((x - q.decode(codes)).square().sum(dim=1).mean())
             codes = rate_codes(x, q.codebooks, codes, slot.combine, rate * slot.rate_scale)
-    q.update_codebooks_from_assignments(x, codes)
+    q.update_codebooks_from_assignments(x, codes, weights)
     return codes

@@ -31,6 +31,15 @@ def view_subset(cameras: Sequence, count: int, round: int = 0) -> List:
     return cameras[round % stride::stride][:count]
 
 
+def footprint_weight(splats) -> Tensor:
+    """``[N]`` importance of each Gaussian for its codewords: ``sigmoid(opacity)`` times its
+    footprint, the area ``(s_x s_y s_z)^(2/3)`` of a sphere of its volume (world units squared),
+    normalised to mean 1 (gsplat PR #1063 weights SH k-means by opacity x footprint)."""
+    w = torch.sigmoid(splats["opacities"].detach().flatten().float()) * torch.exp(
+        splats["scales"].detach().float().sum(dim=-1) * (2.0 / 3.0))  # [N]
+    return w / w.mean().clamp_min(1e-30)
+
+
 def view_dependence(shN: Tensor) -> Tensor:
     """RMS over directions of the colour the SH bands above 0 add: ``[N, K-1, 3]`` -> ``[N]``
     (RGB units; the mean over the three channels)."""

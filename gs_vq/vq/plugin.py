@@ -28,7 +28,7 @@ from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
 from .export import export_compressed, snap_splats
 from .fit import build_slots, present_attributes, quantizer_spec, refresh_slot
-from .importance import lowest, prune_count, sh_drop_mask, view_subset
+from .importance import footprint_weight, lowest, prune_count, sh_drop_mask, view_subset
 from .positions import position_grid
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
 from .state import VQState
@@ -182,6 +182,10 @@ class VQPlugin(VQConfig, Plugin):
     def _vectors(splats, name: str) -> Tensor:
         return to_vectors(name, splats[name].detach()).float()
 
+    def _weights(self, splats, name: str) -> Optional[Tensor]:
+        """``[N]`` importance weights of attribute ``name``'s codeword means (None: plain means)."""
+        return footprint_weight(splats) if name in self.weighted else None
+
     def sync(self, splats) -> None:
         """Follow gsplat's ops: re-encode the Gaussians they copied, split or relocated."""
         with self._timed("sync"):
@@ -192,8 +196,10 @@ class VQPlugin(VQConfig, Plugin):
         if n == 0:
             raise GsVqError("vq: cannot quantize a scene without Gaussians")
         with self._timed("fit"):
-            slots, columns = build_slots(self, {k: self._vectors(splats, k) for k in self.attributes if k in splats},
-                                         {k: tuple(splats[k].shape[1:]) for k in splats.keys()})
+            present = [k for k in self.attributes if k in splats]
+            slots, columns = build_slots(self, {k: self._vectors(splats, k) for k in present},
+                                         {k: tuple(splats[k].shape[1:]) for k in splats.keys()},
+                                         {k: self._weights(splats, k) for k in present})
         tags = torch.arange(n, device=splats["means"].device)[:, None]
         self.codes.install(splats, torch.cat([tags] + columns, dim=1))
         self.state.slots, self.state.initialized = slots, True
@@ -208,21 +214,23 @@ class VQPlugin(VQConfig, Plugin):
         """Refresh ``slot``'s codes on the Gaussians that keep the attribute (:meth:`rows`); the
         others store no codes (index 0)."""
         table, x, rows = splats[CODES_KEY].data, self._vectors(splats, name), self.rows(splats, name)
+        w = self._weights(splats, name)  # [N] or None
         if rows is None:
-            table[:, slot.cols] = refresh_slot(slot, x, self)
+            table[:, slot.cols] = refresh_slot(slot, x, self, w)
             return
         if rows.any():
-            table[rows, slot.cols] = refresh_slot(slot, x[rows], self)
+            table[rows, slot.cols] = refresh_slot(slot, x[rows], self, None if w is None else w[rows])
         table[~rows, slot.cols] = 0
 
     def _update_codebooks(self, splats, step: Optional[int] = None) -> None:
         with self._timed("update"):
             for name, slot in self.state.slots.items():
                 x, codes, rows = self._vectors(splats, name), CodeTable.columns(splats, slot), self.rows(splats, name)
+                w = self._weights(splats, name)  # [N] or None
                 if rows is not None:
-                    x, codes = x[rows], codes[rows]
+                    x, codes, w = x[rows], codes[rows], None if w is None else w[rows]
                 if x.shape[0]:
-                    slot.quantizer.update_codebooks_from_assignments(x, codes)
+                    slot.quantizer.update_codebooks_from_assignments(x, codes, w)
 
     # ------------------------------------------------------------------ pruning / snapping
     @torch.no_grad()
