@@ -1,6 +1,7 @@
 """Render a split of a scene and score it: PSNR, SSIM, LPIPS, written as PNGs and a dict."""
 
 import os
+import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .errors import atomic_path
-from .metrics import LPIPS, psnr, ssim_value
+from .metrics import LPIPS, lpips_metric, psnr, ssim_value
 from .splats import camera_batch, render_splats, sh_degree_of
 
 
@@ -35,12 +36,17 @@ def render_views(splats: Dict[str, Tensor], cameras: List, background: Optional[
 
 
 def evaluate(splats: Dict[str, Tensor], cameras: List, background: Optional[Sequence[float]], device: str,
-             out_dir: Optional[str] = None, backend: str = "auto", progress: bool = True) -> Dict[str, float]:
-    """Mean PSNR / SSIM / LPIPS (None without local LPIPS weights) over ``cameras``.
+             out_dir: Optional[str] = None, backend: str = "auto", progress: bool = True,
+             lpips_net: str = "vgg", lpips: Optional[LPIPS] = None) -> Dict[str, float]:
+    """Mean PSNR (dB) / SSIM / LPIPS over ``cameras``; LPIPS with backbone ``lpips_net`` (or the
+    given ``lpips``) is None when its weights are not installed, and with ``progress`` one line on
+    stderr says why.
 
     With ``out_dir``, writes ``renders/<name>.png`` and ``gt/<name>.png`` there.
     """
-    lpips = LPIPS()
+    lpips = lpips if lpips is not None else lpips_metric(lpips_net)
+    if lpips.metric is None and progress:
+        print(f"note: LPIPS ({lpips.net}) not computed, null in the results: {lpips.reason}", file=sys.stderr)
     scores: Dict[str, list] = {"psnr": [], "ssim": [], "lpips": []}
     views = render_views(splats, cameras, background, device, backend)
     for cam, out in tqdm(views, total=len(cameras), disable=not progress, desc="render", dynamic_ncols=True):

@@ -1,15 +1,18 @@
-"""Image quality metrics: PSNR, SSIM (pytorch-msssim) and LPIPS (torchmetrics, when weights exist).
+"""Image quality metrics: PSNR, SSIM (pytorch-msssim) and LPIPS (torchmetrics, alex or vgg, when weights exist).
 
 All functions take images as ``[H, W, 3]`` or ``[B, H, W, 3]`` float tensors in [0, 1].
 """
 
 import os
+from functools import lru_cache
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
 from torch import Tensor
+
+from .errors import GsVqError
 
 
 def _nchw(img: Tensor) -> Tensor:
@@ -33,36 +36,59 @@ def dssim_loss(pred: Tensor, gt: Tensor) -> Tensor:
     return 1.0 - _ssim(_nchw(pred), _nchw(gt), data_range=1.0, size_average=True)
 
 
+LPIPS_NETS = ("alex", "vgg")  # gsplat's simple_trainer reports alex (its default), Inria's metrics.py vgg
+# torchvision's ImageNet backbones, as torch.hub caches them; the linear heads ship with torchmetrics
 _BACKBONES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
 
-def _backbone_weights_present(net: str) -> bool:
-    """True when torchvision imports and the ImageNet backbone is already in torch's hub cache."""
+def lpips_unavailable(net: str) -> Optional[str]:
+    """Why LPIPS with backbone ``net`` cannot be computed here, or None when it can: torchvision
+    imports and the ImageNet backbone is already in torch's hub cache (nothing is downloaded)."""
     try:
         import torchvision  # noqa: F401
     except Exception:
-        return False
-    path = os.path.join(torch.hub.get_dir(), "checkpoints", _BACKBONES.get(net, ""))
-    return os.path.isfile(path)
+        return "torchvision is not installed"
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", _BACKBONES[net])
+    if not os.path.isfile(path):
+        return f"the {net} ImageNet weights are not in {path} (nothing is downloaded at run time)"
+    return None
 
 
 class LPIPS:
-    """LPIPS (VGG, as in 3DGS papers) through torchmetrics, or None when its weights are not
-    installed locally: nothing is downloaded at run time."""
+    """LPIPS through torchmetrics' ``LearnedPerceptualImagePatchSimilarity``, built as gsplat's
+    simple_trainer builds it: ``alex`` on inputs scaled to [-1, 1] (``normalize=True``), ``vgg``
+    on the [0, 1] images as given (``normalize=False``, which gsplat notes equals the official 3DGS
+    evaluation). Calls return None when the weights are not installed locally; ``reason`` then
+    says why (one line).
+    """
 
     def __init__(self, net: str = "vgg"):
+        if net not in LPIPS_NETS:
+            raise GsVqError(f"unknown LPIPS network {net!r}: choose one of {', '.join(LPIPS_NETS)}")
+        self.net = net
         self.metric = None
-        if not _backbone_weights_present(net):
-            return  # constructing the metric would try to download them
+        self.reason = lpips_unavailable(net)
+        if self.reason is not None:
+            return  # constructing the metric would try to download the backbone
         try:
             from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-            self.metric = LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=True)
-        except Exception:  # no torchvision, or weights absent and no network
+            self.metric = LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=net == "alex")
+        except Exception as e:  # a corrupt cached file, an incompatible torchvision
+            lines = str(e).strip().splitlines()
+            self.reason = f"{type(e).__name__}: {lines[-1] if lines else ''}"
             self.metric = None
 
     def __call__(self, pred: Tensor, gt: Tensor) -> Optional[float]:
+        """LPIPS (lower is closer) of ``pred`` against ``gt``, [H, W, 3] in [0, 1]; None without weights."""
         if self.metric is None:
             return None
         with torch.no_grad():
-            return self.metric(_nchw(pred.clamp(0, 1)).cpu(), _nchw(gt).cpu()).item()
+            self.metric.reset()  # one image's score, not the running mean over every call
+            return self.metric(_nchw(pred.clamp(0, 1)).cpu(), _nchw(gt.clamp(0, 1)).cpu()).item()
+
+
+@lru_cache(maxsize=None)
+def lpips_metric(net: str = "vgg") -> LPIPS:
+    """The process's one :class:`LPIPS` for ``net`` (its backbone is loaded once)."""
+    return LPIPS(net)
