@@ -1,5 +1,6 @@
 """Command-line front ends (``train.py`` and ``render.py`` call :func:`train_main` / :func:`render_main`)."""
 
+import argparse
 import os
 import sys
 from functools import wraps
@@ -22,6 +23,15 @@ def guarded(main):
             sys.exit(2)
 
     return wrapper
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line ``error: ...`` on stderr and exit 2 (no usage
+    block), as every other bad input is; ``-h`` still prints the full help."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} -h)", file=sys.stderr)
+        sys.exit(2)
 
 
 def quiet_libraries() -> None:

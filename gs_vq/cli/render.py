@@ -4,19 +4,22 @@ import argparse
 import json
 import os
 
-from . import guarded, quiet_libraries
+from . import OneLineParser, guarded, quiet_libraries
+from ..camera_path import TRAJ_KINDS, PathConfig
 from ..config import load_config
 from ..data import load_scene
 from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
+from ..metrics import LPIPS_NETS
 from ..model_dir import open_model_dir
 from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
 from ..trainer import background_of, resolve_device
+from ..video import VideoConfig, check_video_path, render_video
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Render and evaluate a trained gs-vq model.")
+    p = OneLineParser(description="Render and evaluate a trained gs-vq model.")
     p.add_argument("-m", "--model_path", required=True, help="model folder written by train.py")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--ply", help="render this file instead of MODEL/point_cloud.ply: a standard 3DGS ply, gs-vq's own "
@@ -27,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image downscale factor (default: the one the model was trained at)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
+    p.add_argument("--lpips_net", choices=list(LPIPS_NETS), default="vgg",
+                   help="LPIPS backbone: vgg (Inria's metrics.py, the default) or alex (gsplat's simple_trainer)")
+    p.add_argument("--traj", choices=list(TRAJ_KINDS),
+                   help="instead of scoring a split, render a camera path through the training cameras to an mp4")
+    p.add_argument("--traj_frames", type=int, default=120, help="frames of the --traj video (interp: about this many)")
+    p.add_argument("--fps", type=int, default=30, help="frames per second of the --traj video")
+    p.add_argument("--video", help="the --traj video's path (default: MODEL/videos/traj_<kind>.mp4)")
     p.add_argument("--quiet", action="store_true")
     add_render_args(p)  # --query, --semantic, --eval-queries, --mask-rule, --threshold, --extract, --remove
     return p
@@ -60,6 +70,11 @@ def main(argv=None) -> None:
         raise GsVqError(f"model folder not found: {model}")
     cfg = load_config(os.path.join(model, "cfg.yaml"))
     device = resolve_device(args.device)
+    if args.traj:
+        video = args.video or os.path.join(model, "videos", f"traj_{args.traj}.mp4")
+        check_video_path(video)  # before minutes of loading
+        if args.traj_frames < 1 or args.fps < 1:
+            raise GsVqError("--traj_frames and --fps must be at least 1")
     open_model_dir(model)  # no train.py or render.py writing here at the same time
     scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution,
                        eval=cfg.eval, white_background=cfg.white_background, images=cfg.images)
@@ -68,12 +83,18 @@ def main(argv=None) -> None:
         splats = load_splats(ply_path, device=device)
         print(json.dumps(run_selection(args, model, splats, scene.train_cameras, device, args.backend)))
         return
+    if args.traj:  # the video only: no scores, results.json untouched
+        cfg_video = VideoConfig(PathConfig(args.traj, n_frames=args.traj_frames), fps=args.fps)
+        info = render_video(load_splats(ply_path, device=device), scene.train_cameras, video, cfg_video,
+                            background_of(scene), device, args.backend, progress=not args.quiet)
+        print(json.dumps(info))
+        return
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     if not cameras:
         raise GsVqError(f"the scene has no {args.split} views (train with --eval to hold some out)")
     splats = load_splats(ply_path, device=device)
     scores = evaluate(splats, cameras, background_of(scene), device, out_dir=os.path.join(model, args.split),
-                      backend=args.backend, progress=not args.quiet)
+                      backend=args.backend, progress=not args.quiet, lpips_net=args.lpips_net)
     semantic = {}
     if wants_semantics(args):
         semantic = run_semantic_render(args, model, args.split, splats, cameras, scene.source_path,
@@ -83,6 +104,7 @@ def main(argv=None) -> None:
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {
         **{k: (round(v, 4) if v is not None else None) for k, v in scores.items()},
+        "lpips_net": args.lpips_net,
         "num_gaussians": int(splats["means"].shape[0]),
         "ply_bytes": os.path.getsize(standard_ply) if os.path.isfile(standard_ply) else None,
         "rendered_ply": os.path.abspath(ply_path),
