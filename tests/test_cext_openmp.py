@@ -56,7 +56,8 @@ def test_a_compiler_without_openmp_falls_back_with_one_line(fresh, monkeypatch, 
     "ld: library not found for -lomp",
 ])
 def test_compiler_messages_that_mean_no_openmp(output):
-    error = RuntimeError(f"Error building extension 'k': [1/2] c++ -O3 -fopenmp -c k.cpp\n{output}\nninja: build stopped")
+    error = RuntimeError(f"Error building extension 'k': [1/2] c++ -O3 -fopenmp -c k.cpp\n{output}\n"
+                         "ninja: build stopped")
     assert cext._failure_reason(error) == cext.NO_OPENMP
 
 

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LPIPS backbone: vgg (Inria's metrics.py, the default) or alex (gsplat's simple_trainer)")
     p.add_argument("--traj", choices=list(TRAJ_KINDS),
                    help="instead of scoring a split, render a camera path through the training cameras to an mp4")
-    p.add_argument("--traj_frames", type=int, default=120, help="frames of the --traj video (interp: about this many)")
+    p.add_argument("--traj_frames", type=int, default=120,
+                   help="frames of the --traj video (interp: the multiple of (training cameras - 1) nearest to it)")
     p.add_argument("--fps", type=int, default=30, help="frames per second of the --traj video")
     p.add_argument("--video", help="the --traj video's path (default: MODEL/videos/traj_<kind>.mp4)")
     p.add_argument("--quiet", action="store_true")
