@@ -67,3 +67,7 @@ def test_ablation_rows_measure_against_the_model_itself():
     assert abs(drops["sh0: fine grid"]) < 0.05
     assert drops["60% at significance_downscale 1"] > drops["20% at significance_downscale 1"]
     assert all(r["bits_per_gaussian"] is None for r in ab.rows if r["kind"] == "prune")
+    ab.views()  # one training view: every subset is all of it
+    views = [r for r in ab.rows if r["kind"] == "views"]
+    assert len(views) == 5 and all("1 of 1 views" in r["variant"] for r in views)
+    assert len({r["psnr_drop"] for r in views}) == 1 and len({r["variant"] for r in views}) == 1
