@@ -11,7 +11,7 @@ import json
 import os
 import random
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -199,9 +199,11 @@ class Trainer:
         mse = F.mse_loss(out.rgb.detach().clamp(0, 1), gt).item()
         return {"loss": loss.item(), "psnr": -10.0 * np.log10(max(mse, 1e-10))}
 
-    def train(self, progress: bool = True, until: Optional[int] = None) -> None:
+    def train(self, progress: bool = True, until: Optional[int] = None,
+              on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> None:
         """Run from the current step to ``until`` (default ``cfg.iterations``), checkpointing as
-        configured. Schedules always see the full ``cfg.iterations`` run."""
+        configured. Schedules always see the full ``cfg.iterations`` run. ``on_step(n, stats)``
+        runs after the n-th step (1-based) with its ``loss`` and ``psnr`` (dB)."""
         until = self.cfg.iterations if until is None else min(until, self.cfg.iterations)
         cams = self.scene.train_cameras
         if not cams:
@@ -215,6 +217,8 @@ class Trainer:
             self.train_seconds += time.perf_counter() - t0
             self.step = step + 1
             maybe_check_finite(self.splats, step)
+            if on_step is not None:
+                on_step(self.step, stats)
             if step % self.cfg.log_every == 0:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}", n=len(self.splats["means"]))
             every = self.cfg.checkpoint_every

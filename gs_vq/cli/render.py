@@ -11,6 +11,7 @@ from ..data import load_scene
 from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
+from ..io.inria import mirror_renders
 from ..metrics import LPIPS_NETS
 from ..model_dir import open_model_dir
 from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
@@ -102,6 +103,8 @@ def main(argv=None) -> None:
                                        background_of(scene), device, args.backend, progress=not args.quiet,
                                        train_cameras=scene.train_cameras)
     stats = read_json_or_empty(os.path.join(model, "train_stats.json"))
+    names = [os.path.splitext(os.path.basename(c.name))[0] + ".png" for c in cameras]  # evaluate()'s
+    mirror_renders(model, args.split, stats.get("iterations"), names)  # Inria's <split>/ours_<N>/
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {
         **{k: (round(v, 4) if v is not None else None) for k, v in scores.items()},

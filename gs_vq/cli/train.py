@@ -6,15 +6,17 @@ import os
 
 import torch
 
-from . import guarded, quiet_libraries
+from . import OneLineParser, guarded, quiet_libraries
 from ..config import make_config, read_preset
 from ..data import load_scene
+from ..errors import GsVqError
+from ..io.inria import remove_stale_layout, write_layout
 from ..model_dir import open_model_dir, remove_stale_outputs, stale_render_folders
 from ..vq.levels import DEFAULT_LEVEL, level_names
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).")
+    p = OneLineParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).")
     p.add_argument("-s", "--source_path", help="COLMAP or NeRF-synthetic folder (default: the built-in demo scene)")
     p.add_argument("-m", "--model_path", help="output folder (default: output/<scene>)")
     p.add_argument("--config", help="training preset: a name in gs_vq/configs/ (cpu, gpu, mcmc, semantic, ...) "
@@ -38,12 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
                    "composes with any --config")
     p.add_argument("--semantic", action="store_true", help="train per-Gaussian semantic features")
     p.add_argument("--features", help="folder of 2D feature maps for --semantic (default: beside the scene)")
+    p.add_argument("--test_iterations", nargs="+", type=int, default=[], metavar="N",
+                   help="after these steps, print L1 and PSNR on the test views (and log them to MODEL/tb)")
+    p.add_argument("--save_iterations", nargs="+", type=int, default=[], metavar="N",
+                   help="after these steps, save MODEL/point_cloud/iteration_N/point_cloud.ply "
+                   "(the final step is always saved)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
+STEP_FLAGS = ("test_iterations", "save_iterations")  # CLI-only: not fields of TrainConfig
+
+
+def check_step_flags(args) -> None:
+    for name in STEP_FLAGS:
+        bad = [n for n in getattr(args, name) if n < 1]
+        if bad:
+            raise GsVqError(f"--{name} takes positive step counts, got {bad[0]}")
+
+
 def parse_config(argv=None):
     args = build_parser().parse_args(argv)
+    check_step_flags(args)
     args.preset_note = None
     if not args.config:  # the device decides: gsplat's recipe on CUDA, the CPU preset otherwise
         from ..presets import default_preset
@@ -52,7 +70,7 @@ def parse_config(argv=None):
         args.config, reason = default_preset(resolve_device(args.device or "auto"))
         args.preset_note = f"[gs-vq] preset '{args.config}': {reason}"
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("config", "vq", "semantic", "features", "quiet", "preset_note")}
+                 if k not in ("config", "vq", "semantic", "features", "quiet", "preset_note", *STEP_FLAGS)}
     preset = read_preset(args.config) if args.config else {}
     if args.vq:  # the level, under the keys of the preset's own vq: section if it has one
         overrides["vq"] = {"level": args.vq}
@@ -103,11 +121,17 @@ def main(argv=None) -> None:
                        white_background=cfg.white_background, num_random_points=cfg.init_num_points,
                        images=cfg.images)
     trainer = Trainer(cfg, scene, model_path)
-    report_stale(model_path, remove_stale_outputs(model_path, cfg, cfg.resume, keep=[cfg.start_checkpoint]))
+    removed = remove_stale_outputs(model_path, cfg, cfg.resume, keep=[cfg.start_checkpoint])
+    report_stale(model_path, removed + ([] if cfg.resume else remove_stale_layout(model_path)))
     print(f"[gs-vq] scene {scene.source_path} ({scene.kind}): {len(scene.train_cameras)} train / "
           f"{len(scene.test_cameras)} test views, {trainer.device}, {len(trainer.splats['means'])} initial Gaussians")
-    trainer.train(progress=not args.quiet)
+    from ..train_outputs import StepOutputs, StepOutputsConfig
+
+    outputs = StepOutputs(StepOutputsConfig(args.save_iterations, args.test_iterations), trainer)
+    trainer.train(progress=not args.quiet, on_step=outputs)
     sizes = trainer.export()
+    write_layout(cfg, scene.train_cameras, model_path, trainer.step)  # Inria's files beside ours
+    outputs.close(trainer.step, sizes)
     if cfg.semantic is not None:  # per-Gaussian labels into point_cloud.ply / compressed.ply
         from ..semantics.labelfiles import label_model
 
