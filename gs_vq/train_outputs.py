@@ -94,6 +94,9 @@ class StepOutputs:
             return
         sizes = sizes or {}
         n = len(self.trainer.splats["means"])
-        if sizes.get("compressed_bytes") and n:
-            self.writer.add_scalar("vq/bits_per_gaussian", 8.0 * sizes["compressed_bytes"] / n, step)
+        bits = (sizes.get("bits_per_gaussian") or {}).get("total")  # compressed.ply's report
+        if bits is None and sizes.get("compressed_bytes") and n:
+            bits = 8.0 * sizes["compressed_bytes"] / n
+        if bits is not None:
+            self.writer.add_scalar("vq/bits_per_gaussian", bits, step)
         self.writer.close()
