@@ -111,3 +111,25 @@ def test_bad_step_flags(tmp_path, value):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "save_iterations" in lines[0], r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_without_tensorboard_one_line(tmp_path, monkeypatch, capsys):
+    from gs_vq.train_outputs import tensorboard_writer
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    assert tensorboard_writer(str(tmp_path / "tb")) is None
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "tensorboard is not installed" in out[0]
+    assert not (tmp_path / "tb").exists()
+
+
+def test_fresh_run_removes_earlier_layout(tmp_path):
+    from gs_vq.io.inria import remove_stale_layout
+
+    for rel in ("cfg_args", "cameras.json", "point_cloud/iteration_7/point_cloud.ply",
+                "tb/events.out.tfevents.1.host.1.0"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("old")
+    removed = remove_stale_layout(str(tmp_path))
+    assert set(removed) == {"cfg_args", "cameras.json", "point_cloud/iteration_7", "tb/events.out.tfevents.1.host.1.0"}
+    assert os.listdir(tmp_path / "point_cloud") == [] and os.listdir(tmp_path / "tb") == []

@@ -117,8 +117,9 @@ def mirror_renders(model_path: str, split: str, step: Optional[int], names: List
 
 
 def remove_stale_layout(model_path: str) -> List[str]:
-    """Before a fresh run: remove an earlier run's ``cfg_args``, ``cameras.json`` and
-    ``point_cloud/iteration_*`` folders (they would describe the earlier model). Returns the names."""
+    """Before a fresh run: remove an earlier run's ``cfg_args``, ``cameras.json``,
+    ``point_cloud/iteration_*`` folders (they would describe the earlier model) and TensorBoard
+    event files in ``tb/`` (curves of two runs would mix). Returns the names."""
     removed = []
     for name in ("cfg_args", "cameras.json"):
         if os.path.isfile(os.path.join(model_path, name)):
@@ -129,4 +130,9 @@ def remove_stale_layout(model_path: str) -> List[str]:
         if name.startswith("iteration_") and os.path.isdir(os.path.join(base, name)):
             shutil.rmtree(os.path.join(base, name))
             removed.append(f"point_cloud/{name}")
+    tb = os.path.join(model_path, "tb")
+    for name in sorted(os.listdir(tb)) if os.path.isdir(tb) else []:
+        if name.startswith("events.out.tfevents.") and os.path.isfile(os.path.join(tb, name)):
+            os.remove(os.path.join(tb, name))
+            removed.append(f"tb/{name}")
     return removed
