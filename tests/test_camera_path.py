@@ -32,16 +32,25 @@ def _ring(n=10, tilt=None):
         z = -eye / np.linalg.norm(eye)
         x = np.cross(z, [0, 0, 1.0])
         x /= np.linalg.norm(x)
-        m = np.eye(4)
-        m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-        m[:3, 3] = eye
-        out.append(m)
-    c2w = np.stack(out)
-    if tilt is not None:
-        T = np.eye(4)
-        T[:3, :3], T[:3, 3] = tilt, [0.5, -2.0, 7.0]
-        c2w = T @ c2w
-    return c2w
+        out.append(_pose(x, z, eye))
+    return _tilted(np.stack(out), tilt)
+
+
+def _pose(x, z, eye):
+    """[4, 4] camera-to-world of axes x, z (y = z cross x) at ``eye``."""
+    m = np.eye(4)
+    m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+    m[:3, 3] = eye
+    return m
+
+
+def _tilted(c2w, tilt):
+    """``c2w [C, 4, 4]`` moved by the rotation ``tilt`` [3, 3] and a fixed shift (None: as is)."""
+    if tilt is None:
+        return c2w
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = tilt, [0.5, -2.0, 7.0]
+    return T @ c2w
 
 
 def _forward(tilt=None):
@@ -54,16 +63,8 @@ def _forward(tilt=None):
         z /= np.linalg.norm(z)
         x = np.cross([0, 1.0, 0], z)  # OpenCV: x = y cross z, y down (+y)
         x /= np.linalg.norm(x)
-        m = np.eye(4)
-        m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-        m[:3, 3] = eye
-        out.append(m)
-    c2w = np.stack(out)
-    if tilt is not None:
-        T = np.eye(4)
-        T[:3, :3], T[:3, 3] = tilt, [0.5, -2.0, 7.0]
-        c2w = T @ c2w
-    return c2w
+        out.append(_pose(x, z, eye))
+    return _tilted(np.stack(out), tilt)
 
 
 def _rotation(seed=3):

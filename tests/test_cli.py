@@ -21,12 +21,17 @@ def run(script, *args):
                           cwd=str(ROOT), timeout=600)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def train_tiny(tmp_path_factory, iterations: int = 30) -> Path:
+    """A model folder trained by train.py on tests/tiny.yaml for ``iterations`` steps."""
     model = tmp_path_factory.mktemp("model")
-    r = run("train.py", "-m", str(model), *TINY)
+    r = run("train.py", "-m", str(model), *TINY[2:], "--iterations", str(iterations))
     assert r.returncode == 0, r.stderr[-2000:]
     return model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_tiny(tmp_path_factory)
 
 
 def test_train_writes_outputs(trained):

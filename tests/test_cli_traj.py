@@ -2,27 +2,15 @@
 model; bad values and paths of the wrong kind are one line and exit 2."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--iterations", "10", "--config", str(ROOT / "tests" / "tiny.yaml"), "--quiet"]
-
-
-def run(script, *args):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
-                          cwd=str(ROOT), timeout=600)
+from test_cli import ROOT, run, train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    model = tmp_path_factory.mktemp("model")
-    r = run("train.py", "-m", str(model), *TINY)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return model
+    return train_tiny(tmp_path_factory, 10)
 
 
 def test_traj_writes_an_mp4_with_the_frames(trained):
