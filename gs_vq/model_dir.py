@@ -3,9 +3,10 @@
 ``train.py`` and ``render.py`` call :func:`open_model_dir` before any work:
 
 - the path must be a folder (or not exist yet) that this user can write to;
-- ``MODEL/.gs_vq.lock`` is locked with ``flock`` for as long as the process runs (the kernel drops
-  the lock when the process ends, even on kill -9, so no stale lock survives); a second run on the
-  same folder stops with one line naming the process that holds it;
+- ``MODEL/.gs_vq.lock`` is locked (:mod:`filelock`: ``flock`` on POSIX, ``msvcrt`` on Windows) for
+  as long as the process runs (the OS drops the lock when the process ends, even on kill -9, so no
+  stale lock survives); a second run on the same folder stops with one line naming the process
+  that holds it (``.gs_vq.lock.who``);
 - ``.tmp-*`` files of writes that a killed run left behind are removed (in the folder and its
   render folders ``test/``, ``train/``).
 
@@ -27,7 +28,7 @@ RENDER_OUTPUTS = ("results.json",)
 PLUGIN_OUTPUTS = {"vq": ("compressed.ply", "supersplat.compressed.ply"), "semantic": ("semantic_head.pt",)}
 RENDER_FOLDERS = ("test", "train")
 
-_held: List[Any] = []  # open lock files: the locks last as long as the process
+_held: List[Any] = []  # held filelock locks: they last as long as the process
 
 
 def _section(cfg: Any, name: str, key: str, default: Any = None) -> Any:
@@ -62,27 +63,30 @@ def _check_writable(path: str) -> None:
 
 
 def _lock(path: str) -> None:
+    """An exclusive lock on ``path`` for this process (filelock: POSIX and Windows; the OS drops it
+    when the process dies). ``LOCK_NAME.who`` names the holder for the error a second run gets."""
+    from filelock import FileLock, Timeout
+
+    lock_path, who = os.path.join(path, LOCK_NAME), os.path.join(path, LOCK_NAME + ".who")
+    lock = FileLock(lock_path, timeout=0)
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        return
-    lock_path = os.path.join(path, LOCK_NAME)
-    try:
-        fh = open(lock_path, "a+")
+        lock.acquire()
+    except Timeout:
+        try:
+            with open(who) as fh:
+                holder = fh.read().strip() or "another process"
+        except OSError:
+            holder = "another process"
+        raise GsVqError(f"the model folder {path} is in use by {holder}: wait for it to finish or use another -m") from None
     except OSError as e:
         raise GsVqError(f"the model folder {path} is not writable: {error_text(e)}") from None
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
-        raise GsVqError(f"the model folder {path} is in use by {holder}: wait for it to finish or use another -m")
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"process {os.getpid()} ({' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]})\n")
-    fh.flush()
-    _held.append(fh)
+        with open(who, "w") as fh:
+            fh.write(f"process {os.getpid()} ({' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]})\n")
+    except OSError as e:
+        lock.release()
+        raise GsVqError(f"the model folder {path} is not writable: {error_text(e)}") from None
+    _held.append(lock)
 
 
 def remove_temp_files(path: str) -> List[str]:
@@ -117,7 +121,7 @@ def open_model_dir(path: str) -> str:
 def release_model_dirs() -> None:
     """Drop this process's model-folder locks (tests; a finished process drops them anyway)."""
     while _held:
-        _held.pop().close()
+        _held.pop().release()
 
 
 def remove_stale_outputs(path: str, cfg: Any, resume: bool, keep: Iterable[Optional[str]] = ()) -> List[str]:

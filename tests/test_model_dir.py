@@ -69,7 +69,7 @@ def test_temp_files_of_killed_writes_are_removed(tmp_path):
         p.write_text("x")
     open_model_dir(str(tmp_path))
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert left == [".gs_vq.lock", "keep.txt", "other/.tmp-not-ours"]  # only where gs-vq writes
+    assert left == [".gs_vq.lock", ".gs_vq.lock.who", "keep.txt", "other/.tmp-not-ours"]  # only where gs-vq writes
 
 
 def fill(folder: Path, names):
