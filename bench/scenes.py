@@ -19,6 +19,8 @@ ROWS = {
     "compact3d": ("cpu", {"level": "compact3d"}),
     "default_p50": ("cpu", {"level": "default", "prune_fraction": 0.5}),
     "small_p65": ("cpu", {"level": "small", "prune_fraction": 0.65}),
+    "default_sh0_2048": ("cpu", {"level": "default", "attributes": {"sh0": {"codebook_size": 2048}}}),
+    "default_pos11": ("cpu", {"level": "default", "pos_bits": 11}),  # candidates for re-choosing on training views
     "default_w": ("cpu", {"level": "default", "weighted": ["sh0", "shN"]}),  # importance-weighted SH codewords
     "small_rate": ("cpu", {"level": "small", "attributes": {  # the rate term on every attribute
         name: {"rate": 0.3} for name in ("shN", "scales", "quats")}}),
