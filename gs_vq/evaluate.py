@@ -10,6 +10,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from .data.cameras import image_stem
 from .errors import atomic_path
 from .metrics import LPIPS, lpips_metric, psnr, ssim_value
 from .splats import camera_batch, render_splats, sh_degree_of
@@ -55,7 +56,7 @@ def evaluate(splats: Dict[str, Tensor], cameras: List, background: Optional[Sequ
         scores["ssim"].append(ssim_value(pred, gt))
         scores["lpips"].append(lpips(pred, gt))
         if out_dir:
-            stem = os.path.splitext(os.path.basename(cam.name))[0]
+            stem = image_stem(cam)
             save_png(pred, os.path.join(out_dir, "renders", stem + ".png"))
             save_png(gt, os.path.join(out_dir, "gt", stem + ".png"))
     mean = lambda v: None if not v or v[0] is None else float(np.mean(v))  # noqa: E731

@@ -8,6 +8,7 @@ from . import OneLineParser, guarded, quiet_libraries
 from ..camera_path import TRAJ_KINDS, PathConfig
 from ..config import load_config
 from ..data import load_scene
+from ..data.cameras import image_stem
 from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
@@ -103,7 +104,7 @@ def main(argv=None) -> None:
                                        background_of(scene), device, args.backend, progress=not args.quiet,
                                        train_cameras=scene.train_cameras)
     stats = read_json_or_empty(os.path.join(model, "train_stats.json"))
-    names = [os.path.splitext(os.path.basename(c.name))[0] + ".png" for c in cameras]  # evaluate()'s
+    names = [image_stem(c) + ".png" for c in cameras]  # the files evaluate() wrote
     mirror_renders(model, args.split, stats.get("iterations"), names)  # Inria's <split>/ours_<N>/
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {

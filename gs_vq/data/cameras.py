@@ -8,6 +8,7 @@ read, uint8 RGB or RGBA (a quarter of float32's memory); they become float32 whe
 ``c / 255 * a / 255 + background * (1 - a / 255)``.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -88,6 +89,12 @@ def float_image(pixels: Tensor, background: float = 0.0) -> Tensor:
     alpha = pixels[..., 3:].float() * (1 / 255)  # [H, W, 1]
     rgb = rgb * alpha
     return rgb + (1.0 - alpha) if background else rgb
+
+
+def image_stem(camera: Any) -> str:
+    """The view's image file name without folder or extension (``train/r_0`` -> ``r_0``): the name
+    its renders are written under."""
+    return os.path.splitext(os.path.basename(camera.name))[0]
 
 
 def camera_image(camera: Any, device: str) -> Tensor:

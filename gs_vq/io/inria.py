@@ -17,6 +17,7 @@ import os
 import shutil
 from typing import Dict, List, Optional
 
+from ..data.cameras import image_stem
 from ..errors import atomic_path
 
 ITERATION_DIR = os.path.join("point_cloud", "iteration_{}")
@@ -69,7 +70,7 @@ def camera_entry(index: int, cam) -> Dict:
     centre in world units, ``rotation`` the camera-to-world 3x3 rotation (rows), ``fx``/``fy`` in
     pixels, ``img_name`` the image file's name without extension."""
     c2w = cam.camtoworld.double()  # [4, 4]
-    return {"id": index, "img_name": os.path.splitext(os.path.basename(cam.name))[0],
+    return {"id": index, "img_name": image_stem(cam),
             "width": int(cam.width), "height": int(cam.height),
             "position": [float(x) for x in c2w[:3, 3]],
             "rotation": [[float(x) for x in row] for row in c2w[:3, :3]],

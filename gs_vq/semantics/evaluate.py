@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..data.cameras import image_stem
 from ..errors import GsVqError
 from .query import MASK_RULES, SemanticHead, extra_queries, iou_counts, label_queries, query_mask
 from .visualize import overlay, pca_basis, pca_colors
@@ -43,10 +44,6 @@ def view_weights(splats: Dict[str, Tensor], cameras: Sequence, head: SemanticHea
         yield cam, out.rgb[0].clamp(0, 1), head.weights(out.extra[0])
 
 
-def _stem(cam) -> str:
-    return os.path.splitext(os.path.basename(cam.name))[0]
-
-
 def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], out_dir: str, background,
                    device: str, backend: str = "auto", rule: str = "codebook", threshold: float = 0.5,
                    progress: bool = True) -> Dict[str, List[str]]:
@@ -63,7 +60,7 @@ def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], ou
             score, mask = query_mask(w, e, rule, threshold)
             folder = os.path.join(out_dir, slug(text))
             for suffix, img in (("heatmap", overlay(rgb, score)), ("mask", mask.float())):
-                path = os.path.join(folder, f"{_stem(cam)}_{suffix}.png")
+                path = os.path.join(folder, f"{image_stem(cam)}_{suffix}.png")
                 save_png(img, path)
                 written[text].append(path)
     return written
@@ -79,7 +76,7 @@ def render_pca(splats, cameras, head: SemanticHead, out_dir: str, background, de
     paths = []
     views = view_weights(splats, cameras, head, background, device, backend)
     for cam, _, w in tqdm(views, total=len(cameras), disable=not progress, desc="pca", dynamic_ncols=True):
-        path = os.path.join(out_dir, f"{_stem(cam)}.png")
+        path = os.path.join(out_dir, f"{image_stem(cam)}.png")
         save_png(pca_colors(w, codes, basis), path)
         paths.append(path)
     return paths
@@ -123,7 +120,7 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
                 inter[r][q] += i
                 union[r][q] += u
                 if out_dir and r == rule:
-                    save_png(pred.float(), os.path.join(out_dir, slug(text), f"{_stem(cam)}_mask.png"))
+                    save_png(pred.float(), os.path.join(out_dir, slug(text), f"{image_stem(cam)}_mask.png"))
     n = len(labelled)
     mean = lambda v: round(float(v.nanmean()), 4) if bool((~v.isnan()).any()) else None  # noqa: E731
     value = lambda v: None if v != v else round(float(v), 4)  # noqa: E731
