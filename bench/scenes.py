@@ -21,6 +21,14 @@ ROWS = {
     "small_p65": ("cpu", {"level": "small", "prune_fraction": 0.65}),
     "default_sh0_2048": ("cpu", {"level": "default", "attributes": {"sh0": {"codebook_size": 2048}}}),
     "default_pos11": ("cpu", {"level": "default", "pos_bits": 11}),  # candidates for re-choosing on training views
+    "default_opa5": ("cpu", {"level": "default", "opacity_bits": 5}),
+    "default_shN2": ("cpu", {"level": "default", "attributes": {"shN": {"num_stages": 2}}}),
+    "default_scale32": ("cpu", {"level": "default", "attributes": {"scales": {"levels": 32}}}),
+    "default_quat256": ("cpu", {"level": "default", "attributes": {"quats": {"codebook_size": 256}}}),
+    "small_sh0_2048": ("cpu", {"level": "small", "attributes": {"sh0": {"codebook_size": 2048}}}),
+    "small_pos10": ("cpu", {"level": "small", "pos_bits": 10}),
+    "small_opa4": ("cpu", {"level": "small", "opacity_bits": 4}),
+    "small_quat128": ("cpu", {"level": "small", "attributes": {"quats": {"codebook_size": 128}}}),
     "default_w": ("cpu", {"level": "default", "weighted": ["sh0", "shN"]}),  # importance-weighted SH codewords
     "small_rate": ("cpu", {"level": "small", "attributes": {  # the rate term on every attribute
         name: {"rate": 0.3} for name in ("shN", "scales", "quats")}}),
