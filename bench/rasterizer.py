@@ -31,7 +31,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SIZES = [(10_000, 200, 200), (50_000, 200, 200), (100_000, 200, 200), (100_000, 800, 600)]
 BACKENDS = ["torch", "cpp"]
-OPENSPLAT_50K_S = 0.43  # OpenSplat's CPU rasterizer, fwd+bwd, 50k Gaussians at 200x200 (issue)
 
 
 def _rss_mb() -> float:
@@ -164,12 +163,11 @@ def main():
     rows = [spawn(b, n, w, h, args.reps, t) for n, w, h in sizes for t in args.threads.split(",")
             for b in args.backends.split(",")]
     print(table(rows))
-    print(f"reference: OpenSplat CPU, 50k at 200x200: {OPENSPLAT_50K_S:.2f} s fwd+bwd")
     wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     print(f"load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores, OMP_WAIT_POLICY={wait_policy} (other processes inflate "
           f"wall times; cpu s does not)")
-    report = {"rows": rows, "opensplat_50k_200x200_s": OPENSPLAT_50K_S,
+    report = {"rows": rows,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(),
                           "loadavg_before": load_before, "loadavg_after": os.getloadavg()[0],
