@@ -71,15 +71,15 @@ def entropy_bits(codes: torch.Tensor) -> float:
 class Ablation:
     """Scores variants of one scene's plain model against the model itself."""
 
-    def __init__(self, splats, scene, white: bool):
-        self.splats, self.scene, self.white = splats, scene, white  # raw tensors, as in point_cloud.ply
+    def __init__(self, splats, scene):
+        self.splats, self.scene = splats, scene  # raw tensors, as in point_cloud.ply
         self.n = int(self.splats["means"].shape[0])
         self.base = self.psnr(self.splats)
         self.rows = []
         self._significance = {}
 
     def psnr(self, splats) -> float:
-        return score(splats, self.scene, self.white)["psnr"]
+        return score(splats, self.scene)["psnr"]
 
     def add(self, kind: str, what: str, splats, bits=None) -> None:
         row = {"kind": kind, "variant": what, "bits_per_gaussian": None if bits is None else round(bits, 2),
@@ -176,7 +176,7 @@ def main() -> None:
     if not os.path.isfile(path):
         print(f"error: no plain model at {path}: run python -m bench.rd --scenes {args.scene} first", file=sys.stderr)
         raise SystemExit(2)
-    ab = Ablation(load_ply(path), scene_of(args.scene), SCENES[args.scene]["white_background"])
+    ab = Ablation(load_ply(path), scene_of(args.scene))
     print(f"{args.scene}: plain model, {ab.n} Gaussians, PSNR {ab.base:.3f}", flush=True)
     for group in args.only:
         getattr(ab, group)()

@@ -37,12 +37,10 @@ def identical(a, b) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def render_psnr(splats, scene, white: bool) -> float:
-    from gs_vq.evaluate import evaluate
+def render_psnr(splats, scene) -> float:
+    from bench.rd import score
 
-    with torch.no_grad():
-        return round(evaluate(splats, scene.test_cameras, [1.0] * 3 if white else [0.0] * 3, "cpu",
-                              progress=False)["psnr"], 3)
+    return score(splats, scene)["psnr"]
 
 
 def shrink(attr, factor: int):
@@ -137,10 +135,10 @@ def main() -> None:
     variants += [dict(steps={attr: 2.0 ** -int(b)}, mantissa=args.step_mantissa) for attr, b in args.step]
     scene = None
     if not args.no_render:
-        from bench.vq_scene import SCENES, scene_of
+        from bench.vq_scene import scene_of
 
-        scene, white = scene_of(args.scene), SCENES[args.scene]["white_background"]
-        result["psnr_original"] = render_psnr(base.to_splats(), scene, white)
+        scene = scene_of(args.scene)
+        result["psnr_original"] = render_psnr(base.to_splats(), scene)
         print(f"PSNR of the original file on {args.scene}'s test views: {result['psnr_original']} dB")
     head = ["positions", "codebooks", "codebook sizes", "bytes", "bits / Gaussian", "ratio", "PSNR", "dPSNR"]
     table = []
@@ -154,7 +152,7 @@ def main() -> None:
         row = {**v, "steps": v.get("steps"), "bytes": info["bytes"], "bits_per_gaussian": info["bits_per_gaussian"],
                "grid_bits": grid.bits if grid else None, "precision": list(grid.precision) if grid else None}
         if scene is not None:
-            row["psnr"] = render_psnr(loaded.to_splats(), scene, white)
+            row["psnr"] = render_psnr(loaded.to_splats(), scene)
         result["variants"].append(row)
         pos = "as stored" if v.get("pos_bits") is None else \
             f"{v['pos_bits']} bits{' isotropic' if v.get('isotropic') else ''}"

@@ -28,16 +28,13 @@ def main(argv=None) -> None:
 
     import torch
 
-    from gs_vq.config import load_config
-    from gs_vq.data import load_scene
     from gs_vq.evaluate import evaluate
     from gs_vq.export import FORMATS, export_file
     from gs_vq.io import load_splats
-    from gs_vq.trainer import background_of
+    from gs_vq.model_dir import load_model_scene
+    from gs_vq.data import background_of
 
-    cfg = load_config(os.path.join(args.model_path, "cfg.yaml"))
-    scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background)
+    scene = load_model_scene(args.model_path)
     cameras = scene.test_cameras if args.split == "test" else scene.train_cameras
     sources = [os.path.join(args.model_path, n) for n in ("point_cloud.ply", "compressed.ply")]
     sources = [s for s in sources if os.path.isfile(s)]

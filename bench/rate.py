@@ -18,12 +18,11 @@ import time
 import torch
 
 from bench.report import ROOT, markdown, write_json
-from gs_vq.config import load_config
-from gs_vq.data import load_scene
+from gs_vq.model_dir import load_model_scene, model_config
 from gs_vq.evaluate import evaluate
 from gs_vq.quant import kmeans
 from gs_vq.quant.rate import ecvq_step, entropy_bits
-from gs_vq.trainer import background_of
+from gs_vq.data import background_of
 from gs_vq.vq import CODES_KEY, VQConfig
 from gs_vq.vq.attributes import from_vectors, to_vectors
 from gs_vq.vq.fit import quantizer_spec
@@ -37,9 +36,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5, help="ECVQ iterations per rate")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "rate.json"))
     args = p.parse_args()
-    cfg = load_config(os.path.join(args.model, "cfg.yaml"))
+    cfg = model_config(args.model)
     vq = cfg.vq or VQConfig()
-    scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=True, white_background=cfg.white_background)
+    scene = load_model_scene(args.model, cfg, eval=True)
     splats = {k: v.float() for k, v in torch.load(os.path.join(args.model, "ckpt.pt"), map_location="cpu",
                                                    weights_only=True)["splats"].items() if k != CODES_KEY}
     n = splats["means"].shape[0]

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import torch
 
+from gs_vq.data import background_of
 from gs_vq.evaluate import evaluate
 from gs_vq.io.ply import load_ply
 
@@ -35,15 +36,16 @@ from bench.vq_scene import run_all, scene_of
 PLAIN = "cpu"
 
 
-def score(splats, scene, white: bool) -> dict:
+def score(splats, scene) -> dict:
+    """PSNR (dB) and SSIM of ``splats`` on the scene's test views, on its background, on the CPU."""
     with torch.no_grad():
-        s = evaluate(splats, scene.test_cameras, [1.0] * 3 if white else [0.0] * 3, "cpu", progress=False)
+        s = evaluate(splats, scene.test_cameras, background_of(scene), "cpu", progress=False)
     return {"psnr": round(s["psnr"], 3), "ssim": round(s["ssim"], 4)}
 
 
 def posthoc_rows(name: str, plain: dict, presets: list, out_root: str) -> list:
     """The baselines on scene ``name``'s plain model (its row ``plain``)."""
-    scene, white = scene_of(name), SCENES[name]["white_background"]
+    scene = scene_of(name)
     splats = load_ply(os.path.join(plain["model_path"], "point_cloud.ply"))
     n0 = int(splats["means"].shape[0])
     runs = [(f"posthoc_{p}", lambda d, p=p: baselines.posthoc_vq(
@@ -60,7 +62,7 @@ def posthoc_rows(name: str, plain: dict, presets: list, out_root: str) -> list:
         row = {"scene": name, "preset": label, "kind": "post hoc", "num_gaussians": n, "plain_gaussians": n0,
                "file_bytes": size, "compression_ratio": round(plain["ply_bytes"] / size, 3),
                "bits_per_gaussian": {k: round(8 * v / max(n, 1), 3) for k, v in parts.items()},
-               **score(decoded, scene, white), "train_seconds": plain["train_seconds"], "model_path": out}
+               **score(decoded, scene), "train_seconds": plain["train_seconds"], "model_path": out}
         row["psnr_drop"] = round(plain["psnr"] - row["psnr"], 3)
         print(f"  {name:5s} {label:17s} PSNR {row['psnr']:6.2f}  N {n:6d}  {size / 1e3:8.1f} kB  "
               f"{row['compression_ratio']:6.1f}x", flush=True)

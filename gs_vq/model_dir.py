@@ -14,12 +14,16 @@
 overwrite consistently: everything on a fresh run (no mix of an old ``point_cloud.ply`` with a new
 ``ckpt.pt``), and on ``--resume`` the scores (``results.json``) and the files of plugins the run does
 not use (e.g. ``compressed.ply`` without ``--vq``).
+
+:func:`load_model_scene` reloads the scene a model was trained on, as its ``cfg.yaml`` records it.
 """
 
 import os
 import sys
 from typing import Any, Iterable, List, Optional
 
+from .config import TrainConfig, load_config
+from .data import Scene, load_scene
 from .errors import TEMP_PREFIX, GsVqError, error_text
 
 LOCK_NAME = ".gs_vq.lock"
@@ -147,3 +151,33 @@ def remove_stale_outputs(path: str, cfg: Any, resume: bool, keep: Iterable[Optio
 def stale_render_folders(path: str) -> List[str]:
     """Render folders (``test/``, ``train/``) in ``path``: after training they show the earlier model."""
     return [n for n in RENDER_FOLDERS if os.path.isdir(os.path.join(path, n, "renders"))]
+
+
+def model_config(model: str) -> TrainConfig:
+    """``MODEL/cfg.yaml`` as the :class:`TrainConfig` the model was trained with."""
+    if not os.path.isdir(model):
+        raise GsVqError(f"model folder not found: {model}")
+    return load_config(os.path.join(model, "cfg.yaml"))
+
+
+def scene_folder(cfg: TrainConfig, model: str) -> Optional[str]:
+    """The scene folder recorded in cfg.yaml: the absolute path, else the one relative to the
+    model folder (both folders moved together); None (the demo scene) stays None."""
+    if cfg.source_path is None or os.path.isdir(cfg.source_path):
+        return cfg.source_path
+    rel = getattr(cfg, "source_path_rel", None)
+    if rel and os.path.isdir(os.path.join(model, rel)):
+        return os.path.join(model, rel)
+    also = f" (nor {os.path.normpath(os.path.join(model, rel))})" if rel else ""
+    raise GsVqError(f"the scene folder recorded in {model}/cfg.yaml, {cfg.source_path}, is not there{also}: "
+                    "pass it with -s")
+
+
+def load_model_scene(model: str, cfg: Optional[TrainConfig] = None, source_path: Optional[str] = None,
+                     resolution: Optional[int] = None, eval: Optional[bool] = None) -> Scene:
+    """The scene of a model folder as its ``cfg.yaml`` records it (folder, ``-r``, ``--eval`` split,
+    background, ``--images`` folder); ``source_path``, ``resolution`` and ``eval`` override it."""
+    cfg = cfg if cfg is not None else model_config(model)
+    return load_scene(source_path or scene_folder(cfg, model), resolution=resolution or cfg.resolution,
+                      eval=cfg.eval if eval is None else eval, white_background=cfg.white_background,
+                      images=cfg.images)

@@ -22,6 +22,7 @@ from . import strategy as strategies
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import Scene
+from .data.cameras import background_of
 from .errors import GsVqError, atomic_path
 from .health import check_finite, maybe_check_finite
 from .io.ply import LABEL_PROPERTIES, load_ply, save_ply
@@ -45,13 +46,6 @@ def resolve_device(name: str) -> str:
     if name == "cuda":
         load_gsplat_cuda()
     return name
-
-
-def background_of(scene: Scene) -> Optional[List[float]]:
-    """Background colour the scene's images were composited on (None for real photos)."""
-    if scene.kind == "colmap":
-        return None
-    return [1.0, 1.0, 1.0] if scene.white_background else [0.0, 0.0, 0.0]
 
 
 def build_plugins(cfg: TrainConfig) -> Dict[str, Plugin]:

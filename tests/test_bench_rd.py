@@ -60,7 +60,7 @@ def test_ablation_rows_measure_against_the_model_itself():
     _, out = next(render_views(splats, [cam], [0.0] * 3, "cpu"))
     noise = 0.01 * torch.randn(out.rgb[0].shape, generator=torch.Generator().manual_seed(0))
     view = SimpleNamespace(**{**vars(cam), "image": (out.rgb[0] + noise).clamp(0, 1)})  # ~40 dB from the model
-    ab = ablation.Ablation(splats, SimpleNamespace(train_cameras=[cam], test_cameras=[view]), white=False)
+    ab = ablation.Ablation(splats, SimpleNamespace(train_cameras=[cam], test_cameras=[view]))
     ab._quantized("sh0", {"type": "fsq", "levels": 4096}, "fine grid")
     ab.prune()
     drops = {r["variant"]: r["psnr_drop"] for r in ab.rows}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gs_vq.cli.render import scene_folder
+from gs_vq.model_dir import scene_folder
 from gs_vq.cli.train import record_source_path
 from gs_vq.config import make_config
 from gs_vq.errors import GsVqError, atomic_path

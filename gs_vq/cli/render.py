@@ -6,17 +6,16 @@ import os
 
 from . import OneLineParser, guarded, quiet_libraries
 from ..camera_path import TRAJ_KINDS, PathConfig
-from ..config import load_config
-from ..data import load_scene
 from ..data.cameras import image_stem
 from ..errors import GsVqError, atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
 from ..io.inria import mirror_renders
 from ..metrics import LPIPS_NETS
-from ..model_dir import open_model_dir
+from ..model_dir import load_model_scene, model_config, open_model_dir
 from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
-from ..trainer import background_of, resolve_device
+from ..data import background_of
+from ..trainer import resolve_device
 from ..video import VideoConfig, check_video_path, render_video
 
 
@@ -50,28 +49,13 @@ def read_json_or_empty(path: str) -> dict:
     return read_json(path) if os.path.isfile(path) else {}
 
 
-def scene_folder(cfg, model: str):
-    """The scene folder recorded in cfg.yaml: the absolute path, else the one relative to the
-    model folder (both folders moved together); None (the demo scene) stays None."""
-    if cfg.source_path is None or os.path.isdir(cfg.source_path):
-        return cfg.source_path
-    rel = getattr(cfg, "source_path_rel", None)
-    if rel and os.path.isdir(os.path.join(model, rel)):
-        return os.path.join(model, rel)
-    also = f" (nor {os.path.normpath(os.path.join(model, rel))})" if rel else ""
-    raise GsVqError(f"the scene folder recorded in {model}/cfg.yaml, {cfg.source_path}, is not there{also}: "
-                    "pass it with -s")
-
-
 @guarded
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     if args.quiet:
         quiet_libraries()
     model = args.model_path
-    if not os.path.isdir(model):
-        raise GsVqError(f"model folder not found: {model}")
-    cfg = load_config(os.path.join(model, "cfg.yaml"))
+    cfg = model_config(model)
     device = resolve_device(args.device)
     if args.traj:
         video = args.video or os.path.join(model, "videos", f"traj_{args.traj}.mp4")
@@ -79,8 +63,7 @@ def main(argv=None) -> None:
         if args.traj_frames < 1 or args.fps < 1:
             raise GsVqError("--traj_frames and --fps must be at least 1")
     open_model_dir(model)  # no train.py or render.py writing here at the same time
-    scene = load_scene(args.source_path or scene_folder(cfg, model), resolution=args.resolution or cfg.resolution,
-                       eval=cfg.eval, white_background=cfg.white_background, images=cfg.images)
+    scene = load_model_scene(model, cfg, source_path=args.source_path, resolution=args.resolution)
     ply_path = args.ply or os.path.join(model, "point_cloud.ply")
     if wants_selection(args):  # --extract / --remove: write plys, render nothing
         splats = load_splats(ply_path, device=device)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from gs_vq.data.blender import load_blender
-from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, look_at_box, random_points
+from gs_vq.data.cameras import Camera, Scene, background_of, camera_scene_scale, look_at_box, random_points
 from gs_vq.data.colmap import load_colmap
 from gs_vq.data.demo import demo_scene_path, generate_demo_scene
 from gs_vq.data.gsplat_parser import scene_from_gsplat
@@ -19,6 +19,7 @@ from gs_vq.errors import GsVqError
 __all__ = [
     "Camera",
     "Scene",
+    "background_of",
     "load_scene",
     "load_colmap",
     "load_blender",

@@ -132,6 +132,15 @@ class Scene:
         )
 
 
+def background_of(scene: Any) -> Optional[List[float]]:
+    """RGB background ``[3]`` in [0, 1] that the scene's images were composited on: white or black
+    (``white_background``) for NeRF-synthetic, demo and gsplat-parser scenes; None for COLMAP photos,
+    which are not composited (renders accumulate on black). None for no scene."""
+    if scene is None or getattr(scene, "kind", None) == "colmap":
+        return None
+    return [1.0, 1.0, 1.0] if getattr(scene, "white_background", False) else [0.0, 0.0, 0.0]
+
+
 def check_intrinsics(K: np.ndarray, width: int, height: int, where: str, margin: float = 0.25) -> None:
     """A [3, 3] pixel K must be finite, with positive focal lengths and the principal point inside
     the ``width`` x ``height`` image or within ``margin`` of its size outside; else GsVqError."""

@@ -89,17 +89,14 @@ def model_file(model_path: Optional[str], ply: Optional[str]) -> str:
 def scene_cameras(model_path: str):
     """``(cameras, background, note)`` from the scene in ``MODEL/cfg.yaml``; no cameras (and a note
     saying why) when the model has no cfg.yaml or its scene folder is gone."""
-    from ..config import load_config
-    from ..data import load_scene
-    from ..trainer import background_of
+    from ..model_dir import load_model_scene, model_config
+    from ..data import background_of
 
-    cfg_path = os.path.join(model_path, "cfg.yaml")
-    if not os.path.isfile(cfg_path):
+    if not os.path.isfile(os.path.join(model_path, "cfg.yaml")):
         return [], None, "no cfg.yaml: default camera"
-    cfg = load_config(cfg_path)
+    cfg = model_config(model_path)
     try:
-        scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                           white_background=cfg.white_background, images=cfg.images)
+        scene = load_model_scene(model_path, cfg)
     except GsVqError as e:
         return [], [1.0] * 3 if cfg.white_background else None, f"scene not loaded ({e}): default camera"
     cams = []

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 import torch
 from torch import Tensor
 
+from ..data.cameras import background_of
 from ..devices import timed
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
@@ -72,7 +73,7 @@ class VQPlugin(VQConfig, Plugin):
         self._strategy_state, self._refine_stop = ctx.strategy_state, ctx.refine_stop
         self._device = splats["means"].device
         self._cameras = getattr(ctx.scene, "train_cameras", None)  # significance, position grid
-        self._background = [1.0] * 3 if getattr(ctx.scene, "white_background", False) else [0.0] * 3
+        self._background = background_of(ctx.scene)
         if self.reduces and not self._cameras:
             raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views: "
                             "pass TrainContext(scene=...) (with gsplat's simple_trainer: "
