@@ -6,13 +6,13 @@ run code. Anything wrong with a file (missing, truncated, garbage, pickled objec
 layout, another SH degree than the config) is a one-line :class:`~gs_vq.errors.GsVqError`.
 """
 
-import math
 import os
 from typing import Any, Dict, Optional
 
 import torch
 
 from .errors import GsVqError, atomic_path, error_text
+from .splats import sh_degree_for
 
 PLAIN = (str, bytes, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
 RESUME_KEYS = ("step", "train_seconds", "splats", "optimizers", "strategy_state")
@@ -80,8 +80,8 @@ def check_matches_config(splats: Dict[str, torch.Tensor], cfg: Any, path: str, e
     """The checkpoint's SH degree must be the config's ``sh_degree`` (``exact``) or at least it."""
     sh_n = splats.get("shN")
     rest = 0 if sh_n is None or sh_n.ndim < 2 else sh_n.shape[1]
-    degree = math.isqrt(rest + 1) - 1
-    if (degree + 1) ** 2 != rest + 1:
+    degree = sh_degree_for(rest)
+    if degree is None:
         raise GsVqError(f"checkpoint {path}: shN has {rest} coefficients per colour, not (d + 1)^2 - 1")
     if cfg is not None and (degree != cfg.sh_degree if exact else degree < cfg.sh_degree):
         raise GsVqError(f"checkpoint {path} has SH degree {degree}, the config asks for sh_degree {cfg.sh_degree}")

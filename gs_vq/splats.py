@@ -137,7 +137,17 @@ def num_sh_bases(degree: int) -> int:
     return (degree + 1) ** 2
 
 
+def sh_degree_for(rest: int) -> Optional[int]:
+    """SH degree of ``rest`` higher coefficients per colour (``(d + 1)^2 - 1``); None if no degree has
+    that many."""
+    degree = math.isqrt(rest + 1) - 1
+    return degree if (degree + 1) ** 2 == rest + 1 else None
+
+
 def sh_degree_of(splats: Dict[str, Tensor]) -> int:
-    """SH degree stored in ``splats`` (from the number of coefficients)."""
-    K = 1 + (splats["shN"].shape[1] if "shN" in splats else 0)
-    return int(round(math.sqrt(K))) - 1
+    """SH degree stored in ``splats`` (from the number of coefficients of ``shN [N, K - 1, 3]``)."""
+    sh_n = splats["shN"] if "shN" in splats.keys() else None
+    degree = sh_degree_for(0 if sh_n is None or sh_n.ndim < 2 else sh_n.shape[1])
+    if degree is None:
+        raise ValueError(f"shN has {sh_n.shape[1]} coefficients per colour, not (d + 1)^2 - 1")
+    return degree

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GsVqError, atomic_path
+from ..splats import sh_degree_for
 
 MAGIC = 0x5053474E
 VERSION = 3
@@ -102,8 +103,8 @@ def splats_to_spz(splats: Dict[str, Tensor], sh1_bits: int = 5, sh_rest_bits: in
     if n and np.abs(means).max() >= limit:
         raise GsVqError(f".spz stores positions within +-{limit:g} units; this scene reaches {np.abs(means).max():.1f}")
     shN = splats["shN"].detach().float().cpu().numpy() if "shN" in splats else np.zeros((n, 0, 3), np.float32)
-    degree = int(round((shN.shape[1] + 1) ** 0.5)) - 1
-    if degree > 3 or (degree + 1) ** 2 != shN.shape[1] + 1:
+    degree = sh_degree_for(shN.shape[1])
+    if degree is None or degree > 3:
         raise GsVqError(f".spz: {shN.shape[1]} SH coefficients per channel is not a degree 0-3 set")
     fixed = np.round(means * (1 << FRACTIONAL_BITS)).astype(np.int32)  # [N, 3]
     positions = np.stack([(fixed >> s) & 0xFF for s in (0, 8, 16)], axis=-1).astype(np.uint8)  # [N, 3, 3]

@@ -14,6 +14,7 @@ import torch
 
 from ..io import streams as S
 from ..io.compressed import LOSSLESS, CodedAttribute, CompressedScene, write_compressed
+from ..splats import sh_degree_of
 from .codes import CODES_KEY
 from .config import KNOWN_ATTRIBUTES
 
@@ -56,8 +57,7 @@ def compressed_scene(plugin, splats) -> CompressedScene:
     ]
     raw = {k: splats[k].detach().cpu().float() for k in raw_attributes(splats, set(slots))}
     raw = {k: v * kept[k].reshape(-1, *[1] * (v.ndim - 1)) if k in kept else v for k, v in raw.items()}
-    shn = splats["shN"] if "shN" in splats.keys() else None
-    meta = {"sh_degree": int(round((1 + (shn.shape[1] if shn is not None else 0)) ** 0.5)) - 1,
+    meta = {"sh_degree": sh_degree_of(splats),
             "generator": "gs_vq.vq"}
     return CompressedScene(
         means=splats["means"].detach().cpu().float(),

@@ -23,6 +23,7 @@ from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from ..quant.base import straight_through as identity_gradient
 from ..render.contribution import contribution
+from ..splats import sh_degree_of
 from ..strategy import remove
 from .attributes import from_vectors, to_vectors
 from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
@@ -288,7 +289,7 @@ class VQPlugin(VQConfig, Plugin):
         if not (self.sh_drop > 0 and "shN" in splats and splats["shN"].shape[1] > 0):
             return 0
         drop = sh_drop_mask(splats["shN"], score, self.sh_drop)  # [N]
-        degree = int(round((splats["shN"].shape[1] + 1) ** 0.5)) - 1
+        degree = sh_degree_of(splats)
         degrees = torch.full((drop.shape[0],), degree, dtype=torch.int64, device=drop.device)
         degrees[drop] = 0
         splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees, requires_grad=False)
