@@ -1,7 +1,7 @@
 """Quantizers from config dicts (as read from YAML): ``build_quantizer({"type": "pq", ...})``."""
 
 import inspect
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Set
 
 from ..errors import GsVqError
 from .additive import AdditiveQuantizer
@@ -23,6 +23,22 @@ QUANTIZERS: Dict[str, type] = {
     "soft": SoftIndexQuantizer,
 }
 
+_FIXED = {VectorQuantizer: {"num_subvectors"}}  # options a subclass sets for its base itself
+
+
+def accepted_options(kind: str) -> Set[str]:
+    """Constructor options of quantizer type ``kind``: its ``__init__``'s parameters and, where that
+    forwards ``**kwargs``, its base classes' (less those it passes itself, e.g. VectorQuantizer's
+    ``num_subvectors=1``)."""
+    cls = QUANTIZERS[kind]
+    names = set(inspect.signature(cls.__init__).parameters)
+    for base in cls.__mro__[1:]:
+        if "kwargs" not in names:
+            break
+        if "__init__" in vars(base):
+            names |= set(inspect.signature(base.__init__).parameters) - _FIXED.get(cls, set())
+    return names - {"self", "args", "kwargs"}
+
 
 def build_quantizer(config: Mapping[str, Any]) -> Quantizer:
     """Construct a quantizer from ``{"type": name, **constructor arguments}``.
@@ -36,12 +52,7 @@ def build_quantizer(config: Mapping[str, Any]) -> Quantizer:
     if kind not in QUANTIZERS:
         raise GsVqError(f"unknown quantizer type {kind!r}: expected one of {', '.join(QUANTIZERS)}")
     cls = QUANTIZERS[kind]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
-    if cls is VectorQuantizer:
-        accepted |= set(inspect.signature(ProductQuantizer.__init__).parameters) - {
-            "self", "num_subvectors"
-        }
-    unknown = sorted(set(params) - accepted)
+    unknown = sorted(set(params) - accepted_options(kind))
     if unknown:
         raise GsVqError(f"quantizer {kind!r} has no option(s) {', '.join(unknown)}")
     if "dim" not in params:

@@ -1,27 +1,18 @@
 """Fitting and refreshing the plugin's quantizers (all k-means lives in gs_vq.quant)."""
 
-import inspect
 from typing import Any, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
 from ..errors import GsVqError
 from ..quant import QUANTIZERS, VectorQuantizer, build_quantizer, kmeans
+from ..quant.factory import accepted_options
 from ..quant.rate import distortion, ecvq_step, rate_codes
 from .config import VQConfig
 from .slot import Slot
 
 # quantizers whose per-vector state cannot follow densification (trainable per-row logits)
 UNSUPPORTED = {"soft": "its per-Gaussian logits do not follow densification and pruning"}
-
-
-def _accepts(kind: str, option: str) -> bool:
-    cls = QUANTIZERS[kind]
-    names = set(inspect.signature(cls.__init__).parameters)
-    for base in cls.__mro__[1:]:  # VectorQuantizer forwards **kwargs to ProductQuantizer
-        if "kwargs" in names and "__init__" in vars(base):
-            names |= set(inspect.signature(base.__init__).parameters)
-    return option in names
 
 
 def quantizer_spec(cfg: VQConfig, name: str, n: int, dim: int) -> Dict[str, Any]:
@@ -43,7 +34,7 @@ def quantizer_spec(cfg: VQConfig, name: str, n: int, dim: int) -> Dict[str, Any]
     defaults = {"iters": cfg.init_iters, "seed": cfg.seed,
                 "max_points": cfg.max_samples or None}
     for option, value in defaults.items():
-        if option not in spec and _accepts(kind, option):
+        if option not in spec and option in accepted_options(kind):
             spec[option] = value
     if "codebook_size" in spec:
         k = int(spec["codebook_size"])
