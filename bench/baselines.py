@@ -44,8 +44,8 @@ def posthoc_vq(splats: Splats, vq_plugin, scene, out_dir: str) -> Tuple[Splats, 
                                      for k, v in splats.items()})
     vq_plugin.initialize(params, {}, TrainContext(total_steps=None, scene=scene))
     vq_plugin.step_pre_forward(vq_plugin.schedule.vq_start, params, {})  # fit
-    if vq_plugin.reduces:
-        vq_plugin.reduce(params, {})
+    if vq_plugin.prunes_insignificant:
+        vq_plugin.prune_insignificant(params, {})
     vq_plugin.export(out_dir, params)
     path = os.path.join(out_dir, "compressed.ply")
     bits = describe_compressed(path)["bits_per_gaussian"]

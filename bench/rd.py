@@ -108,7 +108,7 @@ def plot(rows: list, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gs_vq.errors import atomic_path
+    from gs_vq.files import atomic_path
 
     scenes = sorted({r["scene"] for r in rows})
     fig, axes = plt.subplots(1, len(scenes), figsize=(6 * len(scenes), 4.5), squeeze=False)

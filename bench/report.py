@@ -4,7 +4,7 @@ import json
 import os
 from typing import Any, Iterable, Sequence
 
-from gs_vq.errors import atomic_path
+from gs_vq.files import atomic_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

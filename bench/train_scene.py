@@ -35,7 +35,7 @@ def run_scene(name: str, preset: str, iterations: int, eval_every: int, override
     while trainer.step < iterations:
         trainer.train(progress=False, until=trainer.step + eval_every)
         with torch.no_grad():
-            scores = evaluate(trainer.render_splats(), scene.test_cameras, trainer.background,
+            scores = evaluate(trainer.splats_to_render(), scene.test_cameras, trainer.background,
                               trainer.device, backend=cfg.backend, progress=False)
         curve.append({"step": trainer.step, "seconds": round(trainer.train_seconds, 1), "test_psnr": round(scores["psnr"], 3),
                       "test_ssim": round(scores["ssim"], 4), "num_gaussians": int(len(trainer.splats["means"]))})

@@ -11,7 +11,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from .errors import GsVqError, atomic_path, error_text
+from .errors import GsVqError, error_text
+
+from .files import atomic_path
 from .splats import sh_degree_for
 
 PLAIN = (str, bytes, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)

@@ -285,7 +285,7 @@ def to_dict(cfg: TrainConfig) -> Dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str) -> None:
-    from .errors import atomic_path
+    from .files import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)

@@ -11,7 +11,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .data.cameras import image_stem
-from .errors import atomic_path
+from .files import atomic_path
 from .metrics import LPIPS, lpips_metric, psnr, ssim_value
 from .splats import camera_batch, render_splats, sh_degree_of
 

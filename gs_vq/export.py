@@ -25,7 +25,9 @@ from typing import Dict, Optional
 
 from torch import Tensor
 
-from .errors import GsVqError, atomic_path
+from .errors import GsVqError
+
+from .files import atomic_path
 
 FORMATS = {"ply": ".ply", "splat": ".splat", "ply_compressed": ".compressed.ply", "spz": ".spz"}
 

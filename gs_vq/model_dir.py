@@ -24,7 +24,8 @@ from typing import Any, Iterable, List, Optional
 
 from .config import TrainConfig, load_config
 from .data import Scene, load_scene
-from .errors import TEMP_PREFIX, GsVqError, error_text
+from .errors import GsVqError, error_text
+from .files import TEMP_PREFIX
 
 LOCK_NAME = ".gs_vq.lock"
 CORE_OUTPUTS = ("point_cloud.ply", "cfg.yaml", "ckpt.pt", "train_stats.json")

@@ -58,7 +58,7 @@ class StepOutputs:
         if step in self.cfg.test_iterations:
             self.report(step)
         if step in self.cfg.save_iterations and step < t.cfg.iterations:  # the final one: export()
-            rendered = {k: v.detach() for k, v in t.render_splats().items()}
+            rendered = {k: v.detach() for k, v in t.splats_to_render().items()}
             save_ply(rendered, iteration_ply(t.model_path, step))
             print(f"\n[ITER {step}] Saving Gaussians")
 
@@ -72,7 +72,7 @@ class StepOutputs:
         splits = {"test": t.scene.test_cameras,
                   "train": train[:: max(1, len(train) // TRAIN_REPORT_VIEWS)][:TRAIN_REPORT_VIEWS]}
         out: Dict[str, Dict[str, float]] = {}
-        splats = t.render_splats()
+        splats = t.splats_to_render()
         for name, cams in splits.items():
             if not cams:
                 continue

@@ -23,7 +23,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import Scene
 from .data.cameras import background_of
-from .errors import GsVqError, atomic_path
+from .errors import GsVqError
+from .files import atomic_path
 from .health import check_finite, maybe_check_finite
 from .io.ply import LABEL_PROPERTIES, load_ply, save_ply
 from .metrics import dssim_loss
@@ -143,7 +144,7 @@ class Trainer:
         save_checkpoint(self.state_dict(), os.path.join(self.model_path, CKPT_NAME))
 
     # ---- one step ---------------------------------------------------------------------------
-    def render_splats(self) -> Dict[str, torch.Tensor]:
+    def splats_to_render(self) -> Dict[str, torch.Tensor]:
         """The splat tensors to render: plugins may substitute quantized ones (pure)."""
         splats: Dict[str, torch.Tensor] = dict(self.splats.items())
         for p in self.plugins.values():
@@ -160,7 +161,7 @@ class Trainer:
         sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
         for p in self.plugins.values():
             p.step_pre_forward(step, self.splats, self.optimizers)
-        splats = self.render_splats()
+        splats = self.splats_to_render()
         extras = [e for e in (p.extra_channels(splats) for p in self.plugins.values()) if e is not None]
         out = render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, self.background,
                             extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend,
@@ -226,7 +227,7 @@ class Trainer:
         ``cfg.yaml``, ``train_stats.json`` and the final checkpoint. Returns file sizes."""
         os.makedirs(self.model_path, exist_ok=True)
         save_config(self.cfg, os.path.join(self.model_path, "cfg.yaml"))
-        rendered = {k: v.detach() for k, v in self.render_splats().items()}
+        rendered = {k: v.detach() for k, v in self.splats_to_render().items()}
         check_finite(rendered, self.step)  # no ply from a broken model
         sizes = {"ply_bytes": save_ply(rendered, os.path.join(self.model_path, "point_cloud.ply"))}
         for p in self.plugins.values():

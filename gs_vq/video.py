@@ -1,7 +1,7 @@
 """Camera-path videos (``render.py --traj``): render a path through the training cameras to an mp4.
 
 The mp4 is H.264 (yuv420p) through imageio-ffmpeg, which ships its own ffmpeg binary; it is written
-beside the target and renamed onto it when complete (:func:`gs_vq.errors.atomic_path`).
+beside the target and renamed onto it when complete (:func:`gs_vq.files.atomic_path`).
 """
 
 import os
@@ -15,7 +15,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .camera_path import PathConfig, camera_path
-from .errors import GsVqError, atomic_path
+from .errors import GsVqError
+from .files import atomic_path
 from .splats import render_splats, sh_degree_of
 
 

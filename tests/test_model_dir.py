@@ -12,7 +12,8 @@ import pytest
 from gs_vq.model_dir import scene_folder
 from gs_vq.cli.train import record_source_path
 from gs_vq.config import make_config
-from gs_vq.errors import GsVqError, atomic_path
+from gs_vq.errors import GsVqError
+from gs_vq.files import atomic_path
 from gs_vq.model_dir import open_model_dir, release_model_dirs, remove_stale_outputs
 
 ROOT = Path(__file__).resolve().parents[1]

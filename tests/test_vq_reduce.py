@@ -65,7 +65,7 @@ def test_reduce_removes_the_least_significant_and_drops_sh():
     plugin, splats, opts = fitted_plugin()
     score = contribution(splats, [CAMERA])  # the significance reduce() ranks by
     keep = set(map(tuple, splats["means"].detach()[~lowest(score, 90)].tolist()))
-    counts = plugin.reduce(splats, opts)
+    counts = plugin.prune_insignificant(splats, opts)
     assert counts == {"pruned": 90, "sh_dropped": 105}
     assert set(map(tuple, splats["means"].detach().tolist())) == keep
     degrees = splats[SH_DEGREES_KEY]
@@ -77,7 +77,7 @@ def test_reduce_removes_the_least_significant_and_drops_sh():
 
 def test_sh_degrees_follow_ops_and_checkpoints():
     plugin, splats, opts = fitted_plugin()
-    plugin.reduce(splats, opts)
+    plugin.prune_insignificant(splats, opts)
     before = splats[SH_DEGREES_KEY].clone()
     state = {"grad2d": torch.zeros(210), "count": torch.zeros(210)}
     sel = torch.zeros(210, dtype=torch.bool)
@@ -157,7 +157,7 @@ def test_prune_rounds_share_the_fraction_and_rank_afresh():
         target = round(300 * 0.7 ** ((r + 1) / 3))
         keep = set(map(tuple, splats["means"].detach()[~lowest(score, n - target)].tolist()))
         assert SH_DEGREES_KEY not in splats and not plugin.state.reduced  # SH bands go last
-        counts.append(plugin.reduce(splats, opts, rounds=3))
+        counts.append(plugin.prune_insignificant(splats, opts, rounds=3))
         assert set(map(tuple, splats["means"].detach().tolist())) == keep
     assert [c["pruned"] for c in counts] == [34, 29, 27]  # 300 -> 266 -> 237 -> 210, as 30% at once
     assert [c["sh_dropped"] for c in counts] == [0, 0, 105] and plugin.state.reduced
@@ -185,7 +185,7 @@ def test_each_round_ranks_by_its_own_views():
         n, target = splats["means"].shape[0], round(300 * 0.7 ** ((r + 1) / 3))
         keep = set(map(tuple, splats["means"].detach()[~lowest(score, n - target)].tolist()))
         assert score.ne(contribution(splats, shifted)).any()
-        plugin.reduce(splats, opts, rounds=3)
+        plugin.prune_insignificant(splats, opts, rounds=3)
         assert set(map(tuple, splats["means"].detach().tolist())) == keep
 
 

@@ -7,7 +7,8 @@ import os
 from . import OneLineParser, guarded, quiet_libraries
 from ..camera_path import TRAJ_KINDS, PathConfig
 from ..data.cameras import image_stem
-from ..errors import GsVqError, atomic_path, read_json
+from ..errors import GsVqError
+from ..files import atomic_path, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
 from ..io.inria import mirror_renders

@@ -142,7 +142,7 @@ def main(argv=None) -> None:
         from ..evaluate import evaluate
 
         with torch.no_grad():
-            scores = evaluate(trainer.render_splats(), scene.test_cameras, trainer.background,
+            scores = evaluate(trainer.splats_to_render(), scene.test_cameras, trainer.background,
                               trainer.device, backend=cfg.backend, progress=False)
         summary["test_psnr"] = round(scores["psnr"], 3)
     print("[gs-vq] " + json.dumps(summary))

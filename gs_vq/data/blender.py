@@ -29,7 +29,8 @@ import torch
 
 from gs_vq.data.cameras import Camera, Scene, camera_scene_scale, check_intrinsics, look_at_box, random_points
 from gs_vq.data.images import AUTO, default_cache_root, load_size, note_large_images, parallel_map, read_mask, read_sized
-from gs_vq.errors import GsVqError, read_json
+from gs_vq.errors import GsVqError
+from gs_vq.files import read_json
 
 # OpenGL camera axes (x right, y up, z backward) -> OpenCV (x right, y down, z forward)
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])

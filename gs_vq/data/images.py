@@ -32,7 +32,9 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
-from gs_vq.errors import GsVqError, atomic_path, error_text
+from gs_vq.errors import GsVqError, error_text
+
+from gs_vq.files import atomic_path
 
 RESOLUTIONS = (1, 2, 4, 8)  # downscale factors; other values are a target width
 AUTO = -1  # -r -1: cap the width at AUTO_WIDTH

@@ -23,7 +23,9 @@ import struct
 import zlib
 from typing import Any, Dict, List, Tuple
 
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError
+
+from ..files import atomic_path
 
 CRC_TAG = b"obj_info gs_vq.crc32 "
 _END = b"end_header\n"

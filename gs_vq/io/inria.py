@@ -18,7 +18,7 @@ import shutil
 from typing import Dict, List, Optional
 
 from ..data.cameras import image_stem
-from ..errors import atomic_path
+from ..files import atomic_path
 
 ITERATION_DIR = os.path.join("point_cloud", "iteration_{}")
 PLY_NAME = "point_cloud.ply"

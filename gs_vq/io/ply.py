@@ -19,7 +19,9 @@ import torch
 from plyfile import PlyData, PlyElement
 from torch import Tensor
 
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError
+
+from ..files import atomic_path
 
 LABEL_PROPERTIES = {"labels": "label", "labelconf": "label_conf"}  # splat key -> ply property
 

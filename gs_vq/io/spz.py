@@ -29,7 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError
+
+from ..files import atomic_path
 from ..splats import sh_degree_for
 
 MAGIC = 0x5053474E

@@ -10,7 +10,9 @@ import argparse
 import os
 from typing import Dict, Optional, Sequence
 
-from ..errors import GsVqError, read_json
+from ..errors import GsVqError
+
+from ..files import read_json
 from .evaluate import evaluate_queries, render_pca, render_queries
 from .labels import LABEL_METHODS
 from .query import DEFAULT_MASK_RULE, HEAD_NAME, MASK_RULES, SemanticHead

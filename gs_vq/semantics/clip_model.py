@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import GsVqError, read_json
+from ..errors import GsVqError
+
+from ..files import read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's dataset mean / std (open_clip.constants)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import GsVqError, atomic_path, read_json
+from ..errors import GsVqError
+
+from ..files import atomic_path, read_json
 from .encoders import MINILM_NAME, EncoderSpec, TextEncoder, encode_texts, load_text_encoder
 
 META_NAME = "meta.json"

@@ -37,7 +37,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..errors import GsVqError, atomic_path
+from ..errors import GsVqError
+
+from ..files import atomic_path
 from .codebook import SemanticCodebook
 from .encoders import EncoderSpec, encode_texts, load_text_encoder
 

@@ -13,7 +13,9 @@ from typing import Dict, List, Optional
 import numpy as np
 from torch import Tensor
 
-from ..errors import GsVqError, read_json
+from ..errors import GsVqError
+
+from ..files import read_json
 from ..splats import sh_degree_of
 
 

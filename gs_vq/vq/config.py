@@ -142,7 +142,7 @@ class VQConfig:
         length = max(int(total_steps) - start, 1)
         for name, fraction in self.window.items():
             setattr(self, name, max(1, int(round(fraction * length))))
-        if self.reduces and "prune_window" in self.window:  # very short windows: room for every round
+        if self.prunes_insignificant and "prune_window" in self.window:  # very short windows: room for every round
             self.prune_window = max(self.prune_window, self.prune_every * self.prune_rounds + 1)
         self.validate()
 
@@ -205,13 +205,13 @@ class VQConfig:
                             "vq.significance_downscale >= 1")
         if self.prune_rounds < 1:
             raise GsVqError(f"vq.prune_rounds must be >= 1, got {self.prune_rounds}")
-        if self.reduces and self.prune_every * self.prune_rounds >= self.prune_window:
+        if self.prunes_insignificant and self.prune_every * self.prune_rounds >= self.prune_window:
             raise GsVqError(f"vq.prune_fraction/prune_budget/sh_drop act at steps vq_start + prune_every x "
                             f"1..prune_rounds, inside the window: vq.prune_window ({self.prune_window}) must "
                             f"exceed vq.prune_every x vq.prune_rounds ({self.prune_every} x {self.prune_rounds})")
 
     @property
-    def reduces(self) -> bool:
+    def prunes_insignificant(self) -> bool:
         """Whether significance pruning or SH-band dropping is configured."""
         return self.prune_fraction > 0 or self.prune_budget > 0 or self.sh_drop > 0
 

@@ -73,7 +73,7 @@ def build_slots(cfg: VQConfig, vectors: Dict[str, Tensor], shapes: Dict[str, Tup
         codes = quantizer.encode(x)  # [N, M]
         slot = Slot(name, shapes[name], quantizer, start, codes.shape[1],
                     cfg.codebook_precision(name), spec, Slot.rule_of(name, quantizer),
-                    mantissa=cfg.codebook_mantissa, step=cfg.codebook_step(name))
+                    mantissa=cfg.codebook_mantissa, resolution=cfg.codebook_step(name))
         quantizer.update_codebooks_from_assignments(x, codes, (weights or {}).get(name))
         slots[name] = slot
         columns.append(codes)

@@ -21,7 +21,7 @@ from ..data.cameras import background_of
 from ..devices import timed
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
-from ..quant.base import straight_through as identity_gradient
+from ..quant.base import straight_through
 from ..render.contribution import contribution
 from ..splats import sh_degree_of
 from ..strategy import remove
@@ -75,7 +75,7 @@ class VQPlugin(VQConfig, Plugin):
         self._device = splats["means"].device
         self._cameras = getattr(ctx.scene, "train_cameras", None)  # significance, position grid
         self._background = background_of(ctx.scene)
-        if self.reduces and not self._cameras:
+        if self.prunes_insignificant and not self._cameras:
             raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views: "
                             "pass TrainContext(scene=...) (with gsplat's simple_trainer: "
                             "gs_vq.data.scene_from_gsplat(parser, trainset))")
@@ -102,7 +102,7 @@ class VQPlugin(VQConfig, Plugin):
 
     def splats_to_render(self, splats) -> Dict[str, Tensor]:
         """Quantized attributes (straight-through to the full-precision ones); {} before ``vq_start``."""
-        return self.quantized(splats, straight_through=True)
+        return self.quantized(splats, differentiable=True)
 
     def loss(self, step: int, splats, batch=None, render=None) -> Optional[Tensor]:
         """Opacity regularisation ``opacity_reg * mean(sigmoid(opacity))`` inside the window."""
@@ -117,10 +117,10 @@ class VQPlugin(VQConfig, Plugin):
         if not self.state.initialized or self.state.frozen:
             return
         self.sync(splats)
-        if self.reduces and not self.state.reduced and self.schedule.prunes_at(step):
-            self.reduce(splats, optimizers, self.prune_rounds)
+        if self.prunes_insignificant and not self.state.reduced and self.schedule.prunes_at(step):
+            self.prune_insignificant(splats, optimizers, self.prune_rounds)
         if self.prune_opa > 0 and self.schedule.prunes_at(step):
-            self.prune(splats, optimizers, step)
+            self.prune_transparent(splats, optimizers, step)
         if self.snap and self.schedule.snaps_at(step):
             self.finalize(splats)
 
@@ -151,16 +151,16 @@ class VQPlugin(VQConfig, Plugin):
             self.sync(splats)
 
     # ------------------------------------------------------------------ decoding
-    def quantized(self, splats, straight_through: bool = False) -> Dict[str, Tensor]:
-        """Decoded quantized attributes ``{name: [N, ...]}``; with ``straight_through`` the
-        gradient of each reaches the full-precision parameter unchanged."""
+    def quantized(self, splats, differentiable: bool = False) -> Dict[str, Tensor]:
+        """Decoded quantized attributes ``{name: [N, ...]}``; ``differentiable``: straight through,
+        the gradient of each reaches the full-precision parameter unchanged."""
         if not self.state.initialized:
             return {}
         out = {}
         for name, slot in self.state.slots.items():
             q = slot.decode(CodeTable.columns(splats, slot))  # [N, d]
-            if straight_through:  # value exactly q, gradient exactly identity to x
-                q = identity_gradient(q, to_vectors(name, splats[name]))
+            if differentiable:  # value exactly q, gradient exactly identity to x
+                q = straight_through(q, to_vectors(name, splats[name]))
             out[name] = from_vectors(q, slot.shape)
         rows = self.rows(splats, "shN")
         if rows is not None:  # SH degree 0: no view-dependent colour
@@ -236,7 +236,7 @@ class VQPlugin(VQConfig, Plugin):
 
     # ------------------------------------------------------------------ pruning / snapping
     @torch.no_grad()
-    def prune(self, splats, optimizers, step: Optional[int] = None) -> int:
+    def prune_transparent(self, splats, optimizers, step: Optional[int] = None) -> int:
         """Remove Gaussians with ``sigmoid(opacity) < prune_opa`` through gsplat's ops.remove."""
         if self._strategy_state is None and step is not None and step < self._refine_stop:
             return 0  # the strategy's per-Gaussian state would go stale
@@ -252,7 +252,7 @@ class VQPlugin(VQConfig, Plugin):
         return count
 
     @torch.no_grad()
-    def reduce(self, splats, optimizers, rounds: int = 1) -> Dict[str, int]:
+    def prune_insignificant(self, splats, optimizers, rounds: int = 1) -> Dict[str, int]:
         """The next of ``rounds`` reduction rounds (1: all at once). Together the rounds remove the
         least significant Gaussians (``prune_fraction`` / ``prune_budget`` of the count at the first
         round), each round keeping the same share of what is left, with the significance measured

@@ -29,9 +29,9 @@ class Slot:
     precision: str                # codebook storage in compressed.ply
     spec: Dict[str, Any] = field(default_factory=dict)  # build_quantizer spec it was built from
     combine: str = "sum"          # the quantizer's decode_rule: "sum" | "concat"
-    frozen: Optional[List[Tensor]] = field(default=None)  # final tables once snapped
+    final_tables: Optional[List[Tensor]] = field(default=None)  # the tables once snapped
     mantissa: int = 10            # float16 mantissa bits kept when snapped (10: plain float16)
-    step: float = 0.0             # float16 tables: first rounded to multiples of this power of two (0: not)
+    resolution: float = 0.0       # float16 tables: first rounded to multiples of this power of two (0: not)
     rate_scale: Optional[float] = None  # ECVQ: squared error per vector a bit is priced against
     # (the plain assignment's distortion at the first rate-constrained refresh, then fixed)
 
@@ -50,8 +50,8 @@ class Slot:
 
     def tables(self) -> List[Tensor]:
         """Codebook tables in the file's layout: M x [K_m, d_m]."""
-        if self.frozen is not None:
-            return self.frozen
+        if self.final_tables is not None:
+            return self.final_tables
         return [cb.detach() for cb in self.quantizer.codebooks]
 
     def decode(self, codes: Tensor) -> Tensor:
@@ -60,29 +60,30 @@ class Slot:
 
     def snap(self) -> None:
         """Freeze the tables at their storage precision (idempotent): float32, or float16 with
-        ``mantissa`` bits kept, after rounding to multiples of ``step`` when set (the dropped bits
+        ``mantissa`` bits kept, after rounding to multiples of ``resolution`` when set (the dropped bits
         are zero, which compressed.ply stores almost free)."""
         tables = [t.detach().clone().float() for t in self.tables()]
         if self.precision == "float16":
-            if self.step > 0:
-                tables = [round_step(t, self.step) for t in tables]
+            if self.resolution > 0:
+                tables = [round_step(t, self.resolution) for t in tables]
             tables = [round_mantissa(t, self.mantissa).to(t.device) for t in tables]
-        self.frozen = tables
+        self.final_tables = tables
 
     def state(self) -> Dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "start": self.start,
                 "num_codes": self.num_codes, "precision": self.precision, "combine": self.combine,
                 "spec": dict(self.spec),
                 "quantizer": self.quantizer.state_dict(),
-                "frozen": [t.cpu() for t in self.frozen] if self.frozen is not None else None,
-                "mantissa": self.mantissa, "step": self.step, "rate_scale": self.rate_scale}
+                "final_tables": [t.cpu() for t in self.final_tables] if self.final_tables is not None else None,
+                "mantissa": self.mantissa, "resolution": self.resolution, "rate_scale": self.rate_scale}
 
     @classmethod
     def from_state(cls, s: Dict[str, Any], device) -> "Slot":
         """Inverse of :meth:`state`: rebuild the quantizer from its spec and load its tensors."""
         quantizer = build_quantizer(s["spec"]).to(device)
         quantizer.load_state_dict(s["quantizer"])
-        frozen = [t.to(device) for t in s["frozen"]] if s.get("frozen") is not None else None
+        final = s.get("final_tables", s.get("frozen"))  # "frozen" and "step": older checkpoints
+        final = [t.to(device) for t in final] if final is not None else None
         return cls(s["name"], tuple(s["shape"]), quantizer, int(s["start"]), int(s["num_codes"]),
-                   s["precision"], dict(s["spec"]), cls.rule_of(s["name"], quantizer), frozen,
-                   int(s.get("mantissa", 10)), float(s.get("step", 0.0)), s.get("rate_scale"))
+                   s["precision"], dict(s["spec"]), cls.rule_of(s["name"], quantizer), final,
+                   int(s.get("mantissa", 10)), float(s.get("resolution", s.get("step", 0.0))), s.get("rate_scale"))
