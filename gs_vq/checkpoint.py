@@ -111,12 +111,13 @@ def load_checkpoint(path: str, map_location="cpu", cfg: Any = None, resume: bool
 
 
 def check_plugins(ckpt: Dict[str, Any], cfg: Any, path: str) -> None:
-    """A resumed run must use the plugins (``vq``, ``semantic``) the checkpoint was trained with."""
-    names = ("vq", "semantic")
-    saved = {name for name in (ckpt.get("plugins") or {}) if name in names}
+    """A resumed run must use the plugins the checkpoint was trained with (the trainer saves every
+    plugin's state, even an empty one; checkpoints from before that name semantics by their
+    ``features``)."""
+    saved = set(ckpt.get("plugins") or {})
     if "features" in ckpt["splats"]:
         saved.add("semantic")
-    wanted = {name for name in names if getattr(cfg, name, None) is not None}
+    wanted = set(cfg.plugins)
     if saved != wanted:
         have = ", ".join(sorted(saved)) or "none"
         want = ", ".join(sorted(wanted)) or "none"

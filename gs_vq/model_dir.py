@@ -26,34 +26,25 @@ from .config import TrainConfig, load_config
 from .data import Scene, load_scene
 from .errors import GsVqError, error_text
 from .files import TEMP_PREFIX
+from .plugins import plugin_class, plugin_names
 
 LOCK_NAME = ".gs_vq.lock"
 CORE_OUTPUTS = ("point_cloud.ply", "cfg.yaml", "ckpt.pt", "train_stats.json")
 RENDER_OUTPUTS = ("results.json",)
-PLUGIN_OUTPUTS = {"vq": ("compressed.ply", "supersplat.compressed.ply"), "semantic": ("semantic_head.pt",)}
 RENDER_FOLDERS = ("test", "train")
 
 _held: List[Any] = []  # held filelock locks: they last as long as the process
 
 
-def _section(cfg: Any, name: str, key: str, default: Any = None) -> Any:
-    """``cfg.<name>.<key>`` whether the section is a dict or a dataclass (None: no section)."""
-    section = getattr(cfg, name, None)
-    if section is None:
-        return None
-    return section.get(key, default) if isinstance(section, dict) else getattr(section, key, default)
+def planned_outputs(cfg: TrainConfig) -> List[str]:
+    """The file names a training run with ``cfg`` writes into its model folder (its plugins'
+    :meth:`~gs_vq.plugins.Plugin.output_files` included)."""
+    return list(CORE_OUTPUTS) + [name for p in cfg.plugins.values() for name in p.output_files()]
 
 
-def planned_outputs(cfg: Any) -> List[str]:
-    """The file names a training run with ``cfg`` writes into its model folder."""
-    out = list(CORE_OUTPUTS)
-    if getattr(cfg, "vq", None) is not None:
-        out.append(PLUGIN_OUTPUTS["vq"][0])
-        if _section(cfg, "vq", "export_supersplat", False):
-            out.append(PLUGIN_OUTPUTS["vq"][1])
-    if getattr(cfg, "semantic", None) is not None:
-        out.extend(PLUGIN_OUTPUTS["semantic"])
-    return out
+def plugin_outputs() -> List[str]:
+    """Every file any known plugin may write (:attr:`~gs_vq.plugins.Plugin.outputs`)."""
+    return [name for plugin in plugin_names() for name in plugin_class(plugin).outputs]
 
 
 def _check_writable(path: str) -> None:
@@ -129,14 +120,14 @@ def release_model_dirs() -> None:
         _held.pop().release()
 
 
-def remove_stale_outputs(path: str, cfg: Any, resume: bool, keep: Iterable[Optional[str]] = ()) -> List[str]:
+def remove_stale_outputs(path: str, cfg: TrainConfig, resume: bool, keep: Iterable[Optional[str]] = ()) -> List[str]:
     """Remove outputs of an earlier run in ``path`` that this run (``cfg``) would leave inconsistent.
 
     Fresh run: every known output; ``--resume``: ``results.json`` and the files of plugins ``cfg``
     does not use. Files named in ``keep`` (e.g. a ``--start_checkpoint`` inside the folder) stay.
     Returns the names removed.
     """
-    known = list(CORE_OUTPUTS) + list(RENDER_OUTPUTS) + [n for names in PLUGIN_OUTPUTS.values() for n in names]
+    known = list(CORE_OUTPUTS) + list(RENDER_OUTPUTS) + plugin_outputs()
     planned = set(planned_outputs(cfg))
     stale = known if not resume else [n for n in known if n not in planned or n in RENDER_OUTPUTS]
     kept = {os.path.realpath(k) for k in keep if k}

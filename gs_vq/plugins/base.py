@@ -19,7 +19,7 @@ names and raw (pre-activation) values; ``optimizers`` is gsplat's ``{name: Adam}
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 from torch import Tensor
 
@@ -47,6 +47,12 @@ class Plugin:
 
     name: ClassVar[str] = ""
     order: ClassVar[int] = 0  # hooks run in ascending order (then config order)
+    outputs: ClassVar[Tuple[str, ...]] = ()  # every file :meth:`export` may write into the model folder
+
+    def output_files(self) -> List[str]:
+        """The files of :attr:`outputs` that this configuration writes. A new run removes the
+        others from the model folder, and every plugin's files when it does not use the plugin."""
+        return list(self.outputs)
 
     def resolve_schedule(self, total_steps: int, refine_stop: int) -> None:
         """Turn settings given relative to the run (``total_steps`` long, densifying until

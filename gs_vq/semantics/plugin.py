@@ -111,6 +111,8 @@ class SemanticField(SemanticConfig, Plugin):
     sampling), ``last`` (the latest step's losses).
     """
 
+    outputs = (HEAD_NAME,)
+
     name = "semantic"
     order = -1  # adds the features parameter, which the VQ plugin may quantize
 

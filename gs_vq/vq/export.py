@@ -7,7 +7,7 @@ loaded compressed.ply render the same scene.
 """
 
 import os
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 import numpy as np
 import torch
@@ -15,11 +15,12 @@ import torch
 from ..io import streams as S
 from ..io.compressed import LOSSLESS, CodedAttribute, CompressedScene, write_compressed
 from ..splats import sh_degree_of
-from .codes import CODES_KEY
+from .codes import CODES_KEY, SH_DEGREES_KEY
 from .config import KNOWN_ATTRIBUTES
 
 COMPRESSED_NAME = "compressed.ply"
 STANDARD_NAME = "point_cloud.ply"
+SUPERSPLAT_NAME = "supersplat.compressed.ply"  # gsplat's SuperSplat export, with vq.export_supersplat
 
 
 @torch.no_grad()
@@ -40,9 +41,18 @@ def snap_splats(splats, cfg, quantized: Set[str], grid: Optional[S.PositionGrid]
             splats[name].data.copy_(splats[name].detach().half().float())
 
 
-def raw_attributes(splats, quantized: Set[str]):
-    """Splat attributes stored unquantized (float16/32) in compressed.ply."""
-    return [k for k in KNOWN_ATTRIBUTES if k in splats.keys() and k not in quantized]
+OWN_SECTIONS = ("means", "opacities", CODES_KEY, SH_DEGREES_KEY)  # stored in sections of their own
+
+
+def raw_attributes(splats, quantized: Set[str]) -> List[str]:
+    """Splat attributes stored unquantized (float16/32) in compressed.ply: the known ones that are
+    not quantized, then every other per-Gaussian float tensor (another plugin's parameter), so
+    that nothing a plugin adds is silently dropped."""
+    n = splats["means"].shape[0]
+    known = [k for k in KNOWN_ATTRIBUTES if k in splats.keys() and k not in quantized]
+    other = [k for k, v in splats.items() if k not in KNOWN_ATTRIBUTES and k not in OWN_SECTIONS
+             and k not in quantized and v.is_floating_point() and v.ndim >= 1 and v.shape[0] == n]
+    return known + other
 
 
 def compressed_scene(plugin, splats) -> CompressedScene:
@@ -112,7 +122,7 @@ def export_supersplat(plugin, splats, model_path: str) -> int:
 
     rendered = {**{k: v.detach() for k, v in splats.items()},
                 **{k: v.detach() for k, v in plugin.quantized(splats).items()}}
-    path = os.path.join(model_path, "supersplat.compressed.ply")
+    path = os.path.join(model_path, SUPERSPLAT_NAME)
     export_splats(means=rendered["means"], scales=rendered["scales"], quats=rendered["quats"],
                   opacities=rendered["opacities"], sh0=rendered["sh0"], shN=rendered["shN"],
                   format="ply_compressed", save_to=path)

@@ -12,7 +12,7 @@ to 0 (:mod:`.importance`); their shN renders as zero and compressed.ply stores n
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -28,7 +28,7 @@ from ..strategy import remove
 from .attributes import from_vectors, to_vectors
 from .codes import CODES_KEY, SH_DEGREES_KEY, CodeTable
 from .config import VQConfig
-from .export import export_compressed, snap_splats
+from .export import COMPRESSED_NAME, SUPERSPLAT_NAME, export_compressed, snap_splats
 from .fit import build_slots, present_attributes, quantizer_spec, refresh_slot
 from .importance import footprint_weight, lowest, prune_count, sh_drop_mask, view_subset
 from .positions import position_grid
@@ -46,6 +46,10 @@ class VQPlugin(VQConfig, Plugin):
     """
 
     name = "vq"
+    outputs = (COMPRESSED_NAME, SUPERSPLAT_NAME)
+
+    def output_files(self) -> List[str]:
+        return [COMPRESSED_NAME] + ([SUPERSPLAT_NAME] if self.export_supersplat else [])
 
     def __post_init__(self):
         self.state = VQState(vq_start=self.vq_start or 0)  # replaced by initialize()
