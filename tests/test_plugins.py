@@ -122,7 +122,7 @@ def _relocation_as_gsplat_cuda(opacity: float, scale, n: int, binoms) -> tuple:
     return new_opacity, [coeff * s for s in scale]
 
 
-def test_relocation_twin_matches_gsplats_kernel():
+def test_relocation_twin_matches_a_transcription_of_gsplats_kernel():
     from gsplat.strategy import MCMCStrategy
 
     binoms = MCMCStrategy().initialize_state()["binoms"]  # [51, 51]
