@@ -18,23 +18,22 @@ anywhere is a one-line error at start-up, and ``cfg.yaml`` records every resolve
 
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Literal, Optional, Union
+from typing import Any, Dict, Optional
 
 import yaml
 from gsplat.strategy import DefaultStrategy, Strategy
 
 from .data.images import check_resolution
 from .errors import GsVqError
+from .fields import (LR, NONNEG, POSITIVE, PROB, SECTIONS, Int, Num, build_dataclass, check_ranges, ranged,
+                     ranged_by, steps)
 from .plugins import Plugin, is_plugin, plugin_class
-from .strategy import STEP_FIELDS, STRATEGIES, refine_stop, strategy_type
+from .strategy import STEP_FIELDS, STRATEGIES, STRATEGY_RULES, refine_stop, strategy_type
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 # presets that became compression levels of --vq (gs_vq/configs/vq/): a one-line pointer
 RENAMED = {"vq": "--vq", "vq_small": "--vq small", "vq_tiny": "--vq tiny", "compact3d": "--vq compact3d"}
-STEPS = {"steps": True}  # field metadata: a step count, scaled by scale_steps()
-FRACTIONS = {"fractions": True}  # field metadata: {step field: fraction of a span of the run, in (0, 1]}
 
 
 def default_strategy() -> DefaultStrategy:
@@ -49,38 +48,38 @@ class TrainConfig:
     source_path: Optional[str] = None  # COLMAP or NeRF-synthetic folder; None = demo scene
     source_path_rel: Optional[str] = None  # written by train.py: source_path relative to model_path
     model_path: Optional[str] = None  # output folder; default output/<scene name>
-    iterations: int = field(default=7000, metadata=STEPS)
+    iterations: int = field(default=7000, metadata=steps(Int(1)))
     eval: bool = False  # hold out test views (every 8th COLMAP image / NeRF test split)
     resolution: int = -1  # -r as Inria: factor 1, 2, 4 or 8, -1 auto (at most 1600 px wide) or a target width
     images: str = "images"  # -i: the image folder inside source_path (COLMAP)
     white_background: bool = False
-    sh_degree: int = 3
-    sh_degree_interval: int = field(default=1000, metadata=STEPS)  # raise the SH degree every this many steps
+    sh_degree: int = field(default=3, metadata=ranged(Int(0, 3)))
+    sh_degree_interval: int = field(default=1000, metadata=steps(Int(1)))  # raise the SH degree every this many steps
     device: str = "auto"  # auto | cpu | cuda
     backend: str = "auto"  # rasterizer: auto | gsplat | cpp | torch
-    seed: int = 0
-    ssim_lambda: float = 0.2  # loss = (1 - l) * L1 + l * (1 - SSIM)
+    seed: int = field(default=0, metadata=ranged(Int(0)))
+    ssim_lambda: float = field(default=0.2, metadata=ranged(PROB))  # loss = (1 - l) * L1 + l * (1 - SSIM)
     # initialisation
-    init_opacity: float = 0.1
-    init_scale: float = 1.0  # times the mean distance to the 3 nearest neighbours
-    init_num_points: int = 100_000  # random init (NeRF-synthetic / demo scenes)
-    max_init_points: int = 0  # subsample SfM / random points to at most this many (0 = all)
+    init_opacity: float = field(default=0.1, metadata=ranged(Num(0.0, 1.0, True, True)))
+    init_scale: float = field(default=1.0, metadata=ranged(POSITIVE))  # times the mean distance to the 3 nearest neighbours
+    init_num_points: int = field(default=100_000, metadata=ranged(Int(1)))  # random init (NeRF-synthetic / demo scenes)
+    max_init_points: int = field(default=0, metadata=ranged(Int(0)))  # subsample SfM / random points to at most this many (0 = all)
     # learning rates (Adam), as in gsplat's simple_trainer
-    means_lr: float = 1.6e-4  # times scene_scale; decays exponentially to 1% at the last step
-    scales_lr: float = 5e-3
-    quats_lr: float = 1e-3
-    opacities_lr: float = 5e-2
-    sh0_lr: float = 2.5e-3
-    shN_lr: float = 2.5e-3 / 20
-    opacity_reg: float = 0.0  # weight of mean(sigmoid(opacity)) (gsplat's MCMC recipe uses 0.01)
-    scale_reg: float = 0.0  # weight of mean(exp(scales)) (MCMC recipe: 0.01)
-    strategy: Strategy = field(default_factory=default_strategy)  # gsplat's DefaultStrategy / MCMCStrategy
+    means_lr: float = field(default=1.6e-4, metadata=ranged(LR))  # times scene_scale; decays exponentially to 1% at the last step
+    scales_lr: float = field(default=5e-3, metadata=ranged(LR))
+    quats_lr: float = field(default=1e-3, metadata=ranged(LR))
+    opacities_lr: float = field(default=5e-2, metadata=ranged(LR))
+    sh0_lr: float = field(default=2.5e-3, metadata=ranged(LR))
+    shN_lr: float = field(default=2.5e-3 / 20, metadata=ranged(LR))
+    opacity_reg: float = field(default=0.0, metadata=ranged(NONNEG))  # weight of mean(sigmoid(opacity)) (gsplat's MCMC recipe uses 0.01)
+    scale_reg: float = field(default=0.0, metadata=ranged(NONNEG))  # weight of mean(exp(scales)) (MCMC recipe: 0.01)
+    strategy: Strategy = field(default_factory=default_strategy, metadata=ranged_by(STRATEGY_RULES))  # gsplat's DefaultStrategy / MCMCStrategy
     # bookkeeping
-    checkpoint_every: int = field(default=1000, metadata=STEPS)  # 0 = only at the end
-    log_every: int = 10
+    checkpoint_every: int = field(default=1000, metadata=steps(Int(0)))  # 0 = only at the end
+    log_every: int = field(default=10, metadata=ranged(Int(1)))
     resume: bool = False
     start_checkpoint: Optional[str] = None
-    plugins: Dict[str, Plugin] = field(default_factory=dict)  # enabled plugins, by section name
+    plugins: Dict[str, Plugin] = field(default_factory=dict, metadata=SECTIONS)  # enabled plugins, by section name
 
     @property
     def vq(self):
@@ -94,60 +93,6 @@ class TrainConfig:
 
 
 # ---- typed construction ---------------------------------------------------------------------------
-def _typed(value: Any, tp: Any, where: str) -> Any:
-    """``value`` checked against type ``tp`` (ints widen to floats; numeric strings are floats)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any or tp is typing.Any:
-        return value
-    if origin is Union:
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _typed(value, option, where)
-            except GsVqError:
-                continue
-        raise GsVqError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise GsVqError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    ok = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          str: lambda v: isinstance(v, str), dict: lambda v: isinstance(v, dict),
-          list: lambda v: isinstance(v, (list, tuple)), tuple: lambda v: isinstance(v, (list, tuple))}
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-            return float(value) if isinstance(value, str) else _fail(where, tp, value)
-        except ValueError:
-            _fail(where, tp, value)
-    check = ok.get(origin or tp)
-    if check is not None and not check(value):
-        _fail(where, tp, value)
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _fail(where: str, tp: Any, value: Any):
-    raise GsVqError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-
-
-def build_dataclass(cls, data: Dict[str, Any], where: str):
-    """Dataclass ``cls`` from a mapping: unknown keys and wrongly typed values are one-line errors."""
-    if not isinstance(data, dict):
-        raise GsVqError(f"{where} must be a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise GsVqError(f"unknown config key(s) in {where}: {', '.join(unknown)}")
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _typed(v, hints.get(k, Any), f"{where}.{k}") for k, v in data.items()})
-
-
 def build_strategy(data: Any, where: str = "strategy") -> Strategy:
     """gsplat strategy from ``{type: default | mcmc, **its fields}`` (or an existing strategy)."""
     if isinstance(data, Strategy):
@@ -259,12 +204,8 @@ def make_config(preset: Optional[str] = None, overrides: Optional[Dict[str, Any]
     data = merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     cfg = config_from_dict(data, preset or "overrides")
     resolve_schedules(cfg)
-    from .validate import validate_config  # ranges and finiteness of every value
-
-    validate_config(cfg)
+    check_ranges(cfg, "")  # ranges and finiteness of every value, plugins and strategy included
     check_resolution(cfg.resolution)  # a factor 1, 2, 4, 8, -1 (auto) or a target width
-    if cfg.iterations < 1:
-        raise GsVqError(f"--iterations must be positive, got {cfg.iterations}")
     return cfg
 
 

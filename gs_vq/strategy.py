@@ -17,10 +17,20 @@ import torch
 from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
 from torch import Tensor
 
+from .fields import NONNEG, POSITIVE, Int, Num
+
 STRATEGIES: Dict[str, type] = {"default": DefaultStrategy, "mcmc": MCMCStrategy}
 # fields of gsplat's strategies that count steps (scaled by gs_vq.config.scale_steps)
 STEP_FIELDS = ("refine_start_iter", "refine_stop_iter", "reset_every", "refine_every",
                "refine_scale2d_stop_iter", "pause_refine_after_reset")
+# the fields of gsplat's DefaultStrategy / MCMCStrategy gs-vq checks at start-up (gs_vq.fields)
+STRATEGY_RULES = {
+    "prune_opa": Num(0.0, 1.0, open_high=True), "grow_grad2d": NONNEG, "grow_scale3d": NONNEG,
+    "grow_scale2d": NONNEG, "prune_scale3d": POSITIVE, "prune_scale2d": POSITIVE,
+    "refine_start_iter": Int(0), "refine_stop_iter": Int(0), "refine_scale2d_stop_iter": Int(0),
+    "reset_every": Int(1), "refine_every": Int(1), "pause_refine_after_reset": Int(0),
+    "cap_max": Int(1), "min_opacity": Num(0.0, 1.0, open_high=True), "noise_lr": NONNEG,
+}
 
 
 def strategy_type(strategy: Strategy) -> str:

@@ -1,4 +1,4 @@
-"""Start-up config checks: types, ranges and finiteness of every value, base: loops (gs_vq.validate)."""
+"""Start-up config checks: types, ranges and finiteness of every value (gs_vq.fields), base: loops."""
 
 import dataclasses
 from typing import Dict, Optional
@@ -7,7 +7,7 @@ import pytest
 
 from gs_vq.config import make_config, read_preset
 from gs_vq.errors import GsVqError
-from gs_vq.validate import rule_for, validate_config
+from gs_vq.fields import Int, LR, check_ranges, entries, ranged, ranged_by
 
 
 def preset(tmp_path, text: str) -> str:
@@ -74,28 +74,43 @@ def test_base_loop_is_an_error(tmp_path):
         make_config(str(tmp_path / "c.yaml"))
 
 
-def test_rules_follow_field_names_in_any_dataclass_shape():
-    """The checks walk dataclasses generically, so typed sections (issue 10) keep being checked."""
+def test_ranges_come_from_the_fields_that_declare_them():
+    """A field declares its range (metadata); a foreign dataclass gets rules by name from the field
+    holding it; entries of a mapping follow rules by option name. Nothing else is checked by name."""
 
     @dataclasses.dataclass
-    class Quant:
+    class Foreign:  # like gsplat's strategies: no metadata of ours
+        refine_every: int = 100
         codebook_size: int = 16
 
     @dataclasses.dataclass
     class Section:
-        decoder_lr: float = 1e-3
-        refine_every: int = 100
-        quant: Quant = dataclasses.field(default_factory=Quant)
-        attributes: Optional[Dict] = None
+        decoder_lr: float = dataclasses.field(default=1e-3, metadata=ranged(LR))
+        other_lr: float = 5.0  # declares nothing: only finiteness
+        foreign: Foreign = dataclasses.field(default_factory=Foreign, metadata=ranged_by({"refine_every": Int(1)}))
+        attributes: Optional[Dict] = dataclasses.field(default=None, metadata=entries({"codebook_size": Int(2)}))
 
-    validate_config(Section(attributes={"sh0": {"codebook_size": 4}}))
-    with pytest.raises(GsVqError, match="quant.codebook_size"):
-        validate_config(Section(quant=Quant(codebook_size=0)))
-    with pytest.raises(GsVqError, match="refine_every"):
-        validate_config(Section(refine_every=0))
-    with pytest.raises(GsVqError, match="attributes.sh0.codebook_size"):
-        validate_config(Section(attributes={"sh0": {"codebook_size": 1}}))
+    check_ranges(Section(attributes={"sh0": {"codebook_size": 4}}, foreign=Foreign(codebook_size=0)), "s.")
+    with pytest.raises(GsVqError, match="s.foreign.refine_every must be an integer >= 1"):
+        check_ranges(Section(foreign=Foreign(refine_every=0)), "s.")
+    with pytest.raises(GsVqError, match="s.attributes.sh0.codebook_size"):
+        check_ranges(Section(attributes={"sh0": {"codebook_size": 1}}), "s.")
     with pytest.raises(GsVqError, match="decoder_lr must be a finite number >= 0 and <= 1"):
-        validate_config(Section(decoder_lr=2.0))
-    assert rule_for("noise_lr").high is None  # gsplat MCMC's noise_lr (5e5) is not an Adam rate
-    assert rule_for("unknown_name") is None
+        check_ranges(Section(decoder_lr=2.0), "s.")
+    with pytest.raises(GsVqError, match="other_lr must be finite"):
+        check_ranges(Section(other_lr=float("nan")), "s.")
+
+
+def test_no_range_is_checked_by_hand_twice():
+    """The VQ plugin's own checks are only those no single field can state."""
+    import inspect
+
+    from gs_vq.vq.config import VQConfig
+
+    source = inspect.getsource(VQConfig.validate)
+    for name in ("pos_bits", "opacity_bits", "vq_every", "prune_rounds", "refresh_iters", "codebook_mantissa"):
+        assert f"self.{name} <" not in source and f"<= self.{name}" not in source, name
+    with pytest.raises(GsVqError, match="vq.prune_rounds must be an integer >= 1"):
+        VQConfig.from_dict({"prune_rounds": 0})
+    with pytest.raises(GsVqError, match="iterations must be an integer >= 1"):
+        make_config(None, {"iterations": 0})

@@ -4,6 +4,7 @@ import inspect
 from typing import Any, Dict, Mapping, Set
 
 from ..errors import GsVqError
+from ..fields import NONNEG, POSITIVE, Int, Num
 from .additive import AdditiveQuantizer
 from .base import Quantizer
 from .product import ProductQuantizer, VectorQuantizer
@@ -21,6 +22,16 @@ QUANTIZERS: Dict[str, type] = {
     "fsq": ScalarQuantizer,
     "sq": ScalarQuantizer,
     "soft": SoftIndexQuantizer,
+}
+
+# the constructor options of the quantizers, as a config's vq.attributes entries give them (gs_vq.fields)
+OPTION_RULES = {
+    "codebook_size": Int(2), "levels": Int(2, items=True), "num_stages": Int(1), "num_codebooks": Int(1),
+    "num_subvectors": Int(1), "beam_size": Int(1), "iters": Int(1), "encode_ils_rounds": Int(0),
+    "num_vectors": Int(0), "temperature": POSITIVE, "clip_quantile": Num(0.0, 0.5, open_high=True),
+    "clip_low": Num(0.0, 1.0, open_high=True), "chunk_size": Int(1), "batch_size": Int(1),
+    "init_max_points": Int(1), "max_points": Int(1), "refine_iters": Int(0), "init_iters": Int(1),
+    "icm_sweeps": Int(1), "num_perturb": Int(0), "ridge": NONNEG, "seed": Int(0),
 }
 
 _FIXED = {VectorQuantizer: {"num_subvectors"}}  # options a subclass sets for its base itself

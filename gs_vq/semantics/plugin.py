@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import STEPS, build_dataclass
+from ..fields import LR, NONNEG, POSITIVE, Int, build_dataclass, check_ranges, ranged, steps
 from ..devices import rng_state, set_rng_state
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
@@ -35,34 +35,35 @@ class SemanticConfig:
     """The ``semantic:`` section of a training config. Units: steps, pixels."""
 
     features_dir: Optional[str] = None  # 2D maps; default in the gs_vq cache (label maps made there if absent)
-    map_downscale: int = 4  # label maps made on demand are (full-resolution size) / this
-    feature_dim: int = 8  # F: channels per Gaussian
-    num_codes: int = 64  # K: codebook entries
+    map_downscale: int = dataclasses.field(default=4, metadata=ranged(Int(1)))  # label maps made on demand are (full-resolution size) / this
+    feature_dim: int = dataclasses.field(default=8, metadata=ranged(Int(1, 64)))  # F: channels per Gaussian
+    num_codes: int = dataclasses.field(default=64, metadata=ranged(Int(2)))  # K: codebook entries
     decoder: str = "linear"  # linear | mlp
-    decoder_hidden: int = 64
+    decoder_hidden: int = dataclasses.field(default=64, metadata=ranged(Int(1)))
     codebook_init: str = "kmeans"  # kmeans | random | lift (training-free field; on a finished model)
-    kmeans_per_view: int = 16  # first-level centroids per view
-    kmeans_samples: int = 2048  # 2D feature pixels sampled per view for the k-means
-    features_lr: float = 5e-3
-    features_init_std: float = 0.1
-    decoder_lr: float = 5e-3
-    codebook_lr: float = 1e-3
-    weight: float = 0.1  # multiplies the sum below; only steers how much semantics move the geometry (the
+    kmeans_per_view: int = dataclasses.field(default=16, metadata=ranged(Int(1)))  # first-level centroids per view
+    kmeans_samples: int = dataclasses.field(default=2048, metadata=ranged(Int(1)))  # 2D feature pixels sampled per view for the k-means
+    features_lr: float = dataclasses.field(default=5e-3, metadata=ranged(LR))
+    features_init_std: float = dataclasses.field(default=0.1, metadata=ranged(NONNEG))
+    decoder_lr: float = dataclasses.field(default=5e-3, metadata=ranged(LR))
+    codebook_lr: float = dataclasses.field(default=1e-3, metadata=ranged(LR))
+    weight: float = dataclasses.field(default=0.1, metadata=ranged(NONNEG))  # multiplies the sum below; only steers how much semantics move the geometry (the
     # features, decoder and codebook have Adam optimizers of their own, insensitive to this scale)
-    cos_weight: float = 1.0
-    ce_weight: float = 0.1
-    entropy_weight: float = 0.1
-    tau: float = 10.0  # entropy-loss temperature (GOI's tau)
-    num_pixels: int = 4096  # pixels decoded per step
-    start_step: int = dataclasses.field(default=0, metadata=STEPS)  # no semantic loss before this step
-    relevancy_tau: float = 10.0  # LERF relevancy temperature (queries, heatmaps)
-    mask_tau: float = 20.0  # query masks: entries within ln2 / mask_tau (cosine) of the best match count
-    active_min_usage: float = 1e-3  # entries nearest to fewer 2D pixels than this are ignored by queries
-    seed: int = 0
+    cos_weight: float = dataclasses.field(default=1.0, metadata=ranged(NONNEG))
+    ce_weight: float = dataclasses.field(default=0.1, metadata=ranged(NONNEG))
+    entropy_weight: float = dataclasses.field(default=0.1, metadata=ranged(NONNEG))
+    tau: float = dataclasses.field(default=10.0, metadata=ranged(POSITIVE))  # entropy-loss temperature (GOI's tau)
+    num_pixels: int = dataclasses.field(default=4096, metadata=ranged(Int(1)))  # pixels decoded per step
+    start_step: int = dataclasses.field(default=0, metadata=steps(Int(0)))  # no semantic loss before this step
+    relevancy_tau: float = dataclasses.field(default=10.0, metadata=ranged(POSITIVE))  # LERF relevancy temperature (queries, heatmaps)
+    mask_tau: float = dataclasses.field(default=20.0, metadata=ranged(POSITIVE))  # query masks: entries within ln2 / mask_tau (cosine) of the best match count
+    active_min_usage: float = dataclasses.field(default=1e-3, metadata=ranged(NONNEG))  # entries nearest to fewer 2D pixels than this are ignored by queries
+    seed: int = dataclasses.field(default=0, metadata=ranged(Int(0)))
 
     @classmethod
     def from_dict(cls, d: Optional[Dict[str, Any]]) -> "SemanticConfig":
         cfg = build_dataclass(cls, dict(d or {}), "semantic")
+        check_ranges(cfg, "semantic.")
         if cfg.codebook_init not in CODEBOOK_INITS:
             raise GsVqError(f"semantic codebook_init must be one of {CODEBOOK_INITS}, got {cfg.codebook_init}")
         return cfg

@@ -16,15 +16,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ..config import FRACTIONS, STEPS, build_dataclass
+from ..fields import FRACTIONS, NONNEG, PROB, Int, Num, build_dataclass, check_ranges, entries, ranged, steps
 from ..errors import GsVqError
 from ..io.scene import is_codebook_step
+from ..quant.factory import OPTION_RULES
 from .levels import expand_level
 from .schedule import default_vq_start
 
 # attributes the plugin knows how to view as [N, d] vectors (see gs_vq.vq.attributes)
 KNOWN_ATTRIBUTES = ("sh0", "shN", "scales", "quats", "features")
 PLUGIN_KEYS = ("precision", "codebook_step", "rate")  # keys of an attribute entry that are not quantizer options
+ENTRY_RULES = {**OPTION_RULES, "rate": NONNEG}  # ranges of an attribute entry's numbers (codebook_step: validate)
 
 
 def compact3d_attributes() -> Dict[str, Dict[str, Any]]:
@@ -53,53 +55,53 @@ class VQConfig:
 
     level: Optional[str] = None  # the compression level these options start from (gs_vq/configs/vq/)
     # --- schedule (steps) ---
-    vq_start: Optional[int] = field(default=None, metadata=STEPS)  # first quantized step; None = when densification stops
-    vq_every: int = field(default=100, metadata=STEPS)  # re-assign codes every this many steps (k-means warm-started)
+    vq_start: Optional[int] = field(default=None, metadata=steps(Int(0)))  # first quantized step; None = when densification stops
+    vq_every: int = field(default=100, metadata=steps(Int(1)))  # re-assign codes every this many steps (k-means warm-started)
     window: Dict[str, float] = field(default_factory=dict, metadata=FRACTIONS)  # step options as fractions
     # of the quantization window [vq_start, last step), e.g. {vq_every: 0.0066667}: every 100 steps of a
     # 15k-step window, every 7 of a 1000-step one (resolve_schedule); they override the steps above
-    init_iters: int = 5  # k-means iterations of the first fit at vq_start
-    refresh_iters: int = 2  # k-means iterations (assign + update) of each refresh, >= 1
-    max_samples: int = 131072  # fit codebooks on at most this many Gaussians (0 = all); all are assigned
-    seed: int = 0
+    init_iters: int = field(default=5, metadata=ranged(Int(1)))  # k-means iterations of the first fit at vq_start
+    refresh_iters: int = field(default=2, metadata=ranged(Int(1)))  # k-means iterations (assign + update) of each refresh
+    max_samples: int = field(default=131072, metadata=ranged(Int(0)))  # fit codebooks on at most this many Gaussians (0 = all); all are assigned
+    seed: int = field(default=0, metadata=ranged(Int(0)))
     # --- what is quantized ---
-    attributes: Dict[str, Any] = field(default_factory=default_attributes)
+    attributes: Dict[str, Any] = field(default_factory=default_attributes, metadata=entries(ENTRY_RULES))
     precision: str = "float16"  # default codebook storage for entries that do not set one
-    codebook_mantissa: int = 10  # mantissa bits float16 codebooks keep (10: plain float16; 5 cost lego
+    codebook_mantissa: int = field(default=10, metadata=ranged(Int(0, 10)))  # mantissa bits float16 codebooks keep (10: plain float16; 5 cost lego
     # -0.009 dB post hoc, bench/codec.py)
-    rate: float = 0.0  # ECVQ rate term at each refresh: one bit of index entropy is worth `rate` x the
+    rate: float = field(default=0.0, metadata=ranged(NONNEG))  # ECVQ rate term at each refresh: one bit of index entropy is worth `rate` x the
     # plain assignment's mean squared error per vector at the first refresh (fixed from then on; 0 =
     # plain nearest code). vq: one index; rvq: each stage (greedy); pq, fsq: each block or axis. An
     # attribute's own `rate:` overrides it; aq takes none
     weighted: List[str] = field(default_factory=list)  # attributes whose codewords are importance-
     # weighted means of their members (sigmoid(opacity) x footprint area, importance.footprint_weight)
-    max_k_fraction: float = 0.0625  # cap codebooks at N/16 entries (small scenes); 0 = no cap
+    max_k_fraction: float = field(default=0.0625, metadata=ranged(PROB))  # cap codebooks at N/16 entries (small scenes); 0 = no cap
     # --- opacity regularisation and pruning, in a window after vq_start ---
-    opacity_reg: float = 0.01  # weight of mean(sigmoid(opacity)) added to the loss in the window
-    prune_opa: float = 0.005  # prune Gaussians whose sigmoid(opacity) is below this (0 = never)
-    prune_window: int = field(default=500, metadata=STEPS)  # the window: [vq_start, vq_start + prune_window)
-    prune_every: int = field(default=100, metadata=STEPS)  # prune every this many steps inside the window
+    opacity_reg: float = field(default=0.01, metadata=ranged(NONNEG))  # weight of mean(sigmoid(opacity)) added to the loss in the window
+    prune_opa: float = field(default=0.005, metadata=ranged(Num(0.0, 1.0, open_high=True)))  # prune Gaussians whose sigmoid(opacity) is below this (0 = never)
+    prune_window: int = field(default=500, metadata=steps(Int(0)))  # the window: [vq_start, vq_start + prune_window)
+    prune_every: int = field(default=100, metadata=steps(Int(1)))  # prune every this many steps inside the window
     # --- fewer Gaussians, fewer SH bands: at the window's first pruning step(s) (gs_vq.vq.importance) ---
-    prune_fraction: float = 0.0  # remove this fraction of the Gaussians, least significant first
+    prune_fraction: float = field(default=0.0, metadata=ranged(Num(0.0, 1.0, open_high=True)))  # remove this fraction of the Gaussians, least significant first
     # (significance: summed alpha x transmittance over the training views, as in LightGaussian)
-    prune_budget: int = 0  # ... or as many as it takes to keep at most this many (0 = no budget)
-    prune_rounds: int = 1  # ... in this many rounds at the window's first pruning steps, each keeping the
+    prune_budget: int = field(default=0, metadata=ranged(Int(0)))  # ... or as many as it takes to keep at most this many (0 = no budget)
+    prune_rounds: int = field(default=1, metadata=ranged(Int(1)))  # ... in this many rounds at the window's first pruning steps, each keeping the
     # same share of what is left, significance measured afresh (SH bands are dropped at the last round)
-    significance_downscale: int = 1  # render the significance at 1/this of the training resolution (2 on
+    significance_downscale: int = field(default=1, metadata=ranged(Int(1)))  # render the significance at 1/this of the training resolution (2 on
     # the CPU scenes, 200-250 px wide, leaves many Gaussians sub-pixel: fern post hoc, pruning 20% cost
     # -1.08 dB at 2 and -0.006 dB at 1)
-    significance_views: int = 0  # ... from at most this many training views, evenly spaced, a different
+    significance_views: int = field(default=0, metadata=ranged(Int(0)))  # ... from at most this many training views, evenly spaced, a different
     # subset each round (0 = all; lego's 100 views at 34: 99.8% of the kept significance, a third of the time)
-    sh_drop: float = 0.0  # fraction of the Gaussians whose SH bands above 0 are dropped (degree 0;
+    sh_drop: float = field(default=0.0, metadata=ranged(PROB))  # fraction of the Gaussians whose SH bands above 0 are dropped (degree 0;
     # least view-dependent colour x significance first); compressed.ply stores no shN indices for them
     # --- export (MODEL/compressed.ply) ---
-    pos_bits: int = 16  # bits per axis of positions (32 = float32, lossless)
-    pos_max_drop: float = 0.0  # > 0: pos_bits is where the search starts; the plugin keeps the fewest bits
+    pos_bits: int = field(default=16, metadata=ranged(Int(1, 21, also=(32,))))  # bits per axis of positions (32 = float32, lossless)
+    pos_max_drop: float = field(default=0.0, metadata=ranged(Num(0.0, 100.0, open_high=True)))  # > 0: pos_bits is where the search starts; the plugin keeps the fewest bits
     # (pos_bits + 4 at most) whose rounding costs at most this many dB on 16 training views (gs_vq.vq.positions)
-    pos_contract: float = 0.0  # grid in contracted space beyond this many times the training cameras'
+    pos_contract: float = field(default=0.0, metadata=ranged(Num(0.0, 1e6, open_high=True)))  # grid in contracted space beyond this many times the training cameras'
     # spread from their centroid (gs_vq.io.grid; 0 = uniform grid). Post hoc on fern at 10 bits, 4:
     # -0.27 dB at 8.1 bits per Gaussian where the uniform grid gives -0.72 dB at 6.9 (bench.ablation)
-    opacity_bits: int = 8  # bits of sigmoid(opacity) (32 = float32 logits, lossless)
+    opacity_bits: int = field(default=8, metadata=ranged(Int(1, 16, also=(32,))))  # bits of sigmoid(opacity) (32 = float32 logits, lossless)
     raw_precision: str = "float16"  # storage of attributes that are not quantized
     snap: bool = True  # at the last step, round means/opacities/codebooks to what is stored
     export_supersplat: bool = False  # also write MODEL/supersplat.compressed.ply (gsplat)
@@ -147,6 +149,10 @@ class VQConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Every number's range and finiteness (field metadata, :func:`gs_vq.fields.check_ranges`),
+        then what no single field can say: window fractions, attribute names and storage, the
+        pruning rounds inside the pruning window."""
+        check_ranges(self, "vq.")
         relative = [f.name for f in dataclasses.fields(VQConfig) if f.metadata.get("steps") and f.name != "vq_start"]
         for name, fraction in self.window.items():
             if name not in relative:
@@ -155,26 +161,15 @@ class VQConfig:
             if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
                 raise GsVqError(f"vq.window.{name} must be a fraction of the quantization window in (0, 1], "
                                 f"got {fraction!r}")
-        if self.refresh_iters < 1 or self.init_iters < 1:
-            raise GsVqError("vq.refresh_iters and vq.init_iters must be >= 1")
-        if not self.rate >= 0:
-            raise GsVqError(f"vq.rate must be >= 0, got {self.rate}")
         unknown = [name for name in self.weighted if name not in self.attributes]
         if unknown:
             raise GsVqError(f"vq.weighted: {', '.join(map(str, unknown))} not among vq.attributes "
                             f"({', '.join(self.attributes)})")
-        if self.vq_every < 1:
-            raise GsVqError(f"vq.vq_every must be >= 1, got {self.vq_every}")
-        if self.vq_start is not None and self.vq_start < 0:
-            raise GsVqError(f"vq.vq_start must be >= 0, got {self.vq_start}")
         for name, spec in self.attributes.items():
             if name not in KNOWN_ATTRIBUTES:
                 raise GsVqError(f"vq.attributes: cannot quantize '{name}' "
                                 f"(known: {', '.join(KNOWN_ATTRIBUTES)})")
-            rate = spec.get("rate", self.rate)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate >= 0:
-                raise GsVqError(f"vq.attributes.{name}.rate must be a number >= 0, got {rate!r}")
-            if rate > 0 and spec.get("type") == "aq":
+            if spec.get("rate", self.rate) > 0 and spec.get("type") == "aq":
                 raise GsVqError(f"vq.attributes.{name}: the rate term does not apply to aq (its joint "
                                 "encoding has no per-index search); give it rate: 0")
             if spec.get("precision", self.precision) not in ("float16", "float32"):
@@ -183,28 +178,8 @@ class VQConfig:
             if isinstance(step, bool) or not isinstance(step, (int, float)) or not (step == 0 or is_codebook_step(step)):
                 raise GsVqError(f"vq.attributes.{name}.codebook_step must be 0 or a power of two in "
                                 f"[2**-14, 1] (e.g. 0.00390625 = 2**-8), got {step!r}")
-        if not (1 <= self.pos_bits <= 21 or self.pos_bits == 32):
-            raise GsVqError(f"vq.pos_bits must be 1..21 or 32, got {self.pos_bits}")
-        if not 0 <= self.pos_max_drop < 100:
-            raise GsVqError(f"vq.pos_max_drop must be in [0, 100) dB, got {self.pos_max_drop}")
-        if not 0 <= self.pos_contract < 1e6:
-            raise GsVqError(f"vq.pos_contract must be in [0, 1e6), got {self.pos_contract}")
-        if not (1 <= self.opacity_bits <= 16 or self.opacity_bits == 32):
-            raise GsVqError(f"vq.opacity_bits must be 1..16 or 32, got {self.opacity_bits}")
-        if not 0 <= self.codebook_mantissa <= 10:
-            raise GsVqError(f"vq.codebook_mantissa must be 0..10 (float16 mantissa bits), got {self.codebook_mantissa}")
         if self.raw_precision not in ("float16", "float32"):
             raise GsVqError("vq.raw_precision must be float16 or float32")
-        if self.prune_every < 1 or self.prune_window < 0:
-            raise GsVqError("vq.prune_every must be >= 1 and vq.prune_window >= 0")
-        if not (0 <= self.prune_fraction < 1 and 0 <= self.sh_drop <= 1):
-            raise GsVqError(f"vq.prune_fraction must be in [0, 1) and vq.sh_drop in [0, 1], got "
-                            f"{self.prune_fraction} and {self.sh_drop}")
-        if self.prune_budget < 0 or self.significance_downscale < 1 or self.significance_views < 0:
-            raise GsVqError("vq.prune_budget and vq.significance_views must be >= 0 and "
-                            "vq.significance_downscale >= 1")
-        if self.prune_rounds < 1:
-            raise GsVqError(f"vq.prune_rounds must be >= 1, got {self.prune_rounds}")
         if self.prunes_insignificant and self.prune_every * self.prune_rounds >= self.prune_window:
             raise GsVqError(f"vq.prune_fraction/prune_budget/sh_drop act at steps vq_start + prune_every x "
                             f"1..prune_rounds, inside the window: vq.prune_window ({self.prune_window}) must "
