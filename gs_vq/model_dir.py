@@ -26,7 +26,7 @@ from .config import TrainConfig, load_config
 from .data import Scene, load_scene
 from .errors import GsVqError, error_text
 from .files import TEMP_PREFIX
-from .plugins import plugin_class, plugin_names
+from .plugins import declared
 
 LOCK_NAME = ".gs_vq.lock"
 CORE_OUTPUTS = ("point_cloud.ply", "cfg.yaml", "ckpt.pt", "train_stats.json")
@@ -40,11 +40,6 @@ def planned_outputs(cfg: TrainConfig) -> List[str]:
     """The file names a training run with ``cfg`` writes into its model folder (its plugins'
     :meth:`~gs_vq.plugins.Plugin.output_files` included)."""
     return list(CORE_OUTPUTS) + [name for p in cfg.plugins.values() for name in p.output_files()]
-
-
-def plugin_outputs() -> List[str]:
-    """Every file any known plugin may write (:attr:`~gs_vq.plugins.Plugin.outputs`)."""
-    return [name for plugin in plugin_names() for name in plugin_class(plugin).outputs]
 
 
 def _check_writable(path: str) -> None:
@@ -127,7 +122,7 @@ def remove_stale_outputs(path: str, cfg: TrainConfig, resume: bool, keep: Iterab
     does not use. Files named in ``keep`` (e.g. a ``--start_checkpoint`` inside the folder) stay.
     Returns the names removed.
     """
-    known = list(CORE_OUTPUTS) + list(RENDER_OUTPUTS) + plugin_outputs()
+    known = list(CORE_OUTPUTS) + list(RENDER_OUTPUTS) + declared("outputs")
     planned = set(planned_outputs(cfg))
     stale = known if not resume else [n for n in known if n not in planned or n in RENDER_OUTPUTS]
     kept = {os.path.realpath(k) for k in keep if k}

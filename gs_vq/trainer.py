@@ -26,9 +26,9 @@ from .data.cameras import background_of
 from .errors import GsVqError
 from .files import atomic_path
 from .health import check_finite, maybe_check_finite
-from .io.ply import LABEL_PROPERTIES, load_ply, save_ply
+from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
-from .plugins import Plugin, TrainContext
+from .plugins import Plugin, TrainContext, declared
 from .render.gsplat_cuda import load_gsplat_cuda
 from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
 
@@ -87,7 +87,7 @@ class Trainer:
         self.plugins = build_plugins(cfg)
         ctx = TrainContext(total_steps=cfg.iterations, refine_stop=strategies.refine_stop(self.strategy),
                            strategy_state=self.strategy_state, scene=scene, device=self.device,
-                           resolution=cfg.resolution)
+                           resolution=cfg.resolution, backend=cfg.backend)
         for p in self.plugins.values():
             p.initialize(self.splats, self.optimizers, ctx)
         if ckpt is not None:
@@ -110,8 +110,9 @@ class Trainer:
             raise GsVqError(f"--start_checkpoint: no file at {path}")
         else:
             tensors = load_checkpoint(path, "cpu", self.cfg)["splats"]
-        # per-Gaussian semantic labels describe the finished model: they would go stale as it trains
-        return {k: v for k, v in tensors.items() if k not in LABEL_PROPERTIES}
+        # values a plugin derived from the finished model (semantic labels) would go stale as it trains
+        derived = set(declared("derived"))
+        return {k: v for k, v in tensors.items() if k not in derived}
 
     def _lrs(self) -> Dict[str, float]:
         c = self.cfg
@@ -230,7 +231,7 @@ class Trainer:
         rendered = {k: v.detach() for k, v in self.splats_to_render().items()}
         check_finite(rendered, self.step)  # no ply from a broken model
         sizes = {"ply_bytes": save_ply(rendered, os.path.join(self.model_path, "point_cloud.ply"))}
-        for p in self.plugins.values():
+        for p in sorted(self.plugins.values(), key=lambda p: p.export_order):
             sizes.update(p.export(self.model_path, self.splats) or {})
         stats = {"iterations": self.step, "train_seconds": round(self.train_seconds, 2),
                  "num_gaussians": int(len(self.splats["means"])), "device": self.device, **sizes}

@@ -132,10 +132,6 @@ def main(argv=None) -> None:
     sizes = trainer.export()
     write_layout(cfg, scene.train_cameras, model_path, trainer.step)  # Inria's files beside ours
     outputs.close(trainer.step, sizes)
-    if cfg.semantic is not None:  # per-Gaussian labels into point_cloud.ply / compressed.ply
-        from ..semantics.labelfiles import label_model
-
-        sizes["labels"] = label_model(model_path, scene.train_cameras, backend=cfg.backend)
     summary = {"model_path": model_path, "num_gaussians": len(trainer.splats["means"]),
                "train_seconds": round(trainer.train_seconds, 1), **sizes}
     if scene.test_cameras:

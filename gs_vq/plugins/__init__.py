@@ -2,6 +2,6 @@
 that maps config sections (``vq:``, ``semantic:``, yours) to plugin classes."""
 
 from .base import Plugin, TrainContext
-from .registry import is_plugin, plugin_class, plugin_names, register_plugin
+from .registry import declared, is_plugin, plugin_class, plugin_names, register_plugin
 
-__all__ = ["Plugin", "TrainContext", "is_plugin", "plugin_class", "plugin_names", "register_plugin"]
+__all__ = ["Plugin", "TrainContext", "declared", "is_plugin", "plugin_class", "plugin_names", "register_plugin"]

@@ -13,7 +13,7 @@ gsplat's ``simple_trainer.py``) calls the hooks of every enabled plugin in this 
     ... backward, optimizers, strategy.step_post_backward ...
     p.step_post_backward(step, splats, optimizers, info)  # N may have changed: stay consistent
 
-and at the end ``p.export(model_dir, splats)``. ``splats`` is the ``ParameterDict`` with gsplat's
+and at the end ``p.export(model_dir, splats)``, in ascending :attr:`Plugin.export_order`. ``splats`` is the ``ParameterDict`` with gsplat's
 names and raw (pre-activation) values; ``optimizers`` is gsplat's ``{name: Adam}``.
 """
 
@@ -34,6 +34,7 @@ class TrainContext:
     scene: Any = None  # gs_vq.data.Scene, when the trainer has one
     device: str = "cpu"
     resolution: int = 1  # image downscale factor of the run
+    backend: str = "auto"  # the run's rasterizer (auto | gsplat | cpp | torch), for a plugin's own renders
 
 
 @dataclass
@@ -48,6 +49,10 @@ class Plugin:
     name: ClassVar[str] = ""
     order: ClassVar[int] = 0  # hooks run in ascending order (then config order)
     outputs: ClassVar[Tuple[str, ...]] = ()  # every file :meth:`export` may write into the model folder
+    export_order: ClassVar[int] = 0  # exports run in ascending order: a plugin that rewrites another's
+    # files (the semantic labels of compressed.ply) exports after it
+    derived: ClassVar[Tuple[str, ...]] = ()  # per-Gaussian values export writes into the files that
+    # describe the finished model; dropped when a run starts from such a model (they would go stale)
 
     def output_files(self) -> List[str]:
         """The files of :attr:`outputs` that this configuration writes. A new run removes the

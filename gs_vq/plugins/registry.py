@@ -56,3 +56,9 @@ def plugin_class(name: str) -> type:
         target.name = name
         _registered[name] = target
     return target
+
+
+def declared(attribute: str) -> List[str]:
+    """The union, over every known plugin class, of a tuple class attribute (``outputs``,
+    ``derived``): what any plugin may leave in a model folder, whether or not a run enables it."""
+    return [item for name in plugin_names() for item in getattr(plugin_class(name), attribute)]

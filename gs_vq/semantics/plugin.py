@@ -26,6 +26,8 @@ from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from .codebook import CODEBOOK_INITS, SemanticCodebook, semantic_losses
 from .features import FeatureMaps, compute_label_features, default_features_dir, load_features, read_meta
+from .labelfiles import label_model
+from .labels import CONF_KEY, LABEL_KEY
 from .query import HEAD_NAME, SemanticHead, entry_usage
 from .sampling import sample_view
 
@@ -113,6 +115,8 @@ class SemanticField(SemanticConfig, Plugin):
     """
 
     outputs = (HEAD_NAME,)
+    export_order = 1  # labels go into the files the other plugins wrote
+    derived = (LABEL_KEY, CONF_KEY)
 
     name = "semantic"
     order = -1  # adds the features parameter, which the VQ plugin may quantize
@@ -124,6 +128,7 @@ class SemanticField(SemanticConfig, Plugin):
         if ctx.scene is None:
             raise GsVqError("the semantic plugin needs the scene (its 2D feature maps)")
         self.device = str(splats["means"].device)
+        self._cameras, self._backend = ctx.scene.train_cameras, ctx.backend  # labels at export
         self.maps = ensure_features(self, ctx.scene, ctx.resolution)
         if self.codebook_init == "lift" and "features" not in splats:  # training-free field as the start
             from .lift import init_from_lift
@@ -198,9 +203,14 @@ class SemanticField(SemanticConfig, Plugin):
         return SemanticHead(self.codebook, self.maps.encoder, active.to(self.codebook.codes.device),
                             self.relevancy_tau, self.mask_tau)
 
-    def export(self, model_dir: str, splats=None) -> Dict[str, int]:
-        """Write ``MODEL/semantic_head.pt``; returns ``{"semantic_head_bytes": size}``."""
-        return {"semantic_head_bytes": self.head().save(os.path.join(model_dir, HEAD_NAME))}
+    def export(self, model_dir: str, splats=None) -> Dict[str, Any]:
+        """Write ``MODEL/semantic_head.pt``, then per-Gaussian labels into the model's
+        ``point_cloud.ply`` and ``compressed.ply`` (after every other plugin's export:
+        :attr:`export_order`); returns their sizes."""
+        out: Dict[str, Any] = {"semantic_head_bytes": self.head().save(os.path.join(model_dir, HEAD_NAME))}
+        if self._cameras:
+            out["labels"] = label_model(model_dir, self._cameras, backend=self._backend)
+        return out
 
 
 def sample_views(maps: FeatureMaps, per_view: int, seed: int = 0):
