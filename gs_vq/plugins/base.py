@@ -76,7 +76,9 @@ class Plugin:
         return {}
 
     def extra_channels(self, splats) -> Optional[Tensor]:
-        """``[N, F]`` per-Gaussian channels to rasterize after RGB, or None."""
+        """``[N, F]`` per-Gaussian channels to rasterize after RGB, or None. Unlike the other hooks,
+        ``splats`` here are the tensors to render (every plugin's :meth:`splats_to_render`
+        applied), so a channel another plugin quantizes is rendered quantized."""
         return None
 
     def loss(self, step: int, splats, batch: Dict[str, Any], render) -> Optional[Tensor]:
