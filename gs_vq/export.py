@@ -27,24 +27,10 @@ from torch import Tensor
 
 from .errors import GsVqError
 
-from .files import atomic_path
+from .files import atomic_path, output_file
+from .model_dir import model_splat_file
 
 FORMATS = {"ply": ".ply", "splat": ".splat", "ply_compressed": ".compressed.ply", "spz": ".spz"}
-
-
-def source_path(model_path: str, ply: Optional[str] = None) -> str:
-    """The file to export: ``ply`` if given, else ``MODEL/point_cloud.ply``, else ``MODEL/compressed.ply``."""
-    if ply:
-        if not os.path.isfile(ply):
-            raise GsVqError(f"ply file not found: {ply}")
-        return ply
-    if not os.path.isdir(model_path):
-        raise GsVqError(f"model folder not found: {model_path}")
-    for name in ("point_cloud.ply", "compressed.ply"):
-        path = os.path.join(model_path, name)
-        if os.path.isfile(path):
-            return path
-    raise GsVqError(f"{model_path} holds neither point_cloud.ply nor compressed.ply")
 
 
 def default_output(model_path: str, source: str, fmt: str) -> str:
@@ -98,9 +84,9 @@ def _main(argv=None) -> None:
     from .io import load_splats
 
     args = build_parser().parse_args(argv)
-    source = source_path(args.model_path, args.ply)
+    source = model_splat_file(args.model_path, args.ply)
+    out = output_file(args.output or default_output(args.model_path, source, args.format))
     splats = load_splats(source)
-    out = args.output or default_output(args.model_path, source, args.format)
     if not out.lower().endswith(FORMATS[args.format]):
         raise GsVqError(f"a {args.format} file must end in {FORMATS[args.format]} (viewers pick the reader by it): {out}")
     if os.path.abspath(out) == os.path.abspath(source):

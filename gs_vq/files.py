@@ -25,6 +25,36 @@ def read_json(path) -> Any:
         raise GsVqError(f"cannot read {path}: {error_text(e)}") from None
 
 
+def existing_file(path: str, what: str = "file") -> str:
+    """``path`` if it is a file; one-line errors for a folder or nothing there (``what`` names it)."""
+    if os.path.isdir(path):
+        raise GsVqError(f"{what} {path} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise GsVqError(f"{what} not found: {path}")
+    return path
+
+
+def existing_folder(path: str, what: str = "folder") -> str:
+    """``path`` if it is a folder; one-line errors for a file or nothing there."""
+    if os.path.isfile(path):
+        raise GsVqError(f"{what} {path} is a file, not a folder")
+    if not os.path.isdir(path):
+        raise GsVqError(f"{what} not found: {path}")
+    return path
+
+
+def output_file(path: str, what: str = "output file") -> str:
+    """``path`` if a file can be written there: not a folder, and no file where its folder would be."""
+    if os.path.isdir(path):
+        raise GsVqError(f"{what} {path} is a folder, not a file")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise GsVqError(f"{what} {path}: {parent} is a file, not a folder")
+    return path
+
+
 TEMP_PREFIX = ".tmp-"  # temp files of atomic_path; gs_vq.model_dir removes leftovers of killed runs
 
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable, List, Optional
 from .config import TrainConfig, load_config
 from .data import Scene, load_scene
 from .errors import GsVqError, error_text
-from .files import TEMP_PREFIX
+from .files import TEMP_PREFIX, existing_file, existing_folder
 from .plugins import declared
 
 LOCK_NAME = ".gs_vq.lock"
@@ -142,9 +142,20 @@ def stale_render_folders(path: str) -> List[str]:
 
 def model_config(model: str) -> TrainConfig:
     """``MODEL/cfg.yaml`` as the :class:`TrainConfig` the model was trained with."""
-    if not os.path.isdir(model):
-        raise GsVqError(f"model folder not found: {model}")
+    existing_folder(model, "model folder")
     return load_config(os.path.join(model, "cfg.yaml"))
+
+
+def model_splat_file(model: Optional[str], ply: Optional[str] = None) -> str:
+    """The splat file of a model: ``ply`` if given, else ``MODEL/point_cloud.ply``, else
+    ``MODEL/compressed.ply``."""
+    if ply:
+        return existing_file(ply, "ply file")
+    existing_folder(model or "", "model folder")
+    for name in ("point_cloud.ply", "compressed.ply"):
+        if os.path.isfile(os.path.join(model, name)):
+            return os.path.join(model, name)
+    raise GsVqError(f"{model} holds neither point_cloud.ply nor compressed.ply")
 
 
 def scene_folder(cfg: TrainConfig, model: str) -> Optional[str]:

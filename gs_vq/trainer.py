@@ -24,7 +24,7 @@ from .config import TrainConfig, save_config
 from .data import Scene
 from .data.cameras import background_of
 from .errors import GsVqError
-from .files import atomic_path
+from .files import atomic_path, existing_file
 from .health import check_finite, maybe_check_finite
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
@@ -104,10 +104,9 @@ class Trainer:
 
     def _start_tensors(self, path: str) -> Dict[str, torch.Tensor]:
         """Splats of a finished model (its ckpt.pt or a 3DGS ply) to continue from (GOI-style)."""
+        existing_file(path, "--start_checkpoint")
         if path.endswith(".ply"):
             tensors = load_ply(path)
-        elif not os.path.isfile(path):
-            raise GsVqError(f"--start_checkpoint: no file at {path}")
         else:
             tensors = load_checkpoint(path, "cpu", self.cfg)["splats"]
         # values a plugin derived from the finished model (semantic labels) would go stale as it trains

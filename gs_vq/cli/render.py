@@ -8,7 +8,7 @@ from . import OneLineParser, guarded, quiet_libraries
 from ..camera_path import TRAJ_KINDS, PathConfig
 from ..data.cameras import image_stem
 from ..errors import GsVqError
-from ..files import atomic_path, read_json
+from ..files import atomic_path, existing_file, existing_folder, output_file, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
 from ..io.inria import mirror_renders
@@ -50,6 +50,19 @@ def read_json_or_empty(path: str) -> dict:
     return read_json(path) if os.path.isfile(path) else {}
 
 
+def check_paths(args) -> None:
+    """One line for a path option of the wrong kind (a folder for a file, a file for a folder)."""
+    if args.source_path:
+        existing_folder(args.source_path, "-s/--source_path")
+    if args.ply:
+        existing_file(args.ply, "--ply")
+    if getattr(args, "eval_queries", None):
+        existing_file(args.eval_queries, "--eval-queries")
+    for flag in ("extract", "remove"):
+        if getattr(args, flag, None):
+            output_file(getattr(args, flag), f"--{flag}")
+
+
 @guarded
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
@@ -57,6 +70,7 @@ def main(argv=None) -> None:
         quiet_libraries()
     model = args.model_path
     cfg = model_config(model)
+    check_paths(args)  # before minutes of loading and rendering
     device = resolve_device(args.device)
     if args.traj:
         video = args.video or os.path.join(model, "videos", f"traj_{args.traj}.mp4")

@@ -10,6 +10,7 @@ from . import OneLineParser, guarded, quiet_libraries
 from ..config import make_config, read_preset
 from ..data import load_scene
 from ..errors import GsVqError
+from ..files import existing_file, existing_folder
 from ..io.inria import remove_stale_layout, write_layout
 from ..model_dir import open_model_dir, remove_stale_outputs, stale_render_folders
 from ..vq.levels import DEFAULT_LEVEL, level_names
@@ -98,6 +99,17 @@ def report_stale(model_path: str, removed) -> None:
               "model until render.py runs again")
 
 
+def check_input_paths(cfg) -> None:
+    """One line for a path of the wrong kind among the inputs, before anything is written."""
+    if cfg.source_path is not None:
+        existing_folder(cfg.source_path, "source folder")
+    if cfg.start_checkpoint:
+        existing_file(cfg.start_checkpoint, "--start_checkpoint")
+    features = getattr(cfg.semantic, "features_dir", None)
+    if features and os.path.isfile(features):
+        raise GsVqError(f"--features {features} is a file, not a folder")
+
+
 def default_model_path(source_path) -> str:
     name = os.path.basename(os.path.normpath(source_path)) if source_path else "demo"
     return os.path.join("output", name)
@@ -115,6 +127,7 @@ def main(argv=None) -> None:
 
     model_path = cfg.model_path or default_model_path(cfg.source_path)
     cfg.model_path = model_path
+    check_input_paths(cfg)  # before the model folder is made
     open_model_dir(model_path)  # a writable folder, locked for this run, no leftover temp files
     record_source_path(cfg)
     scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,

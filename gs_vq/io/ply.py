@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..errors import GsVqError
 
-from ..files import atomic_path
+from ..files import atomic_path, existing_file
 
 LABEL_PROPERTIES = {"labels": "label", "labelconf": "label_conf"}  # splat key -> ply property
 
@@ -86,8 +86,7 @@ def save_ply(splats: Dict[str, Tensor], path: str) -> int:
 def load_ply(path: str, device: str = "cpu") -> Dict[str, Tensor]:
     """Read a standard 3DGS ply into raw splat tensors (``means``, ``scales``, ``quats``,
     ``opacities``, ``sh0 [N,1,3]``, ``shN [N,K-1,3]``, optional ``features``)."""
-    if not os.path.isfile(path):
-        raise GsVqError(f"ply file not found: {path}")
+    existing_file(path, "ply file")
     try:
         ply = PlyData.read(path)
         v = ply["vertex"]

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..errors import GsVqError
 
 from ..files import read_json
+from ..model_dir import model_splat_file
 from ..splats import sh_degree_of
 
 
@@ -74,20 +75,6 @@ def file_kind(path: str) -> str:
     return "standard 3DGS ply"
 
 
-def model_file(model_path: Optional[str], ply: Optional[str]) -> str:
-    """The splat file to show: ``ply``, else ``MODEL/point_cloud.ply``, else ``MODEL/compressed.ply``."""
-    if ply:
-        if not os.path.isfile(ply):
-            raise GsVqError(f"ply file not found: {ply}")
-        return ply
-    if not model_path or not os.path.isdir(model_path):
-        raise GsVqError(f"model folder not found: {model_path}")
-    for name in ("point_cloud.ply", "compressed.ply"):
-        if os.path.isfile(os.path.join(model_path, name)):
-            return os.path.join(model_path, name)
-    raise GsVqError(f"{model_path} holds neither point_cloud.ply nor compressed.ply")
-
-
 def scene_cameras(model_path: str):
     """``(cameras, background, note)`` from the scene in ``MODEL/cfg.yaml``; no cameras (and a note
     saying why) when the model has no cfg.yaml or its scene folder is gone."""
@@ -113,7 +100,7 @@ def load_viewer_model(model_path: Optional[str] = None, ply: Optional[str] = Non
     """Load what ``view.py`` shows (see the module docstring). Raises GsVqError on bad input."""
     from ..io import load_splats
 
-    path = model_file(model_path, ply)
+    path = model_splat_file(model_path, ply)
     splats = load_splats(path, device=device)
     n = int(splats["means"].shape[0])
     if n == 0:
