@@ -25,22 +25,23 @@ def read_json(path) -> Any:
         raise GsVqError(f"cannot read {path}: {error_text(e)}") from None
 
 
-def existing_file(path: str, what: str = "file") -> str:
-    """``path`` if it is a file; one-line errors for a folder or nothing there (``what`` names it)."""
-    if os.path.isdir(path):
-        raise GsVqError(f"{what} {path} is a folder, not a file")
-    if not os.path.isfile(path):
+def _existing(path: str, what: str, folder: bool) -> str:
+    kind, other = ("folder", "file") if folder else ("file", "folder")
+    if os.path.exists(path) and os.path.isdir(path) != folder:
+        raise GsVqError(f"{what} {path} is a {other}, not a {kind}")
+    if not os.path.exists(path):
         raise GsVqError(f"{what} not found: {path}")
     return path
+
+
+def existing_file(path: str, what: str = "file") -> str:
+    """``path`` if it is a file; one-line errors for a folder or nothing there (``what`` names it)."""
+    return _existing(path, what, folder=False)
 
 
 def existing_folder(path: str, what: str = "folder") -> str:
     """``path`` if it is a folder; one-line errors for a file or nothing there."""
-    if os.path.isfile(path):
-        raise GsVqError(f"{what} {path} is a file, not a folder")
-    if not os.path.isdir(path):
-        raise GsVqError(f"{what} not found: {path}")
-    return path
+    return _existing(path, what, folder=True)
 
 
 def output_file(path: str, what: str = "output file") -> str:
