@@ -136,8 +136,14 @@ def remove_stale_outputs(path: str, cfg: TrainConfig, resume: bool, keep: Iterab
 
 
 def stale_render_folders(path: str) -> List[str]:
-    """Render folders (``test/``, ``train/``) in ``path``: after training they show the earlier model."""
-    return [n for n in RENDER_FOLDERS if os.path.isdir(os.path.join(path, n, "renders"))]
+    """Render folders (``test/``, ``train/``) in ``path`` that hold renders (``ours_<N>/renders``, or
+    gs-vq's earlier ``renders/``): after training they show the earlier model."""
+    def has_renders(split: str) -> bool:
+        base = os.path.join(path, split)
+        subs = [os.path.join(base, n) for n in os.listdir(base)] if os.path.isdir(base) else []
+        return any(os.path.isdir(os.path.join(s, "renders")) for s in subs) or os.path.isdir(os.path.join(base, "renders"))
+
+    return [n for n in RENDER_FOLDERS if has_renders(n)]
 
 
 def model_config(model: str) -> TrainConfig:

@@ -51,8 +51,9 @@ def test_render_and_results(trained):
     for key in ("psnr", "ssim", "lpips", "num_gaussians", "ply_bytes", "iterations", "train_seconds", "split"):
         assert key in res, key
     assert res["iterations"] == 30 and res["split"] == "test" and res["psnr"] > 10
-    n_views = res["num_views"]
-    assert len(os.listdir(trained / "test" / "renders")) == n_views == len(os.listdir(trained / "test" / "gt"))
+    n_views, ours = res["num_views"], trained / "test" / "ours_30"  # Inria's method folder
+    assert len(os.listdir(ours / "renders")) == n_views == len(os.listdir(ours / "gt"))
+    assert os.listdir(trained / "test") == ["ours_30"]  # the one method metrics.py -m MODEL finds
 
 
 def test_render_at_another_resolution(trained, tmp_path):
@@ -62,9 +63,10 @@ def test_render_at_another_resolution(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((trained / "results.json").read_text())
     assert res["resolution"] == 2
-    half = Image.open(next((trained / "test" / "gt").iterdir())).size
+    gt = trained / "test" / "ours_30" / "gt"
+    half = Image.open(next(gt.iterdir())).size
     run("render.py", "-m", str(trained), "--quiet")  # back to the trained resolution
-    assert Image.open(next((trained / "test" / "gt").iterdir())).size == tuple(2 * v for v in half)
+    assert Image.open(next(gt.iterdir())).size == tuple(2 * v for v in half)
 
 
 def test_resume_continues(trained, tmp_path):
@@ -121,10 +123,11 @@ def test_semantic_train_and_queries(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((model / "results.json").read_text())
     assert 0.0 <= res["miou"] <= 1.0 and set(res["iou"]) >= {"red ball"}
-    n_views = res["num_views"]
-    assert Path(res["query_outputs"]["red ball"]).parent == model / "test" / "queries"
+    n_views, ours = res["num_views"], model / "test" / f"ours_{res['iterations']}"
+    assert Path(res["query_outputs"]["red ball"]).parent == ours / "queries"
     assert len(list(Path(res["query_outputs"]["red ball"]).glob("*_mask.png"))) == n_views
-    assert len(list((model / "test" / "semantic").glob("*.png"))) == n_views
+    assert len(list((ours / "semantic").glob("*.png"))) == n_views
+    assert os.listdir(model / "test") == [ours.name]
 
 
 def test_semantic_vq_queries_from_compressed(tmp_path):

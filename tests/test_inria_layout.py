@@ -86,12 +86,9 @@ def test_ours_folders_and_metrics_py_psnr(model, tmp_path):
     ours = model / "test" / "ours_30"
     renders, gts = sorted(os.listdir(ours / "renders")), sorted(os.listdir(ours / "gt"))
     res = json.loads((model / "results.json").read_text())
-    assert renders == gts == [f"{i:05d}.png" for i in range(res["num_views"])]
-    # the README's folder of links for metrics.py -m X: X/test holds one method, ours_30
-    (tmp_path / "X" / "test").mkdir(parents=True)
-    (tmp_path / "X" / "test" / "ours_30").symlink_to(ours)
-    methods = os.listdir(tmp_path / "X" / "test")
-    assert methods == ["ours_30"] and sorted(os.listdir(tmp_path / "X" / "test" / methods[0] / "gt")) == gts
+    assert renders == gts and len(renders) == res["num_views"]
+    # metrics.py -m MODEL takes every folder in MODEL/test for a method: there is one, ours_30
+    assert os.listdir(model / "test") == ["ours_30"]
     # Inria's metrics.py: per image 20 log10(1 / sqrt(mse)) on the PNGs, then the mean
     psnrs = [20 * np.log10(1.0 / np.sqrt(np.mean((png(ours / "renders" / n) - png(ours / "gt" / n)) ** 2)))
              for n in renders]

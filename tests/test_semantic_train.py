@@ -59,7 +59,7 @@ def test_trainer_with_semantics_densifies_features_and_exports(demo):
     key = ("minilm", enc.spec.model, None, "cpu")  # text encoders run on the CPU on any machine
     encoders._CACHE[key] = enc
     try:
-        res = run_semantic_render(args, str(root / "model"), "test", dict(trainer.splats.items()), scene.test_cameras,
+        res = run_semantic_render(args, str(root / "model"), str(root / "model" / "test"), dict(trainer.splats.items()), scene.test_cameras,
                                   scene.source_path, trainer.background, trainer.device, progress=False)
     finally:
         encoders._CACHE.pop(key)
@@ -67,7 +67,7 @@ def test_trainer_with_semantics_densifies_features_and_exports(demo):
     assert [p.name.startswith("red_ball") for p in (root / "model" / "test" / "queries").iterdir()] == [True]
     assert len(list((root / "model" / "test" / "semantic").glob("*.png"))) == 2
     with pytest.raises(GsVqError, match="no file"):
-        run_semantic_render(p.parse_args(["--eval-queries", "nope.json"]), str(root / "model"), "test",
+        run_semantic_render(p.parse_args(["--eval-queries", "nope.json"]), str(root / "model"), str(root / "model" / "test"),
                             dict(trainer.splats.items()), scene.test_cameras, scene.source_path, None,
                             trainer.device)
 

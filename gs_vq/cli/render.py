@@ -6,12 +6,11 @@ import os
 
 from . import OneLineParser, guarded, quiet_libraries
 from ..camera_path import TRAJ_KINDS, PathConfig
-from ..data.cameras import image_stem
 from ..errors import GsVqError
 from ..files import atomic_path, existing_file, existing_folder, output_file, read_json
 from ..evaluate import evaluate
 from ..io import load_splats
-from ..io.inria import mirror_renders
+from ..io.inria import clear_renders, render_dir
 from ..metrics import LPIPS_NETS
 from ..model_dir import load_model_scene, model_config, open_model_dir
 from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
@@ -94,16 +93,16 @@ def main(argv=None) -> None:
     if not cameras:
         raise GsVqError(f"the scene has no {args.split} views (train with --eval to hold some out)")
     splats = load_splats(ply_path, device=device)
-    scores = evaluate(splats, cameras, background_of(scene), device, out_dir=os.path.join(model, args.split),
+    stats = read_json_or_empty(os.path.join(model, "train_stats.json"))
+    clear_renders(model, args.split)  # an earlier render's folders: one method for Inria's metrics.py
+    out_dir = render_dir(model, args.split, stats.get("iterations"))  # Inria's <split>/ours_<N>/
+    scores = evaluate(splats, cameras, background_of(scene), device, out_dir=out_dir,
                       backend=args.backend, progress=not args.quiet, lpips_net=args.lpips_net)
     semantic = {}
     if wants_semantics(args):
-        semantic = run_semantic_render(args, model, args.split, splats, cameras, scene.source_path,
+        semantic = run_semantic_render(args, model, out_dir, splats, cameras, scene.source_path,
                                        background_of(scene), device, args.backend, progress=not args.quiet,
                                        train_cameras=scene.train_cameras)
-    stats = read_json_or_empty(os.path.join(model, "train_stats.json"))
-    names = [image_stem(c) + ".png" for c in cameras]  # the files evaluate() wrote
-    mirror_renders(model, args.split, stats.get("iterations"), names)  # Inria's <split>/ours_<N>/
     standard_ply = os.path.join(model, "point_cloud.ply")
     results = {
         **{k: (round(v, 4) if v is not None else None) for k, v in scores.items()},

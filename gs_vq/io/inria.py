@@ -6,8 +6,9 @@ Inria's ``render.py`` / ``metrics.py`` and SIBR's viewer (``-m MODEL``) read:
 - ``cameras.json``: one entry per training camera (``utils/camera_utils.py: camera_to_JSON``);
 - ``point_cloud/iteration_<N>/point_cloud.ply``: the model after step N (a hard link to gs-vq's
   ``point_cloud.ply`` for the final step, a copy where links are not possible);
-- ``<split>/ours_<N>/{renders,gt}/00000.png ...``: renders and ground truth under equal names
-  (hard links to gs-vq's ``<split>/{renders,gt}/<image>.png``, copies where links fail).
+- ``<split>/ours_<N>/{renders,gt}/<image>.png``: renders and ground truth under equal names, the
+  one folder ``metrics.py -m MODEL`` takes as a method (``render.py`` writes its renders there, and
+  its query and PCA pictures beside them in ``ours_<N>/``: nothing else lives in ``<split>/``).
 
 Every file is written atomically (temp file, then rename), as the rest of gs-vq writes.
 """
@@ -95,26 +96,26 @@ def write_layout(cfg, cameras: List, model_path: str, step: int) -> Dict[str, st
                                                                              model_path): kind}
 
 
-def split_dir(model_path: str, split: str, step: int) -> str:
-    """``MODEL/<split>/ours_<step>``."""
-    return os.path.join(model_path, split, f"ours_{int(step)}")
+def render_dir(model_path: str, split: str, step: Optional[int]) -> str:
+    """``MODEL/<split>/ours_<step>`` (``ours`` when the step is not known): where ``render.py``
+    writes a split's renders, Inria's method folder."""
+    return os.path.join(model_path, split, f"ours_{int(step)}" if step is not None else "ours")
 
 
-def mirror_renders(model_path: str, split: str, step: Optional[int], names: List[str]) -> Optional[str]:
-    """Link ``MODEL/<split>/{renders,gt}/<name>.png`` (gs-vq's names, in ``names``' order) to
-    ``MODEL/<split>/ours_<step>/{renders,gt}/00000.png ...`` (Inria's names). Earlier ``ours_*``
-    folders of the split are removed first. Returns the folder, or None without ``step``."""
-    if step is None:
-        return None
+def clear_renders(model_path: str, split: str) -> List[str]:
+    """Remove what an earlier render of the split left in ``MODEL/<split>/`` (every ``ours*`` folder,
+    and the ``renders``, ``gt``, ``queries``, ``semantic``, ``eval_queries`` folders that gs-vq
+    wrote there before), so that Inria's ``metrics.py`` finds one method. Returns the names."""
     base = os.path.join(model_path, split)
-    for old in os.listdir(base) if os.path.isdir(base) else []:
-        if old.startswith("ours_") and os.path.isdir(os.path.join(base, old)):
-            shutil.rmtree(os.path.join(base, old))
-    out = split_dir(model_path, split, step)
-    for sub in ("renders", "gt"):
-        for i, name in enumerate(names):
-            link_or_copy(os.path.join(base, sub, name), os.path.join(out, sub, f"{i:05d}.png"))
-    return out
+    removed = []
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        if os.path.isdir(os.path.join(base, name)) and (name.startswith("ours") or name in OLD_RENDER_FOLDERS):
+            shutil.rmtree(os.path.join(base, name))
+            removed.append(f"{split}/{name}")
+    return removed
+
+
+OLD_RENDER_FOLDERS = ("renders", "gt", "queries", "semantic", "eval_queries")  # gs-vq's <split>/ before
 
 
 def remove_stale_layout(model_path: str) -> List[str]:

@@ -75,14 +75,14 @@ def read_labels(path_or_name: str, source_path: str) -> Dict:
     return labels
 
 
-def run_semantic_render(args: argparse.Namespace, model_path: str, split: str, splats, cameras: Sequence,
+def run_semantic_render(args: argparse.Namespace, model_path: str, out_root: str, splats, cameras: Sequence,
                         source_path: str, background, device: str, backend: str = "auto",
                         progress: bool = True, train_cameras: Optional[Sequence] = None) -> Dict:
     """Do what ``args`` asks; returns the entries to merge into ``results.json`` (``miou``,
     ``miou_extra``, ``iou``, ``iou_extra``, ``miou_by_rule``, ``miou_3d``, ``iou_3d``, ... for
-    ``--eval-queries``). ``train_cameras`` lets 3D selection lift labels the ply does not store."""
+    ``--eval-queries``), writing pictures under ``out_root`` (``MODEL/<split>/ours_<N>``).
+    ``train_cameras`` lets 3D selection lift labels the ply does not store."""
     head = SemanticHead.load(os.path.join(model_path, HEAD_NAME), device)
-    out_root = os.path.join(model_path, split)
     results: Dict = {}
     if args.eval_queries:
         labels = read_labels(args.eval_queries, source_path)
