@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Dict, Optional
+from typing import Dict
 
 from torch import Tensor
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    from .cli import guarded
+    from .console import guarded
 
     guarded(_main)(argv)
 

@@ -11,7 +11,7 @@ import json
 import os
 import random
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch

@@ -4,14 +4,28 @@ import importlib.util
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 from gsplat.strategy.ops import duplicate, remove, split
 
 from gs_vq.errors import GsVqError
 from gs_vq.semantics.features import compute_label_features
-from gs_vq.semantics.plugin import SemanticConfig, add_feature_param, sample_targets
+from gs_vq.semantics.field_setup import SemanticConfig, add_feature_param
 from gs_vq.splats import make_optimizers, make_param_dict
 from test_semantic_lib import (BagOfWordsEncoder, frozen_params, semantic_field, tiny_gaussians, tiny_scene,
                                train_features)
+
+
+
+def sample_targets(fmap: Tensor, ys: Tensor, xs: Tensor, height: int, width: int, mode: str) -> Tensor:
+    """2D features at image pixels ``(ys, xs)`` (``[P]`` each) of an ``height x width`` image from
+    ``fmap [h, w, D]`` (pixel-centre aligned, ``mode`` nearest | bilinear) -> ``[P, D]``."""
+    gx = (xs.float() + 0.5) / width * 2 - 1
+    gy = (ys.float() + 0.5) / height * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1)[None, None]  # [1, 1, P, 2]
+    out = F.grid_sample(fmap.permute(2, 0, 1)[None], grid.to(fmap.device), mode=mode, align_corners=False,
+                        padding_mode="border")  # [1, D, 1, P]
+    return out[0, :, 0].T  # [P, D]
 
 
 def splats_and_optimizers(n=50):

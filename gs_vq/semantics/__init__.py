@@ -4,6 +4,7 @@
   (``python -m gs_vq.semantics.features``)
 - :mod:`.encoders`  text encoders (MiniLM, open_clip text tower), recorded in the maps' meta.json
 - :mod:`.codebook`  decoder + K-entry codebook and the cos / CE / entropy losses
+- :mod:`.field_setup` :class:`SemanticConfig` (the ``semantic:`` section), the maps and the ``features`` parameter
 - :mod:`.plugin`    :class:`SemanticField`, the training plugin (``--semantic``)
 - :mod:`.query`     relevancy per codebook entry, masks, IoU; :class:`SemanticHead` (export file)
 - :mod:`.evaluate`  heatmaps, masks, PCA pictures, mIoU for ``render.py``
@@ -24,7 +25,8 @@ _EXPORTS = {
     "encoders": ["EncoderSpec", "load_text_encoder"],
     "evaluate": ["evaluate_queries", "render_pca", "render_queries"],
     "features": ["FeatureMaps", "compute_clip_features", "compute_label_features", "load_features"],
-    "plugin": ["SemanticConfig", "SemanticField", "add_feature_param"],
+    "plugin": ["SemanticField"],
+    "field_setup": ["SemanticConfig", "add_feature_param"],
     "labels": ["compute_labels", "labels_for", "stored_labels"],
     "lift": ["lift_field"],
     "select": ["evaluate_selection", "query_selection", "write_selection"],

@@ -6,7 +6,7 @@ logits over ``K`` codebook entries; ``w = softmax(logits)`` and the decoded feat
 dimension). Queries then need one relevance value per entry, not per pixel
 (:mod:`gs_vq.semantics.query`).
 
-Losses (each with its own weight in :class:`~gs_vq.semantics.plugin.SemanticConfig`):
+Losses (each with its own weight in :class:`~gs_vq.semantics.field_setup.SemanticConfig`):
 
 - ``cos``: ``1 - cos(decoded, v_gt)``, the decoded feature against the 2D feature.
 - ``ce``: cross-entropy of the logits against the nearest entry (cosine) of ``v_gt``.

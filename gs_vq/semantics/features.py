@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    from ..cli import guarded
+    from ..console import guarded
     from ..data import load_scene
 
     @guarded

@@ -107,7 +107,7 @@ def train_cameras(model_path: str, source_path: Optional[str] = None):
 
 
 def main(argv=None) -> None:
-    from ..cli import guarded
+    from ..console import guarded
 
     @guarded
     def run(argv):

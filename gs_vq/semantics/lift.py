@@ -75,7 +75,7 @@ def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, 
                num_codes: int = 64, k_per_view: int = 16, samples_per_view: int = 2048, tau: float = 60.0,
                seed: int = 0, backend: str = "auto") -> Tuple[Tensor, SemanticHead]:
     """The training-free field of ``splats``: ``(features [N, feature_dim], head)``."""
-    from .plugin import sample_views
+    from .field_setup import sample_views
 
     if not cameras:
         raise GsVqError("lifting needs training views")
@@ -89,7 +89,7 @@ def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, 
 def init_from_lift(cfg, maps: FeatureMaps, scene, splats, optimizers) -> SemanticCodebook:
     """``semantic.codebook_init: lift``: set ``splats["features"]`` (and its optimizer) to the
     lifted features of the current Gaussians and return the lifted codebook + decoder to train."""
-    from .plugin import add_feature_param
+    from .field_setup import add_feature_param
 
     if cfg.decoder != "linear":
         raise GsVqError("semantic codebook_init lift needs decoder: linear")
@@ -123,7 +123,7 @@ def run(args) -> Dict:
     from ..data import load_scene
     from ..io import load_ply, save_ply
     from .labels import CONF_KEY, LABEL_KEY, compute_labels
-    from .plugin import SemanticConfig, ensure_features
+    from .field_setup import SemanticConfig, ensure_features
 
     if not os.path.isdir(args.model_path):
         raise GsVqError(f"model folder not found: {args.model_path}")
@@ -157,7 +157,7 @@ def run(args) -> Dict:
 
 
 def main(argv=None) -> None:
-    from ..cli import guarded
+    from ..console import guarded
 
     guarded(lambda a: print(json.dumps(run(build_parser().parse_args(a)))))(argv)
 

@@ -4,7 +4,7 @@
 The semantic loss needs the map only at ``num_pixels`` random pixels of the rendered view, so
 :func:`sample_view` gathers those (1 map pixel each for nearest, 4 for bilinear) from the float16
 map and converts just them; the caller moves the small ``[P, D]`` result to the GPU. The values
-equal :func:`gs_vq.semantics.plugin.sample_targets` (``grid_sample``, ``align_corners=False``,
+equal ``sample_targets`` in tests/test_semantic_plugin.py (``grid_sample``, ``align_corners=False``,
 border padding) on the float32 map.
 """
 
