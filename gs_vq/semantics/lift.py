@@ -73,7 +73,8 @@ def lifted_head(maps: FeatureMaps, samples: Sequence[Tensor], basis: Tensor, num
         copies = (codes @ codes.T > 1.0 - 1e-6).sum(dim=1)  # [K] entries equal to each (itself included)
         codebook.decoder.bias.copy_(-torch.log(copies.float()))
     active = entry_usage(codebook, samples) >= active_min_usage
-    return SemanticHead(codebook.eval(), maps.encoder, active, relevancy_tau, mask_tau)
+    return SemanticHead(codebook.eval(), maps.encoder, active, relevancy_tau, mask_tau,
+                        texts=tuple(maps.meta.get("texts", ())))
 
 
 def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, feature_dim: int = 16,
