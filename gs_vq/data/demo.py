@@ -19,8 +19,9 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -47,13 +48,58 @@ LABELS = {
     ],
 }
 
-# (id, kind, centre, size (radius or box half-extents), rotation about z in rad)
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One traced object: a sphere (``size`` = radius) or a box (``size`` = half-extents) rotated
+    by ``angle`` rad about z, with an albedo function of its local and world points."""
+
+    id: int  # object id written to masks/ (1..255)
+    kind: str  # "sphere" | "box"
+    centre: Tuple[float, float, float]
+    size: object  # radius, or (hx, hy, hz) half-extents
+    angle: float = 0.0
+    albedo: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None  # (local [R, 3], world [R, 3])
+    # -> linear colour [R, 3]; None: grey
+    shiny: bool = False  # a Blinn-Phong highlight (view-dependent colour)
+
+
+def _frac(x: np.ndarray) -> np.ndarray:
+    return x - np.floor(x)
+
+
+def solid(colour) -> Callable:
+    """Albedo: one linear colour."""
+    return lambda local, world: np.broadcast_to(np.float32(colour), local.shape)
+
+
+def bands(base, other, freq: float, duty: float = 0.5, axis: int = 2) -> Callable:
+    """Albedo: ``other`` where ``frac(local[axis] * freq) < duty``, else ``base``."""
+    return lambda local, world: np.where(_frac(local[:, axis:axis + 1] * freq) < duty, other, base)
+
+
+def checker(light, dark, freq: float) -> Callable:
+    """Albedo: a world-space checkerboard in x, y."""
+    return lambda local, world: np.where(
+        ((np.floor(world[:, 0:1] * freq) + np.floor(world[:, 1:2] * freq)) % 2 == 0), light, dark)
+
+
+def _grid_lines(local, world):
+    return np.where((np.min(_frac(local * 2.5 + 0.5), axis=1) < 0.12)[:, None], (0.05, 0.25, 0.05), (0.15, 0.7, 0.2))
+
+
+def _sine_stripes(local, world):
+    return np.where((np.sin(local[:, 2:] * 28.0) > 0), (0.08, 0.2, 0.85), (0.9, 0.9, 0.92))
+
+
 PRIMITIVES = [
-    (1, "sphere", (0.55, 0.45, 0.35), 0.35, 0.0),
-    (2, "box", (-0.55, 0.4, 0.3), (0.3, 0.3, 0.3), 0.5),
-    (3, "sphere", (-0.15, -0.6, 0.3), 0.3, 0.0),
-    (4, "box", (0.65, -0.5, 0.45), (0.14, 0.14, 0.45), 0.3),
-    (5, "box", (0.0, 0.0, -0.06), (1.2, 1.2, 0.06), 0.0),
+    Primitive(1, "sphere", (0.55, 0.45, 0.35), 0.35, 0.0, solid([0.8, 0.08, 0.06]), shiny=True),
+    Primitive(2, "box", (-0.55, 0.4, 0.3), (0.3, 0.3, 0.3), 0.5, _grid_lines),
+    Primitive(3, "sphere", (-0.15, -0.6, 0.3), 0.3, 0.0, _sine_stripes, shiny=True),
+    Primitive(4, "box", (0.65, -0.5, 0.45), (0.14, 0.14, 0.45), 0.3,
+              bands((0.95, 0.85, 0.1), (0.9, 0.45, 0.05), 3.0, 0.25)),
+    Primitive(5, "box", (0.0, 0.0, -0.06), (1.2, 1.2, 0.06), 0.0, checker((0.8, 0.78, 0.72), (0.3, 0.28, 0.3), 2.5)),
 ]
 
 
@@ -95,63 +141,51 @@ def _hit_box(o: np.ndarray, d: np.ndarray, centre, half, angle) -> Tuple[np.ndar
     return t, _mul(nl, R.T)
 
 
-def _intersect(o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest hit over all primitives: (t [R], object id [R] (0 = miss), normal [R, 3])."""
+def _intersect(o: np.ndarray, d: np.ndarray, prims: Sequence[Primitive]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest hit over ``prims``: (t [R], object id [R] (0 = miss), normal [R, 3])."""
     t_best = np.full(len(o), np.inf, dtype=d.dtype)
     ids = np.zeros(len(o), dtype=np.int64)
     normals = np.zeros(d.shape, dtype=d.dtype)
-    for pid, kind, centre, size, angle in PRIMITIVES:
-        if kind == "sphere":
-            idx, (t, n) = np.arange(len(d)), _hit_sphere(o, d, centre, size)
+    for prim in prims:
+        if prim.kind == "sphere":
+            idx, (t, n) = np.arange(len(d)), _hit_sphere(o, d, prim.centre, prim.size)
         else:  # exact test only for rays through the bounding sphere
-            idx = np.nonzero(np.isfinite(_hit_sphere(o, d, centre, float(np.linalg.norm(size)), False)[0]))[0]
-            t, n = _hit_box(o[idx], d[idx], centre, size, angle)
+            reach = float(np.linalg.norm(prim.size))
+            idx = np.nonzero(np.isfinite(_hit_sphere(o, d, prim.centre, reach, False)[0]))[0]
+            t, n = _hit_box(o[idx], d[idx], prim.centre, prim.size, prim.angle)
         closer = t < t_best[idx]
         sel = idx[closer]
-        t_best[sel], ids[sel], normals[sel] = t[closer], pid, n[closer]
+        t_best[sel], ids[sel], normals[sel] = t[closer], prim.id, n[closer]
     return t_best, ids, normals
 
 
-def _albedo(ids: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Procedural texture colours [R, 3] (linear) at world points ``p`` [R, 3] of objects ``ids``."""
+def _albedo(ids: np.ndarray, p: np.ndarray, prims: Sequence[Primitive]) -> np.ndarray:
+    """Texture colours [R, 3] (linear) at world points ``p`` [R, 3] of objects ``ids``."""
     out = np.zeros_like(p)
-    frac = lambda x: x - np.floor(x)  # noqa: E731
-    for pid, _, centre, _, angle in PRIMITIVES:
-        sel = ids == pid
+    for prim in prims:
+        sel = ids == prim.id
         q = p[sel]  # world points on this object
-        local = _mul(q - np.asarray(centre, np.float32), _rot_z(angle))
-        if pid == 1:
-            colour = np.broadcast_to(np.float32([0.8, 0.08, 0.06]), q.shape)
-        elif pid == 2:
-            grid = (np.min(frac(local * 2.5 + 0.5), axis=1) < 0.12)[:, None]
-            colour = np.where(grid, (0.05, 0.25, 0.05), (0.15, 0.7, 0.2))
-        elif pid == 3:
-            colour = np.where((np.sin(local[:, 2:] * 28.0) > 0), (0.08, 0.2, 0.85), (0.9, 0.9, 0.92))
-        elif pid == 4:
-            colour = np.where(frac(local[:, 2:] * 3.0) < 0.25, (0.9, 0.45, 0.05), (0.95, 0.85, 0.1))
-        else:
-            check = ((np.floor(q[:, 0:1] * 2.5) + np.floor(q[:, 1:2] * 2.5)) % 2 == 0)
-            colour = np.where(check, (0.8, 0.78, 0.72), (0.3, 0.28, 0.3))
-        out[sel] = colour
+        albedo = prim.albedo or solid((0.5, 0.5, 0.5))
+        out[sel] = albedo(_mul(q - np.asarray(prim.centre, np.float32), _rot_z(prim.angle)), q)
     return out
 
 
-def _shade(o: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _shade(o: np.ndarray, d: np.ndarray, prims: Sequence[Primitive]) -> Tuple[np.ndarray, np.ndarray]:
     """Trace rays: (linear colour [R, 3], object id [R])."""
-    t, ids, n = _intersect(o, d)
+    t, ids, n = _intersect(o, d, prims)
     hit = ids > 0
     p = o + d * np.where(hit, t, 0.0)[:, None]
     ndl = np.clip(_mul(n, LIGHT), 0.0, None)
     lit = hit & (ndl > 0)
-    shadow_t, _, _ = _intersect(p[lit] + n[lit] * 1e-3, np.broadcast_to(LIGHT, (int(lit.sum()), 3)))
+    shadow_t, _, _ = _intersect(p[lit] + n[lit] * 1e-3, np.broadcast_to(LIGHT, (int(lit.sum()), 3)), prims)
     lit[lit] = np.isinf(shadow_t)  # shadow rays only where a surface faces the light
     lit = lit.astype(o.dtype)
     ndl = ndl * lit
     h = LIGHT[None] - d
     h /= np.linalg.norm(h, axis=1, keepdims=True)
-    shiny = np.isin(ids, (1, 3)) * lit  # spheres get a highlight: view-dependent colour
+    shiny = np.isin(ids, [p.id for p in prims if p.shiny]) * lit  # a highlight: view-dependent colour
     spec = 0.5 * shiny * np.clip(np.einsum("ri,ri->r", n, h), 0.0, None) ** 40
-    colour = _albedo(ids, p) * (0.25 + 0.8 * ndl)[:, None] + spec[:, None]
+    colour = _albedo(ids, p, prims) * (0.25 + 0.8 * ndl)[:, None] + spec[:, None]
     return np.where(hit[:, None], colour, 0.0), ids
 
 
@@ -169,7 +203,7 @@ def _camera(azimuth: float, elevation: float) -> np.ndarray:
     return c2w
 
 
-def _render(c2w: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
+def _render(c2w: np.ndarray, size: int, prims: Sequence[Primitive]) -> Tuple[np.ndarray, np.ndarray]:
     """(RGBA uint8 [S, S, 4] with straight alpha, ids uint8 [S, S]: the most frequent sample id)."""
     f = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
     rot = c2w[:3, :3] @ np.diag([1.0, -1.0, -1.0])  # OpenCV ray directions -> world
@@ -184,7 +218,7 @@ def _render(c2w: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         return np.broadcast_to(c2w[:3, 3].astype(np.float32), dirs.shape), dirs
 
-    colour, ids = _shade(*rays([(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]))
+    colour, ids = _shade(*rays([(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]), prims)
     colour, cover = colour.reshape(4, size, size, 3), (ids > 0).reshape(4, size, size)
     alpha = cover.mean(axis=0)  # [S, S]
     rgb = colour.sum(axis=0) / np.maximum(cover.sum(axis=0), 1)[..., None]  # straight (un-premultiplied)
@@ -219,8 +253,10 @@ def demo_scene_path(cache_dir: Optional[str] = None) -> Path:
     return default_cache_root(cache_dir) / f"demo_scene_v{VERSION}"
 
 
-def generate_demo_scene(path: Path, n_train: int = 32, n_test: int = 8, size: int = 128, force: bool = False) -> Path:
-    """Write the demo scene as a NeRF-synthetic folder at ``path`` (once) and return ``path``."""
+def write_scene(path: Path, prims: Sequence[Primitive], labels: Dict, n_train: int = 32, n_test: int = 8,
+                size: int = 128, force: bool = False) -> Path:
+    """Trace ``prims`` into a NeRF-synthetic folder at ``path`` (RGBA views, object-id ``masks/``,
+    ``labels.json`` = ``labels``), once: built in a temp folder, then renamed. Returns ``path``."""
     path = Path(path)
     if (path / "transforms_train.json").is_file() and not force:
         return path
@@ -233,14 +269,14 @@ def generate_demo_scene(path: Path, n_train: int = 32, n_test: int = 8, size: in
             frames = []
             for k, (azimuth, elevation) in enumerate(views):
                 c2w = _camera(azimuth, elevation)
-                rgba, ids = _render(c2w, size)
+                rgba, ids = _render(c2w, size, prims)
                 Image.fromarray(rgba, "RGBA").save(tmp / split / f"r_{k}.png")
                 Image.fromarray(ids, "L").save(tmp / "masks" / split / f"r_{k}.png")
                 frames.append({"file_path": f"./{split}/r_{k}", "transform_matrix": c2w.tolist()})
             with open(tmp / f"transforms_{split}.json", "w") as f:
                 json.dump({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}, f, indent=1)
         with open(tmp / "labels.json", "w") as f:
-            json.dump(LABELS, f, indent=1)
+            json.dump(labels, f, indent=1)
         if force and path.exists():
             shutil.rmtree(path)
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the scene from other users of the cache
@@ -253,3 +289,8 @@ def generate_demo_scene(path: Path, n_train: int = 32, n_test: int = 8, size: in
         if tmp.exists():
             shutil.rmtree(tmp)
     return path
+
+
+def generate_demo_scene(path: Path, n_train: int = 32, n_test: int = 8, size: int = 128, force: bool = False) -> Path:
+    """Write the demo scene as a NeRF-synthetic folder at ``path`` (once) and return ``path``."""
+    return write_scene(path, PRIMITIVES, LABELS, n_train, n_test, size, force)

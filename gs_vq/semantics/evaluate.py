@@ -89,7 +89,8 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
     the ground-truth masks of ``cameras``, pooled over views (sum of intersections / sum of unions).
 
     Returns ``{"miou", "miou_extra", "iou": {label: IoU}, "iou_extra": {text: IoU},
-    "miou_by_rule": {rule: {"labels", "extra"}}, ...}`` (``miou`` under ``rule``; every rule of
+    "miou_by_rule": {rule: {"labels", "extra"}}, "iou_by_rule": {rule: {"labels": {label: IoU},
+    "extra": {text: IoU}}}, ...}`` (``miou`` under ``rule``; every rule of
     :data:`~gs_vq.semantics.query.MASK_RULES` is scored from the same renders). With ``out_dir``,
     also writes each predicted mask (under ``rule``) as ``out_dir/<query>/<view>_mask.png``.
     """
@@ -124,13 +125,12 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
     n = len(labelled)
     mean = lambda v: round(float(v.nanmean()), 4) if bool((~v.isnan()).any()) else None  # noqa: E731
     value = lambda v: None if v != v else round(float(v), 4)  # noqa: E731
-    by_rule = {}
+    by_rule, per_query = {}, {}
     for r in MASK_RULES:
         iou = torch.where(gt_pixels > 0, inter[r] / union[r].clamp_min(1), torch.full_like(gt_pixels, float("nan")))
         by_rule[r] = {"labels": mean(iou[:n]), "extra": mean(iou[n:])}
-        if r == rule:
-            per_label = {t: value(v) for (t, _), v in zip(labelled, iou[:n])}
-            per_extra = {t: value(v) for (t, _), v in zip(extra, iou[n:])}
-    return {"miou": by_rule[rule]["labels"], "miou_extra": by_rule[rule]["extra"], "iou": per_label,
-            "iou_extra": per_extra, "miou_by_rule": by_rule, "mask_rule": rule, "threshold": threshold,
-            "num_query_views": len(cameras), "encoder": head.encoder.name}
+        per_query[r] = {"labels": {t: value(v) for (t, _), v in zip(labelled, iou[:n])},
+                        "extra": {t: value(v) for (t, _), v in zip(extra, iou[n:])}}
+    return {"miou": by_rule[rule]["labels"], "miou_extra": by_rule[rule]["extra"], "iou": per_query[rule]["labels"],
+            "iou_extra": per_query[rule]["extra"], "miou_by_rule": by_rule, "iou_by_rule": per_query,
+            "mask_rule": rule, "threshold": threshold, "num_query_views": len(cameras), "encoder": head.encoder.name}

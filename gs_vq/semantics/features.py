@@ -7,7 +7,7 @@ Sources (``meta["source"]``):
   sampled at each map pixel's centre (nearest), so maps hold exact label embeddings.
 - ``clip``: dense open_clip image features (:mod:`gs_vq.semantics.dense`), from a local checkpoint.
 
-``meta.json`` records the text encoder (:class:`~gs_vq.semantics.encoders.EncoderSpec`) so queries
+``meta.json`` records the label texts (``texts``, labels source), the text encoder (:class:`~gs_vq.semantics.encoders.EncoderSpec`) so queries
 are embedded in the same space, the dimension ``dim``, how to sample maps (``interp``) and, per
 view, the file, the map size ``[h, w]`` and the image size ``[H, W]`` it was made from.
 
@@ -208,7 +208,7 @@ def compute_label_features(scene, out_dir: str, downscale: int = 4, split: str =
         raise GsVqError(f"scene {scene.source_path} has no labels.json: use --source clip")
     encoder = encoder or load_text_encoder(EncoderSpec("minilm", MINILM_NAME, 384))
     meta = {"source": "labels", "encoder": encoder.spec.to_dict(), "interp": "nearest", "downscale": downscale,
-            "scene": scene.source_path}
+            "scene": scene.source_path, "texts": label_table(scene.labels)[1]}
     return write_features(out_dir, label_feature_maps(_split(scene, split), scene.labels, encoder, downscale), meta)
 
 

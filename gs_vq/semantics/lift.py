@@ -11,8 +11,11 @@ that every query, extraction and evaluation path of ``render.py`` reads like a t
 3. Lifting: per-Gaussian features are the contribution-weighted mean of the projected maps
    ``v(p) P`` over the training views (:func:`gs_vq.render.contribution.lift_maps`, one
    forward + backward render per view at the maps' size).
-4. Decoder: linear, ``logits = tau * C P f``: a rendered feature is scored against every entry
-   by the cosine of its back-projection (``C [K, D]`` unit entries).
+4. Decoder: linear, ``logits = tau * C P f - log n``: a rendered feature is scored against every
+   entry by the cosine of its back-projection (``C [K, D]`` unit entries). Label maps hold a few
+   distinct vectors, so k-means returns copies of one entry (``n [K]``: how many entries equal
+   each); ``- log n`` gives each group of copies together the weight one entry would get (without
+   it, a label with 49 copies outweighs every other label at a pixel whose feature is a blend).
 
 Gaussians no training view sees get a zero feature (uniform weights). The same lifted features
 and codebook can start the trained field (``semantic.codebook_init: lift`` with
@@ -65,10 +68,13 @@ def lifted_head(maps: FeatureMaps, samples: Sequence[Tensor], basis: Tensor, num
     codebook = SemanticCodebook(F, num_codes, maps.dim, "linear")
     codebook.init_kmeans(samples, k_per_view, seed)
     with torch.no_grad():
-        codebook.decoder.weight.copy_(tau * codebook.unit_codes() @ basis)  # [K, F]
-        codebook.decoder.bias.zero_()
+        codes = codebook.unit_codes()  # [K, D]
+        codebook.decoder.weight.copy_(tau * codes @ basis)  # [K, F]
+        copies = (codes @ codes.T > 1.0 - 1e-6).sum(dim=1)  # [K] entries equal to each (itself included)
+        codebook.decoder.bias.copy_(-torch.log(copies.float()))
     active = entry_usage(codebook, samples) >= active_min_usage
-    return SemanticHead(codebook.eval(), maps.encoder, active, relevancy_tau, mask_tau)
+    return SemanticHead(codebook.eval(), maps.encoder, active, relevancy_tau, mask_tau,
+                        texts=tuple(maps.meta.get("texts", ())))
 
 
 def lift_field(splats: Dict[str, Tensor], cameras: Sequence, maps: FeatureMaps, feature_dim: int = 16,

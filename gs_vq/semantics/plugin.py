@@ -125,7 +125,7 @@ class SemanticField(SemanticConfig, Plugin):
         usage = entry_usage(self.codebook, sample_views(self.maps, self.kmeans_samples, self.seed))
         active = usage >= self.active_min_usage
         return SemanticHead(self.codebook, self.maps.encoder, active.to(self.codebook.codes.device),
-                            self.relevancy_tau, self.mask_tau)
+                            self.relevancy_tau, self.mask_tau, texts=tuple(self.maps.meta.get("texts", ())))
 
     def export(self, model_dir: str, splats=None) -> Dict[str, Any]:
         """Write ``MODEL/semantic_head.pt``, then per-Gaussian labels into the model's

@@ -27,7 +27,18 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   more than half of its weight is on matching entries, so a view without any of them gets an
   empty mask.
 
+- ``nearest`` (default): the query and the label texts are embedded as prompt ensembles
+  (:data:`TEMPLATES`, CLIP practice); an entry that is (cosine >= 0.95) one of the labels the 2D
+  maps were made from (``SemanticHead.texts``) is scored by its label's ensemble, others by the
+  entry itself. :func:`select_entries` keeps the best match and every entry the query is nearer
+  to than to that entry's nearest other entry. Chosen on the validation labelled scenes only
+  (``python -m bench.semantic_tuning``; docs/semantics.md).
+
 ``active`` entries are those the training views use; unused entries never set ``s_max``.
+
+Label-text features know only what the label texts say: a query about an attribute no label
+names (a colour, a material: "something blue" where the label is "coffee mug") cannot be
+answered from them; image features (``--source clip``) or labels that name it can.
 """
 
 import os
@@ -35,6 +46,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import GsVqError
@@ -44,8 +56,11 @@ from .codebook import SemanticCodebook
 from .encoders import EncoderSpec, encode_texts, load_text_encoder
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")  # LERF's canonical phrases
-MASK_RULES = ("codebook", "view", "lerf", "gap")
-DEFAULT_MASK_RULE = "gap"  # tabletop, lifted field: same label mIoU as codebook, extra queries 0.697 -> 0.787
+MASK_RULES = ("codebook", "view", "lerf", "gap", "nearest")
+DEFAULT_MASK_RULE = "nearest"  # chosen on the validation labelled scenes only (docs/semantics.md)
+TEMPLATES = ("{}", "a photo of {}", "an image of {}")  # prompt ensemble of the nearest rule (queries and labels)
+NEAREST_MARGIN = 0.05  # nearest rule: cosine by which the query must beat an entry's nearest other entry
+NEAREST_WINDOW = 0.2  # nearest rule: ... and lie within this of the best match
 HEAD_NAME = "semantic_head.pt"
 
 
@@ -98,6 +113,33 @@ def entry_gap_match(codes: Tensor, query: Tensor, active: Optional[Tensor] = Non
         drops = candidates[:-1] - candidates[1:]  # [c-1]
         cut = candidates[int(drops.argmax())]
     return (allowed & (s >= cut - 1e-3)).float()
+
+
+def select_entries(s: Tensor, ll: Tensor, margin: float = NEAREST_MARGIN, window: float = NEAREST_WINDOW,
+                   active: Optional[Tensor] = None, negatives: Optional[Tensor] = None) -> Tensor:
+    """``[K]`` bool: the entries a query selects under the ``nearest`` rule.
+
+    ``s [K]``: the query's cosine to each entry; ``ll [K, K]``: the entries' cosines to each other;
+    ``active [K]`` bool; ``negatives [K, M]``: each entry's cosine to LERF's canonical phrases.
+    The best active match is selected, and so is every active entry the query is nearer to than
+    that entry's nearest other active entry is (by ``margin``), within ``window`` of the best: a
+    query for "fruit" is nearer to "apple" than "apple" is to any other label of the scene. An
+    entry nearer a canonical negative than the query ("background" is more "texture" than it is
+    anything) is not selectable. Copies of a selected entry (cosine 1) are selected with it.
+    """
+    K = s.shape[0]
+    used = active if active is not None and active.any() else torch.ones(K, dtype=torch.bool, device=s.device)
+    pool = used.clone()  # [K] selectable entries
+    if negatives is not None:
+        beaten = s <= negatives.max(dim=1).values  # [K]
+        if (pool & ~beaten).any():
+            pool &= ~beaten
+    same = ll > 1.0 - 1e-6  # [K, K] copies of one entry
+    others = ll.masked_fill(same | ~used[None, :], -2.0)  # [K, K] the other active entries (not query-dependent)
+    nearest = others.max(dim=1).values  # [K] cosine of each entry to its nearest other entry
+    best = s.masked_fill(~pool, -2.0).max()
+    chosen = pool & (s >= best - 1e-6) | pool & (s > nearest + margin) & (s >= best - window)  # [K]
+    return (same & chosen[None, :]).any(dim=1)  # [K] with the copies
 
 
 def pixel_scores(weights: Tensor, e: Tensor, rule: str = "codebook") -> Tensor:
@@ -160,12 +202,13 @@ class SemanticHead:
     relevancy_tau: float = 10.0
     mask_tau: float = 20.0
     negatives: Tuple[str, ...] = CANONICAL_NEGATIVES
+    texts: Tuple[str, ...] = ()  # label texts the 2D maps were made from (labels source); () if unknown
 
     def save(self, path: str) -> int:
         """Write a ``semantic_head.pt`` (plain tensors and dicts; loads with weights_only). Returns bytes."""
         blob = {"codebook": self.codebook.head_state(), "encoder": self.encoder.to_dict(),
                 "active": self.active.cpu(), "relevancy_tau": self.relevancy_tau, "mask_tau": self.mask_tau,
-                "negatives": list(self.negatives)}
+                "negatives": list(self.negatives), "texts": list(self.texts)}
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)
         return os.path.getsize(path)
@@ -186,7 +229,7 @@ class SemanticHead:
             raise GsVqError(f"cannot read semantic head {path}: {type(e).__name__}: {e}") from None
         return cls(codebook, EncoderSpec.from_dict(blob["encoder"]), blob["active"].bool().to(device),
                    float(blob.get("relevancy_tau", 10.0)), float(blob.get("mask_tau", 20.0)),
-                   tuple(blob.get("negatives", CANONICAL_NEGATIVES)))
+                   tuple(blob.get("negatives", CANONICAL_NEGATIVES)), tuple(blob.get("texts", ())))
 
     @torch.no_grad()
     def weights(self, feats: Tensor) -> Tensor:
@@ -199,6 +242,8 @@ class SemanticHead:
         if rule not in MASK_RULES:
             raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
         encoder = encoder or load_text_encoder(self.encoder)
+        if rule == "nearest":
+            return self.nearest_scores(texts, encoder)
         emb = encode_texts(encoder, list(texts) + list(self.negatives)).to(self.active.device)  # [T+M, D]
         queries, negatives = emb[: len(texts)], emb[len(texts):]
         codes = self.codebook.unit_codes()
@@ -207,6 +252,34 @@ class SemanticHead:
         if rule == "gap":
             return torch.stack([entry_gap_match(codes, q, self.active, negatives=negatives) for q in queries])
         return torch.stack([entry_relevancy(codes, q, negatives, self.relevancy_tau) for q in queries])
+
+
+    @torch.no_grad()
+    def entry_vectors(self, encoder) -> Tensor:
+        """``[K, D]``: each entry as the prompt ensemble of its label text when it is one of
+        ``texts`` (cosine >= 0.95 to the plain label embedding), else the entry itself."""
+        codes = self.codebook.unit_codes().detach()
+        if not self.texts:
+            return codes
+        raw = encode_texts(encoder, list(self.texts)).to(codes.device)  # [L, D], as the maps were made
+        cos, which = (codes @ raw.T).max(dim=1)  # [K]
+        return torch.where((cos >= 0.95)[:, None], ensemble(encoder, self.texts).to(codes.device)[which], codes)
+
+    @torch.no_grad()
+    def nearest_scores(self, texts: Sequence[str], encoder) -> Tensor:
+        """``[T, K]`` in {0, 1}: the entries each text selects under the ``nearest`` rule."""
+        E = self.entry_vectors(encoder)  # [K, D]
+        queries = ensemble(encoder, texts).to(E.device)  # [T, D]
+        negatives = E @ ensemble(encoder, self.negatives).to(E.device).T  # [K, M]
+        ll = E @ E.T  # [K, K]
+        return torch.stack([select_entries(E @ q, ll, active=self.active, negatives=negatives).float()
+                            for q in queries])
+
+
+def ensemble(encoder, texts: Sequence[str], templates: Sequence[str] = TEMPLATES) -> Tensor:
+    """``[T, D]`` unit vectors: the mean embedding of each text in every template, normalised."""
+    emb = encode_texts(encoder, [t.format(x) for t in templates for x in texts])  # [len(templates) * T, D]
+    return F.normalize(emb.reshape(len(templates), len(texts), -1).mean(dim=0), dim=-1)
 
 
 def entry_usage(codebook: SemanticCodebook, targets: Sequence[Tensor]) -> Tensor:

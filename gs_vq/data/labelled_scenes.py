@@ -1,0 +1,238 @@
+"""Procedural labelled scenes for choosing and checking the text-query path: six rooms of coloured
+primitives standing in for everyday objects, each with masks and a ``labels.json`` of label
+texts and natural-language queries.
+
+    python -m gs_vq.data.labelled_scenes -o DIR [--scenes kitchen office] [--size 128] [--seed 0]
+
+Every scene has eight objects on a ground slab (nine labels plus the background, id 0) and
+queries of five kinds (``"kind"`` in each entry of ``"queries"``):
+
+- ``synonym``: the object in other words ("a couch" for the sofa);
+- ``use``: what it is for ("something to drink from" for the coffee mug);
+- ``class`` / ``several``: a class or a description covering two or more objects ("fruit",
+  "somewhere to sit").
+
+``"attribute_queries"`` hold colour and material queries the labels do not name: label-text
+features cannot answer them (the limits of the ``labels`` source), so they are kept out of the
+natural-language scores and reported on their own.
+
+``ROLES`` splits the scenes: the query path is tuned on the ``validation`` scenes only and
+reported on the ``held-out`` ones, which share no object with them. The catalogue was written
+before any query setting was measured. Scenes are deterministic in ``seed`` (the layout: which
+grid slot each object takes, its jitter and rotation); the tracer is :mod:`gs_vq.data.demo`'s.
+"""
+
+import argparse
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from gs_vq.data.demo import Primitive, bands, checker, solid, write_scene
+from gs_vq.data.images import default_cache_root
+
+VERSION = 1  # bump whenever a generated scene changes
+SLOT = 0.75  # grid spacing of the object slots (3 x 3 on the ground)
+GROUND = (1.3, 1.3, 0.05)  # half-extents of the ground slab, top at z = 0
+
+# object: (label, shape, size, colour(s), [(query kind, text)]); shape "sphere" (radius) or "box" (half-extents)
+Obj = Tuple[str, str, object, tuple, List[Tuple[str, str]]]
+
+SCENES: Dict[str, Dict] = {
+    "kitchen": {
+        "ground": ("kitchen counter", (0.75, 0.72, 0.66), [("synonym", "a worktop")]),
+        "objects": [
+            ("apple", "sphere", 0.2, (0.75, 0.08, 0.05), []),
+            ("lemon", "sphere", 0.15, (0.95, 0.85, 0.1), [("synonym", "a sour citrus fruit")]),
+            ("coffee mug", "box", (0.12, 0.12, 0.14), (0.1, 0.2, 0.8), [("use", "something to drink from")]),
+            ("frying pan", "box", (0.3, 0.3, 0.04), (0.12, 0.12, 0.13), [("use", "something to cook eggs in")]),
+            ("teapot", "sphere", 0.22, (0.9, 0.9, 0.88), [("use", "something to make tea in")]),
+            ("loaf of bread", "box", (0.25, 0.14, 0.12), (0.6, 0.38, 0.15), [("synonym", "something baked")]),
+            ("cutting board", "box", (0.3, 0.2, 0.025), ((0.55, 0.4, 0.2), (0.45, 0.3, 0.15)),
+             [("use", "a board for chopping vegetables")]),
+            ("wine bottle", "box", (0.08, 0.08, 0.3), (0.05, 0.35, 0.1), [("synonym", "an alcoholic drink")]),
+        ],
+        "several": [("class", "fruit", ["apple", "lemon"]),
+                    ("several", "things you can eat", ["apple", "lemon", "loaf of bread"])],
+        "attributes": [("colour", "something blue", ["coffee mug"]), ("material", "something made of glass",
+                                                                       ["wine bottle"])],
+    },
+    "office": {
+        "ground": ("desk", (0.5, 0.35, 0.2), [("synonym", "a table to work at")]),
+        "objects": [
+            ("laptop", "box", (0.3, 0.22, 0.02), (0.7, 0.7, 0.72), [("synonym", "a portable computer")]),
+            ("desk lamp", "box", (0.07, 0.07, 0.3), (0.95, 0.8, 0.1), [("use", "a light for reading")]),
+            ("stapler", "box", (0.14, 0.06, 0.06), (0.8, 0.1, 0.1), [("use", "something to fasten sheets together")]),
+            ("notebook", "box", (0.15, 0.2, 0.02), (0.1, 0.25, 0.75), [("use", "something to write notes in")]),
+            ("cactus", "box", (0.08, 0.08, 0.22), ((0.1, 0.55, 0.15), (0.05, 0.35, 0.1)),
+             [("synonym", "a spiky desert plant")]),
+            ("computer mouse", "sphere", 0.09, (0.3, 0.3, 0.32), [("synonym", "a pointing device")]),
+            ("pencil holder", "box", (0.08, 0.08, 0.12), (0.95, 0.5, 0.1), [("synonym", "a cup for pens")]),
+            ("headphones", "sphere", 0.13, (0.05, 0.05, 0.05), [("use", "something to listen to music with")]),
+        ],
+        "several": [("class", "office supplies", ["stapler", "notebook", "pencil holder"]),
+                    ("class", "electronics", ["laptop", "computer mouse", "headphones"])],
+        "attributes": [("colour", "something red", ["stapler"]), ("material", "something made of metal",
+                                                                  ["laptop"])],
+    },
+    "living room": {
+        "ground": ("rug", (0.6, 0.15, 0.15), [("synonym", "a carpet")]),
+        "objects": [
+            ("sofa", "box", (0.4, 0.2, 0.18), (0.7, 0.1, 0.1), [("synonym", "a couch")]),
+            ("armchair", "box", (0.2, 0.2, 0.18), (0.15, 0.5, 0.2), [("synonym", "a comfy chair for one person")]),
+            ("coffee table", "box", (0.25, 0.18, 0.1), ((0.5, 0.33, 0.15), (0.4, 0.25, 0.1)),
+             [("synonym", "a low table")]),
+            ("television", "box", (0.3, 0.05, 0.2), (0.03, 0.03, 0.04), [("use", "something to watch films on")]),
+            ("floor lamp", "box", (0.06, 0.06, 0.4), (0.95, 0.95, 0.9), [("use", "something that lights the room")]),
+            ("bookshelf", "box", (0.25, 0.1, 0.35), ((0.4, 0.25, 0.1), (0.2, 0.3, 0.7)),
+             [("use", "a place to keep books")]),
+            ("vase of flowers", "box", (0.07, 0.07, 0.18), (0.95, 0.5, 0.7), [("synonym", "a bouquet")]),
+            ("cushion", "box", (0.12, 0.12, 0.05), (0.95, 0.85, 0.2), [("synonym", "a soft pillow")]),
+        ],
+        "several": [("class", "furniture", ["sofa", "armchair", "coffee table", "bookshelf"]),
+                    ("several", "somewhere to sit", ["sofa", "armchair"])],
+        "attributes": [("colour", "something pink", ["vase of flowers"]),
+                       ("material", "something made of wood", ["coffee table", "bookshelf"])],
+    },
+    "playroom": {
+        "ground": ("play mat", (0.3, 0.6, 0.8), [("synonym", "a soft floor")]),
+        "objects": [
+            ("teddy bear", "sphere", 0.2, (0.55, 0.35, 0.15), [("synonym", "a stuffed animal")]),
+            ("toy car", "box", (0.16, 0.08, 0.07), (0.85, 0.1, 0.1), [("synonym", "a small vehicle")]),
+            ("football", "sphere", 0.15, ((0.95, 0.95, 0.95), (0.05, 0.05, 0.05)), [("use", "a ball to kick")]),
+            ("building blocks", "box", (0.15, 0.15, 0.15), ((0.9, 0.2, 0.2), (0.2, 0.4, 0.9)),
+             [("use", "something to stack")]),
+            ("rocking horse", "box", (0.25, 0.08, 0.2), (0.9, 0.9, 0.85), [("synonym", "a pony to ride on")]),
+            ("toy drum", "box", (0.13, 0.13, 0.1), (0.15, 0.3, 0.85), [("class", "a musical instrument")]),
+            ("picture book", "box", (0.15, 0.2, 0.02), (0.2, 0.7, 0.3), [("use", "a story for children")]),
+            ("kite", "box", (0.25, 0.2, 0.015), (0.95, 0.85, 0.1), [("use", "something that flies in the wind")]),
+        ],
+        "several": [("several", "animals", ["teddy bear", "rocking horse"]),
+                    ("several", "things to play with outdoors", ["football", "kite"])],
+        "attributes": [("colour", "something blue", ["toy drum"]), ("material", "something made of wood",
+                                                                    ["rocking horse"])],
+    },
+    "garden": {
+        "ground": ("lawn", (0.2, 0.55, 0.15), [("synonym", "the grass")]),
+        "objects": [
+            ("watering can", "box", (0.15, 0.08, 0.14), (0.15, 0.5, 0.25),
+             [("use", "something to water the plants with")]),
+            ("flower pot", "box", (0.1, 0.1, 0.1), (0.75, 0.35, 0.2), [("synonym", "a planter")]),
+            ("garden gnome", "box", (0.07, 0.07, 0.2), ((0.85, 0.1, 0.1), (0.2, 0.3, 0.8)),
+             [("synonym", "a small statue")]),
+            ("wheelbarrow", "box", (0.28, 0.15, 0.12), (0.2, 0.25, 0.3), [("use", "a cart for carrying soil")]),
+            ("pumpkin", "sphere", 0.2, (0.95, 0.45, 0.05), [("use", "something to carve at halloween")]),
+            ("cabbage", "sphere", 0.16, (0.5, 0.75, 0.3), [("synonym", "a leafy vegetable")]),
+            ("shovel", "box", (0.06, 0.06, 0.35), (0.4, 0.4, 0.42), [("use", "a tool for digging")]),
+            ("bird bath", "box", (0.15, 0.15, 0.12), (0.6, 0.6, 0.6), [("use", "where birds drink and wash")]),
+        ],
+        "several": [("class", "vegetables", ["pumpkin", "cabbage"]),
+                    ("class", "garden tools", ["watering can", "wheelbarrow", "shovel"])],
+        "attributes": [("colour", "something orange", ["pumpkin"]), ("material", "something made of stone",
+                                                                     ["bird bath"])],
+    },
+    "bedroom": {
+        "ground": ("wooden floor", (0.55, 0.4, 0.25), [("synonym", "the ground")]),
+        "objects": [
+            ("bed", "box", (0.4, 0.28, 0.12), (0.85, 0.85, 0.95), [("use", "somewhere to sleep")]),
+            ("pillow", "box", (0.14, 0.08, 0.04), (0.95, 0.95, 0.95), [("use", "something to rest your head on")]),
+            ("alarm clock", "box", (0.07, 0.05, 0.07), (0.85, 0.1, 0.1), [("use", "something that wakes you up")]),
+            ("wardrobe", "box", (0.22, 0.12, 0.4), (0.45, 0.28, 0.12), [("synonym", "a closet for clothes")]),
+            ("guitar", "box", (0.22, 0.07, 0.06), (0.8, 0.5, 0.2), [("synonym", "an instrument with strings")]),
+            ("globe", "sphere", 0.15, (0.15, 0.35, 0.85), [("synonym", "a map of the world")]),
+            ("backpack", "box", (0.12, 0.08, 0.15), (0.45, 0.15, 0.6), [("synonym", "a bag for school")]),
+            ("slippers", "box", (0.12, 0.08, 0.03), (0.95, 0.6, 0.75), [("synonym", "shoes to wear at home")]),
+        ],
+        "several": [("class", "furniture", ["bed", "wardrobe"]),
+                    ("several", "bedding", ["bed", "pillow"])],
+        "attributes": [("colour", "something purple", ["backpack"]), ("material", "something made of wood",
+                                                                      ["wardrobe", "guitar"])],
+    },
+}
+ROLES = {"kitchen": "validation", "office": "validation", "living room": "validation",
+         "playroom": "held-out", "garden": "held-out", "bedroom": "held-out"}
+
+
+def _albedo(colour: tuple):
+    """A solid colour, or two colours in horizontal bands (a second tone so RGB training sees texture)."""
+    if isinstance(colour[0], (tuple, list)):
+        return bands(colour[0], colour[1], 6.0)
+    return solid(colour)
+
+
+def scene_labels(name: str) -> Dict:
+    """``labels.json`` of scene ``name``: ids 1..8 the objects, 9 the ground, and the queries."""
+    spec = SCENES[name]
+    objects = [o[0] for o in spec["objects"]] + [spec["ground"][0]]
+    ids = {label: i + 1 for i, label in enumerate(objects)}
+    labels: Dict = {"0": "background", **{str(i): label for label, i in ids.items()}}
+    per_object = [(kind, text, [label]) for label, *_, queries in spec["objects"] for kind, text in queries]
+    per_object += [(kind, text, [spec["ground"][0]]) for kind, text in spec["ground"][2]]
+    entry = lambda kind, text, names: {"text": text, "ids": sorted(ids[n] for n in names), "kind": kind}  # noqa: E731
+    labels["queries"] = [entry(*q) for q in per_object + spec["several"]]
+    labels["attribute_queries"] = [entry(*q) for q in spec["attributes"]]
+    labels["role"] = ROLES[name]
+    return labels
+
+
+def scene_primitives(name: str, seed: int = 0) -> List[Primitive]:
+    """The traced objects of scene ``name``: the ground slab and eight objects in eight of the nine
+    grid slots (which slot, a jitter of up to 0.08 and a rotation: drawn from ``seed``)."""
+    spec = SCENES[name]
+    rng = np.random.default_rng([seed, sorted(SCENES).index(name)])
+    slots = [(SLOT * (i % 3 - 1), SLOT * (i // 3 - 1)) for i in rng.permutation(9)[:len(spec["objects"])]]
+    prims = [Primitive(len(spec["objects"]) + 1, "box", (0.0, 0.0, -GROUND[2]), GROUND, 0.0,
+                       checker(spec["ground"][1], tuple(0.8 * c for c in spec["ground"][1]), 2.0))]
+    for k, ((label, shape, size, colour, _), (x, y)) in enumerate(zip(spec["objects"], slots)):
+        dx, dy = rng.uniform(-0.08, 0.08, 2)
+        angle = float(rng.uniform(0, math.pi))
+        z = size if shape == "sphere" else size[2]  # resting on the ground
+        prims.append(Primitive(k + 1, shape, (float(x + dx), float(y + dy), float(z) + 1e-3), size, angle,
+                               _albedo(colour), shiny=shape == "sphere"))
+    return prims
+
+
+def scene_path(name: str, root: Optional[str] = None, seed: int = 0, size: int = 128) -> Path:
+    """``<root or cache>/labelled_scenes_v<VERSION>/<name>-s<seed>-<size>``."""
+    base = Path(root) if root else default_cache_root() / f"labelled_scenes_v{VERSION}"
+    return base / f"{name.replace(' ', '_')}-s{seed}-{size}"
+
+
+def write_labelled_scene(name: str, root: Optional[str] = None, seed: int = 0, size: int = 128, n_train: int = 24,
+                         n_test: int = 8, force: bool = False) -> Path:
+    """Write scene ``name`` (once; NeRF-synthetic layout with ``masks/`` and ``labels.json``). Returns its folder."""
+    if name not in SCENES:
+        from gs_vq.errors import GsVqError
+
+        raise GsVqError(f"unknown labelled scene {name!r}: one of {', '.join(sorted(SCENES))}")
+    return write_scene(scene_path(name, root, seed, size), scene_primitives(name, seed), scene_labels(name), n_train,
+                       n_test, size, force)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from gs_vq.cli import guarded
+
+    p = argparse.ArgumentParser(prog="python -m gs_vq.data.labelled_scenes",
+                                description="Write the procedural labelled scenes (masks + labels.json).")
+    p.add_argument("-o", "--out", help="parent folder (default: the gs_vq cache)")
+    p.add_argument("--scenes", nargs="+", default=list(SCENES), metavar="NAME",
+                   help=f"which scenes (default all: {', '.join(SCENES)})")
+    p.add_argument("--seed", type=int, default=0, help="layout seed")
+    p.add_argument("--size", type=int, default=128, help="image width = height in pixels")
+    p.add_argument("--train", type=int, default=24, help="training views")
+    p.add_argument("--test", type=int, default=8, help="test views")
+    p.add_argument("--force", action="store_true", help="rewrite scenes that exist")
+
+    @guarded
+    def run(argv):
+        args = p.parse_args(argv)
+        for name in args.scenes:
+            path = write_labelled_scene(name, args.out, args.seed, args.size, args.train, args.test, args.force)
+            print(f"{name:12s} {ROLES[name]:10s} {path}")
+
+    run(argv)
+
+
+if __name__ == "__main__":
+    main()
