@@ -211,7 +211,7 @@ def write_labelled_scene(name: str, root: Optional[str] = None, seed: int = 0, s
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from gs_vq.cli import guarded
+    from gs_vq.console import guarded
 
     p = argparse.ArgumentParser(prog="python -m gs_vq.data.labelled_scenes",
                                 description="Write the procedural labelled scenes (masks + labels.json).")
