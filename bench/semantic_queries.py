@@ -28,13 +28,13 @@ import torch
 from bench.report import ROOT, markdown, write_json
 from bench.scenes import SHARED
 from gs_vq.config import make_config, scale_steps
-from gs_vq.data import load_scene
+from gs_vq.data import background_of, load_scene
 from gs_vq.data.labelled_scenes import ROLES, SCENES, write_labelled_scene
 from gs_vq.io import load_ply
 from gs_vq.semantics import lift
 from gs_vq.semantics.evaluate import evaluate_queries
 from gs_vq.semantics.query import DEFAULT_MASK_RULE, SemanticHead
-from gs_vq.trainer import Trainer, background_of
+from gs_vq.trainer import Trainer
 
 OLD_RULES = ("gap", "codebook")
 
