@@ -8,7 +8,9 @@ Per scene (:mod:`gs_vq.data.labelled_scenes`, 128x128, 24 train + 8 test views):
 trained briefly (the cpu preset's schedule scaled to ``--iterations``), then the training-free
 semantic field lifted onto it (``python -m gs_vq.semantics.lift``: label maps of MiniLM
 embeddings, 16 features, 64 entries, per-Gaussian labels). Every rule is scored from the same
-renders of the test views (pooled IoU, :func:`gs_vq.semantics.evaluate.evaluate_queries`); the
+renders of the test views (pooled IoU, :func:`gs_vq.semantics.evaluate.evaluate_queries`), also
+with the lifted decoder as it was before this change (``old lift``: copies of an entry not
+sharing one entry's weight), so ``old lift + gap`` is the path before, end to end; the
 colour / material queries of ``attribute_queries`` are scored apart (label-text features cannot
 answer them). Each scene is marked ``validation`` (the query path's settings were chosen on it)
 or ``held-out`` (never used for choosing). ``--tabletop`` adds ../shared/data/tabletop (used for
@@ -17,6 +19,8 @@ bench/results/semantic_queries.json.
 """
 
 import argparse
+import copy
+import dataclasses
 import os
 import statistics
 import time
@@ -61,6 +65,15 @@ def semantic_model(rgb: str, work: str) -> str:
     return folder
 
 
+def old_lift(head: SemanticHead) -> SemanticHead:
+    """A copy of a lifted head with a zero decoder bias: the lifted field before copies of one
+    k-means entry shared one entry's weight (``- log n``, :mod:`gs_vq.semantics.lift`)."""
+    codebook = copy.deepcopy(head.codebook)
+    with torch.no_grad():
+        codebook.decoder.bias.zero_()
+    return dataclasses.replace(head, codebook=codebook)
+
+
 def kinds(labels: Dict) -> Dict[str, str]:
     """Query text -> kind (``label`` for label queries, else the entry's ``kind`` or ``nl``)."""
     out = {str(labels[k]): "label" for k in labels if str(k).isdigit() and k != "0"}
@@ -81,6 +94,9 @@ def score_scene(name: str, path: str, role: str, args) -> Dict:
     row = {"scene": name, "role": role, "path": path, "model": model, "build_seconds": round(build_s, 1),
            "num_gaussians": int(splats["means"].shape[0]), "miou_by_rule": res["miou_by_rule"],
            "iou_by_rule": res["iou_by_rule"], "kinds": kinds(scene.labels)}
+    old = old_lift(head)  # the lifted head as it was before copies shared one entry's weight
+    was = evaluate_queries(splats, cams, old, scene.labels, background_of(scene), "cpu", progress=False)
+    row["old_lift_miou_by_rule"], row["old_lift_iou_by_rule"] = was["miou_by_rule"], was["iou_by_rule"]
     attributes = scene.labels.get("attribute_queries")
     if attributes:
         only = {k: v for k, v in scene.labels.items() if str(k).isdigit()}
@@ -97,13 +113,15 @@ def mean(values: List[float]) -> float:
 
 
 def print_tables(rows: List[Dict], rules: List[str]) -> None:
-    head = ["scene", "role"] + [f"{kind} {r}" for kind in ("label", "NL") for r in rules]
-    print(markdown(head, [[r["scene"], r["role"]] + [f"{r['miou_by_rule'][rule][k]:.3f}" for k in ("labels", "extra")
-                                                    for rule in rules] for r in rows]))
+    head = ["scene", "role"] + [f"{kind} {r}" for kind in ("label", "NL") for r in ["old lift + gap"] + rules]
+    print(markdown(head, [[r["scene"], r["role"]] + [f"{v:.3f}" for k in ("labels", "extra") for v in
+                                                    [r["old_lift_miou_by_rule"]["gap"][k]] +
+                                                    [r["miou_by_rule"][rule][k] for rule in rules]] for r in rows]))
     for role in ("validation", "held-out"):
         sel = [r for r in rows if r["role"] == role]
         if sel:
-            print(f"{role}: " + ", ".join(f"{r} label {mean([x['miou_by_rule'][r]['labels'] for x in sel]):.3f} "
+            print(f"{role}: old lift + gap label {mean([x['old_lift_miou_by_rule']['gap']['labels'] for x in sel]):.3f} "
+                  f"NL {mean([x['old_lift_miou_by_rule']['gap']['extra'] for x in sel]):.3f}; " + ", ".join(f"{r} label {mean([x['miou_by_rule'][r]['labels'] for x in sel]):.3f} "
                                           f"NL {mean([x['miou_by_rule'][r]['extra'] for x in sel]):.3f}"
                                           for r in rules))
     print()

@@ -22,7 +22,6 @@ before any query setting was measured. Scenes are deterministic in ``seed`` (the
 grid slot each object takes, its jitter and rotation); the tracer is :mod:`gs_vq.data.demo`'s.
 """
 
-import argparse
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -31,6 +30,7 @@ import numpy as np
 
 from gs_vq.data.demo import Primitive, bands, checker, solid, write_scene
 from gs_vq.data.images import default_cache_root
+from gs_vq.errors import GsVqError
 
 VERSION = 1  # bump whenever a generated scene changes
 SLOT = 0.75  # grid spacing of the object slots (3 x 3 on the ground)
@@ -203,18 +203,16 @@ def write_labelled_scene(name: str, root: Optional[str] = None, seed: int = 0, s
                          n_test: int = 8, force: bool = False) -> Path:
     """Write scene ``name`` (once; NeRF-synthetic layout with ``masks/`` and ``labels.json``). Returns its folder."""
     if name not in SCENES:
-        from gs_vq.errors import GsVqError
-
         raise GsVqError(f"unknown labelled scene {name!r}: one of {', '.join(sorted(SCENES))}")
     return write_scene(scene_path(name, root, seed, size), scene_primitives(name, seed), scene_labels(name), n_train,
                        n_test, size, force)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from gs_vq.console import guarded
+    from gs_vq.console import OneLineParser, guarded
 
-    p = argparse.ArgumentParser(prog="python -m gs_vq.data.labelled_scenes",
-                                description="Write the procedural labelled scenes (masks + labels.json).")
+    p = OneLineParser(prog="python -m gs_vq.data.labelled_scenes",
+                      description="Write the procedural labelled scenes (masks + labels.json).")
     p.add_argument("-o", "--out", help="parent folder (default: the gs_vq cache)")
     p.add_argument("--scenes", nargs="+", default=list(SCENES), metavar="NAME",
                    help=f"which scenes (default all: {', '.join(SCENES)})")
@@ -227,6 +225,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     @guarded
     def run(argv):
         args = p.parse_args(argv)
+        if args.size < 8 or args.train < 1 or args.test < 0:
+            raise GsVqError(f"bad scene sizes: --size {args.size} (>= 8), --train {args.train} (>= 1), "
+                            f"--test {args.test} (>= 0)")
         for name in args.scenes:
             path = write_labelled_scene(name, args.out, args.seed, args.size, args.train, args.test, args.force)
             print(f"{name:12s} {ROLES[name]:10s} {path}")

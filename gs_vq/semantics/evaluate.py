@@ -16,7 +16,9 @@ from tqdm import tqdm
 
 from ..data.cameras import image_stem
 from ..errors import GsVqError
+from .labels import stored_labels
 from .query import MASK_RULES, SemanticHead, extra_queries, iou_counts, label_queries, query_mask
+from .select import selection_channels
 from .visualize import overlay, pca_basis, pca_colors
 
 
@@ -48,16 +50,30 @@ def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], ou
                    device: str, backend: str = "auto", rule: str = "codebook", threshold: float = 0.5,
                    progress: bool = True) -> Dict[str, List[str]]:
     """For each query and view write ``out_dir/<query>/<view>_heatmap.png`` (relevance score
-    colormapped over the render) and ``<view>_mask.png``. Returns query -> written files."""
-    from ..evaluate import save_png
+    colormapped over the render) and ``<view>_mask.png``. Returns query -> written files.
+
+    A model that stores per-Gaussian labels (``labels``, e.g. lifted or compressed.ply) takes the
+    fast path: each query selects Gaussians by label and is rendered as one channel with the RGB
+    (:func:`~gs_vq.semantics.select.label_scores`), instead of the ``F``-channel feature field
+    decoded into ``K`` weights per pixel."""
+    from ..evaluate import render_views, save_png
 
     texts = list(dict.fromkeys(texts))  # a repeated query once
     scores = head.entry_scores(texts, rule).to(device)  # [T, K]
     written: Dict[str, List[str]] = {t: [] for t in texts}
-    views = view_weights(splats, cameras, head, background, device, backend)
+    stored = stored_labels(splats) if rule != "view" else None  # view normalises decoded pixels: no label path
+    if stored is not None and int(stored[0].max()) < head.codebook.num_codes:
+        # per-Gaussian labels: render each query's selected Gaussians as one channel (no feature field)
+        channels = selection_channels(stored[0], scores, threshold)  # [N, T]
+        views = ((cam, out.rgb[0].clamp(0, 1), out.extra[0]) for cam, out in
+                 render_views(splats, cameras, background, device, backend, extra=channels))
+        pick = lambda s, t, e: (s[..., t], s[..., t] > 0.5)  # noqa: E731
+    else:
+        views = view_weights(splats, cameras, head, background, device, backend)
+        pick = lambda w, t, e: query_mask(w, e, rule, threshold)  # noqa: E731
     for cam, rgb, w in tqdm(views, total=len(cameras), disable=not progress, desc="queries", dynamic_ncols=True):
-        for text, e in zip(texts, scores):
-            score, mask = query_mask(w, e, rule, threshold)
+        for t, (text, e) in enumerate(zip(texts, scores)):
+            score, mask = pick(w, t, e)
             folder = os.path.join(out_dir, slug(text))
             for suffix, img in (("heatmap", overlay(rgb, score)), ("mask", mask.float())):
                 path = os.path.join(folder, f"{image_stem(cam)}_{suffix}.png")

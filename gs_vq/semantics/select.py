@@ -75,6 +75,28 @@ def write_selection(splats: Dict[str, Tensor], keep: Tensor, extract: Optional[s
     return out
 
 
+def selection_channels(labels: Tensor, scores: Tensor, threshold: float = 0.5) -> Tensor:
+    """``[N, T]`` float in {0, 1}: whether each Gaussian's label (``labels [N]``) clears ``threshold``
+    under each query's entry scores (``scores [T, K]``)."""
+    return (scores.to(labels.device)[:, labels] > threshold).T.float()
+
+
+@torch.no_grad()
+def label_scores(splats: Dict[str, Tensor], channels: Tensor, viewmat: Tensor, K: Tensor, width: int, height: int,
+                 backend: str = "auto") -> Tensor:
+    """``[H, W, T]``: the share of each pixel's colour that selected Gaussians give (``channels [N, T]``
+    rendered as colours over a zero background); a pixel is in query ``t``'s mask when it is above
+    0.5. The fast query path of models with per-Gaussian labels: ``T`` channels, no feature field
+    and no decoding."""
+    from ..render import rasterize
+
+    dev = splats["means"].device
+    out, _, _ = rasterize(splats["means"], splats["quats"], torch.exp(splats["scales"]),
+                          torch.sigmoid(splats["opacities"]), channels.to(dev), viewmat[None].to(dev), K[None].to(dev),
+                          width, height, sh_degree=None, backend=backend)
+    return out[0]
+
+
 @torch.no_grad()
 def selection_alpha(splats: Dict[str, Tensor], keep: Tensor, cam, device: str, backend: str = "auto") -> Tensor:
     """Alpha ``[H, W]`` of the selected Gaussians alone, rendered in ``cam``."""
