@@ -187,7 +187,8 @@ def test_demo_scene_loads(tmp_path):
     assert again.train_cameras[0].width == 64
     # each primitive's centre projects onto its own id, unless something is in front of it
     good = total = 0
-    for pid, _, centre, _, _ in demo.PRIMITIVES[:4]:
+    for prim in demo.PRIMITIVES[:4]:
+        pid, centre = prim.id, prim.centre
         for c in scene.train_cameras + scene.test_cameras:
             uv, depth = project(c, torch.tensor([centre], dtype=torch.float32))
             assert inside(c, uv, depth).all()
