@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .camera_path import PathConfig, camera_path
 from .errors import GsVqError
-from .files import atomic_path
+from .files import atomic_path, output_file
 from .splats import render_splats, sh_degree_of
 
 
@@ -32,15 +32,9 @@ class VideoConfig:
 def check_video_path(path: str) -> str:
     """``path`` if an mp4 can be written there, else a one-line GsVqError (a folder, another
     extension, a parent that is a file)."""
-    if os.path.isdir(path):
-        raise GsVqError(f"the video path is a folder, not an .mp4 file: {path}")
+    output_file(path, "the video path")  # not a folder, no file where its folder would be
     if os.path.splitext(path)[1].lower() != ".mp4":
         raise GsVqError(f"the video path must end in .mp4: {path}")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise GsVqError(f"the video's folder is a file: {parent}")
     return path
 
 
