@@ -29,7 +29,8 @@ ROWS = {
     "small_pos10": ("cpu", {"level": "small", "pos_bits": 10}),
     "small_opa4": ("cpu", {"level": "small", "opacity_bits": 4}),
     "small_quat128": ("cpu", {"level": "small", "attributes": {"quats": {"codebook_size": 128}}}),
-    # the training-view winners of both rounds together (small's only winner is small_sh0_2048)
+    # the training-view winners of both rounds together (small's only winner is small_sh0_2048);
+    # adopted into the levels, so the candidate rows above now compare against the new levels
     "default_c2": ("cpu", {"level": "default", "pos_bits": 11, "opacity_bits": 5,
                            "attributes": {"sh0": {"codebook_size": 2048}, "shN": {"num_stages": 2}}}),
     "default_w": ("cpu", {"level": "default", "weighted": ["sh0", "shN"]}),  # importance-weighted SH codewords

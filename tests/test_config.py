@@ -37,7 +37,7 @@ def test_levels_resolve_on_any_schedule(tmp_path):
     assert gpu.iterations == 30000 and gpu.strategy.refine_stop_iter == 15000
     vq = gpu.vq
     assert (vq.vq_every, vq.prune_window, vq.prune_every, vq.prune_rounds) == (100, 7500, 1500, 3)
-    assert vq.prune_fraction == 0.6 and vq.sh_drop == 0.3 and vq.attributes["shN"]["num_stages"] == 3
+    assert vq.prune_fraction == 0.6 and vq.sh_drop == 0.3 and vq.attributes["shN"]["num_stages"] == 2 and vq.pos_bits == 11
     mcmc, _ = parse_config(["--config", "mcmc", "--vq", "small"])  # window 2500..3000
     assert (mcmc.vq.vq_every, mcmc.vq.prune_every, mcmc.vq.prune_fraction) == (3, 50, 0.74)
     save_config(gpu, str(tmp_path / "cfg.yaml"))
@@ -75,7 +75,7 @@ def test_quantizer_spec_replaces_the_base_one(tmp_path):
     level = lambda name: make_config("cpu", {"vq": {"level": name}}).vq  # noqa: E731
     assert vq.pos_bits == 9 and vq.sh_drop == level("default").sh_drop  # merged
     assert vq.attributes["shN"] == {"type": "vq", "codebook_size": 32}  # replaced whole
-    assert level("default").attributes["shN"]["num_stages"] == 3
+    assert level("default").attributes["shN"]["codebook_size"] == 256
     assert level("small").attributes["shN"] == {"type": "rvq", "num_stages": 2, "codebook_size": 128,
                                                 "beam_size": 1, "codebook_step": 2.0**-7, "rate": 0.0}  # its own entry wins
     assert level("tiny").attributes["shN"]["codebook_size"] == 128  # inherited through small
