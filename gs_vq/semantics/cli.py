@@ -20,17 +20,26 @@ from .select import evaluate_selection, query_selection, write_selection
 
 
 def add_render_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("semantics (models trained with --semantic)")
+    g = p.add_argument_group(
+        "semantics (models trained with --semantic)",
+        "Label-text features (the default source) know only what the label texts say: a query about an "
+        "attribute no label names, a colour or a material ('something blue' for a 'coffee mug'), finds "
+        "nothing. Name it in the labels ('blue coffee mug') or use open_clip image features "
+        "(python -m gs_vq.semantics.features --source clip). Queries covering several objects ('furniture') "
+        "are the weakest kind: docs/semantics.md.")
     g.add_argument("--query", action="append", metavar="TEXT",
-                   help="text query: heatmap + mask PNGs per view in MODEL/<split>/queries/<text>/ (repeatable)")
+                   help="text query: heatmap + mask PNGs per view in MODEL/<split>/queries/<text>/ (repeatable); "
+                        "see the limits above")
     g.add_argument("--semantic", action="store_true",
                    help="PCA colouring of the decoded semantic features in MODEL/<split>/semantic/")
     g.add_argument("--eval-queries", dest="eval_queries", metavar="LABELS_JSON",
                    help="IoU of each label and extra query of this labels.json (a path, or a name in the scene "
                         "folder) against the views' ground-truth masks; miou + per-query IoU into results.json")
     g.add_argument("--mask-rule", dest="mask_rule", choices=MASK_RULES, default=DEFAULT_MASK_RULE,
-                   help="gap (default): every entry above the largest drop of the query's similarities "
-                        "(several objects per query); codebook: compare with the other codebook entries; "
+                   help="nearest (default): prompt ensembles; an entry is selected when the query is nearer to "
+                        "it than to that entry's nearest other entry (chosen on validation scenes only); "
+                        "gap: every entry above the largest drop of the query's similarities; "
+                        "codebook: compare with the other codebook entries; "
                         "view: per-view normalisation (LangSplat); lerf: LERF relevancy > threshold")
     g.add_argument("--threshold", type=float, default=0.5, help="mask threshold on the [0, 1] pixel score")
     g.add_argument("--extract", metavar="OUT_PLY",
