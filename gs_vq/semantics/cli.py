@@ -23,7 +23,7 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "semantics (models trained with --semantic)",
         "Label-text features (the default source) know only what the label texts say: a query about an "
-        "attribute no label names, a colour or a material ('something blue' for a 'coffee mug'), finds "
+        "attribute no label names, a colour or a material ('something blue' for a 'toy drum'), finds "
         "nothing. Name it in the labels ('blue coffee mug') or use open_clip image features "
         "(python -m gs_vq.semantics.features --source clip). Queries covering several objects ('furniture') "
         "are the weakest kind: docs/semantics.md.")
