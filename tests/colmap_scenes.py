@@ -1,33 +1,12 @@
 """Small COLMAP text scenes for the loader tests: cameras.txt / images.txt / points3D.txt by hand."""
 
 from pathlib import Path
-from typing import Iterable, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
-import pycolmap
 from PIL import Image
 
-
-def write_model(root: Path, cameras: Iterable[Tuple[int, str, int, int, Sequence[float]]],
-                images: Iterable[Tuple[str, int, np.ndarray]]) -> Path:
-    """Write ``root/sparse/0/{cameras,images,points3D}.txt`` and return ``root``.
-
-    Args:
-        cameras: (camera id, COLMAP model name, width, height, params in COLMAP's order).
-        images: (file name, camera id, [4, 4] world-to-camera, OpenCV axes); no 3D points.
-    """
-    model = Path(root) / "sparse" / "0"
-    model.mkdir(parents=True, exist_ok=True)
-    lines = [f"{cid} {name} {w} {h} " + " ".join(repr(float(p)) for p in params) for cid, name, w, h, params in cameras]
-    (model / "cameras.txt").write_text("\n".join(lines) + "\n")
-    lines = []
-    for image_id, (name, cid, viewmat) in enumerate(images, start=1):
-        x, y, z, w = (float(q) for q in pycolmap.Rotation3d(np.asarray(viewmat[:3, :3], np.float64)).quat)  # xyzw
-        t = [float(v) for v in viewmat[:3, 3]]
-        lines += [f"{image_id} {w!r} {x!r} {y!r} {z!r} {t[0]!r} {t[1]!r} {t[2]!r} {cid} {name}", ""]
-    (model / "images.txt").write_text("\n".join(lines) + "\n")
-    (model / "points3D.txt").write_text("# no points\n")
-    return Path(root)
+from gs_vq.data.lens_demo import write_colmap_text as write_model  # noqa: F401 (the loader tests' writer)
 
 
 def flat_scene(root: Path, size: Tuple[int, int] = (32, 24), n: int = 2, colour=(200, 40, 40)) -> Path:

@@ -8,16 +8,13 @@ import pytest
 import torch
 
 cv2 = pytest.importorskip("cv2")
-from colmap_scenes import write_model  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from gs_vq.data import load_scene  # noqa: E402
 from gs_vq.data.demo import generate_demo_scene  # noqa: E402
+from gs_vq.data.lens_demo import LENSES, opencv_K, pixel_rays, sample, write_distorted_views, write_lens_demo  # noqa: E402
 from gs_vq.data.undistort import camera_lens, undistortion, valid_rectangle  # noqa: E402
 from gs_vq.errors import GsVqError  # noqa: E402
-
-CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
@@ -29,51 +26,10 @@ def demo(tmp_path_factory):
     return cams, [(c.image.numpy() * 255 + 0.5).astype(np.uint8) for c in cams]
 
 
-def opencv_K(K: np.ndarray) -> np.ndarray:
-    """Our K (pixel centres at +0.5) in OpenCV's convention (centres at integers)."""
-    K = np.array(K, dtype=np.float64)
-    K[:2, 2] -= 0.5
-    return K
-
-
-def pixel_rays(width: int, height: int, K: np.ndarray) -> np.ndarray:
-    """[H, W, 2] normalized pinhole coordinates of every pixel centre for our K."""
-    v, u = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
-    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1]], -1)
-
-
-def sample(image: np.ndarray, K: np.ndarray, rays: np.ndarray) -> np.ndarray:
-    """``image`` (a pinhole view with our K) bilinearly sampled along ``rays`` [H, W, 2]."""
-    mapx = (K[0, 0] * rays[..., 0] + K[0, 2] - 0.5).astype(np.float32)
-    mapy = (K[1, 1] * rays[..., 1] + K[1, 2] - 0.5).astype(np.float32)
-    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def distort(image: np.ndarray, K: np.ndarray, dist: np.ndarray, fisheye: bool) -> np.ndarray:
-    """The view ``image`` (pinhole, K) as the distorted camera (K, dist) sees it: every distorted
-    pixel looks up where it comes from (cv2's iterative undistortion of its centre)."""
-    h, w = image.shape[:2]
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([u, v], -1).reshape(-1, 1, 2)  # OpenCV pixel coordinates
-    if fisheye:
-        rays = cv2.fisheye.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
-    elif hasattr(cv2, "undistortPointsIter"):  # OpenCV 4
-        rays = cv2.undistortPointsIter(pts, opencv_K(K), dist, None, None, CRITERIA)
-    else:  # OpenCV 5 folded the criteria into undistortPoints
-        rays = cv2.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
-    return sample(image, K, rays.reshape(h, w, 2))
-
-
 def distorted_scene(root: Path, demo, model: str, params_of) -> Path:
     """A COLMAP scene of the demo views, distorted by ``model`` with ``params_of(K)`` (COLMAP's order)."""
     cams, images = demo
-    (root / "images").mkdir(parents=True)
-    K = cams[0].K.double().numpy()
-    _, lens = camera_lens(model, params_of(K), "test camera")
-    for cam, image in zip(cams, images):
-        Image.fromarray(distort(image, K, np.array(lens.coeffs), lens.fisheye)).save(root / "images" / f"{cam.name[6:]}.png")
-    return write_model(root, [(1, model, cams[0].width, cams[0].height, params_of(K))],
-                       [(f"{c.name[6:]}.png", 1, c.viewmat.double().numpy()) for c in cams])
+    return write_distorted_views(root, cams, images, model, params_of(cams[0].K.double().numpy()))
 
 
 def undistortion_error(original: np.ndarray, K: np.ndarray, loaded: np.ndarray, K_loaded: np.ndarray) -> float:
@@ -84,11 +40,7 @@ def undistortion_error(original: np.ndarray, K: np.ndarray, loaded: np.ndarray, 
     return float(np.abs(expected - loaded.astype(np.float64))[3:-3, 3:-3].mean())
 
 
-PERSPECTIVE = {
-    "OPENCV": lambda K: [K[0, 0], K[1, 1], K[0, 2], K[1, 2], -0.18, 0.04, 0.003, -0.002],
-    "SIMPLE_RADIAL": lambda K: [K[0, 0], K[0, 2], K[1, 2], 0.12],
-    "FULL_OPENCV": lambda K: [K[0, 0], K[1, 1], K[0, 2], K[1, 2], -0.15, 0.03, 0.001, 0.002, 0.01, 0.02, 0.0, 0.01],
-}
+PERSPECTIVE = {m: LENSES[m] for m in ("OPENCV", "SIMPLE_RADIAL", "FULL_OPENCV")}
 
 
 @pytest.mark.parametrize("model", sorted(PERSPECTIVE))
@@ -130,11 +82,9 @@ def test_undistortion_at_a_downscaled_resolution(tmp_path, demo):
     assert undistortion_error(small, K_small, half.pixels.numpy(), half.K.double().numpy()) < 3.0
 
 
-FISHEYE = [0.06, 0.01, -0.004, 0.001]
-
-
 def test_fisheye_round_trip(tmp_path, demo):
-    params = lambda K: [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *FISHEYE]  # noqa: E731
+    params = LENSES["OPENCV_FISHEYE"]
+    FISHEYE = params(np.eye(3))[4:]
     root = distorted_scene(tmp_path / "scene", demo, "OPENCV_FISHEYE", params)
     scene = load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache"))
     cams, images = demo
@@ -177,3 +127,17 @@ def test_camera_models_and_their_errors():
         camera_lens("THIN_PRISM_FISHEYE", [1.0] * 12, "COLMAP camera 3")
     with pytest.raises(GsVqError, match="needs 8 finite parameters"):
         camera_lens("OPENCV", [100, 90, 50, 40, 0.1], "cam")
+
+
+def test_lens_demo_writes_a_distorted_colmap_scene(tmp_path):
+    out = write_lens_demo(tmp_path / "lens", "SIMPLE_RADIAL", n_views=9, size=48, cache=tmp_path / "cache")
+    assert sorted(p.name for p in (out / "sparse" / "0").iterdir()) == ["cameras.txt", "images.txt", "points3D.txt"]
+    assert "SIMPLE_RADIAL 48 48" in (out / "sparse" / "0" / "cameras.txt").read_text()
+    scene = load_scene(str(out), resolution=1, eval=True, cache_dir=str(tmp_path / "cache"))
+    assert (len(scene.train_cameras), len(scene.test_cameras)) == (7, 2)  # every 8th image by name is a test view
+    assert all(c.width < 48 or c.height < 48 for c in scene.train_cameras)  # undistorted, ROI-cropped
+    assert not any(p.name.startswith(".tmp-lens") for p in tmp_path.iterdir())
+    with pytest.raises(GsVqError, match="exists"):
+        write_lens_demo(out, "OPENCV")
+    with pytest.raises(GsVqError, match="unknown camera model"):
+        write_lens_demo(tmp_path / "other", "EQUIRECTANGULAR")
