@@ -14,9 +14,16 @@ alpha, and compares, within the tolerances in ``TOL``:
 
 Cases: ``sh3`` (SH degree 3 colours), ``feat11`` (11 feature channels, which gsplat pads to 16),
 ``feat67`` (67 channels, which gsplat renders in chunks of 32), ``packed_absgrad`` (packed
-outputs, aligned by camera and Gaussian id, with absolute gradients) and ``rgb_ed`` (RGB+ED with
-backgrounds). Then ``strategy``: five steps of gsplat's ``DefaultStrategy`` (packed, absgrad) on
-each side's output, comparing the number of Gaussians after each step.
+outputs, aligned by camera and Gaussian id, with absolute gradients), ``rgb_ed`` (RGB+ED with
+backgrounds) and ``feat35_absgrad`` (35 channels with absolute gradients: gsplat renders them in
+chunks of 32 and each chunk's backward overwrites ``means2d.absgrad``, so one chunk's wins where
+the CPU rasterizer sums all channels; ``absgrad_vs_rgb`` reports, without a tolerance, how far the
+candidate's absgrad is from the reference's for the RGB channels alone, the signal a densifying
+strategy is meant to see). ``contrib1``, ``contrib17``, ``contrib65``: contribution-weighted sums
+(``gs_vq.render.contribution.lift_view``, the backward pass behind significance pruning and
+semantic lifting) of random per-pixel maps of 1, 17 and 65 channels (65: chunks of 32), compared
+as ``grad_sums``. Then ``strategy``: five steps of gsplat's ``DefaultStrategy`` (packed, absgrad)
+on each side's output, comparing the number of Gaussians after each step.
 
 Prints a table (bench/report.py), writes bench/results/gpu_parity.json (CPU-only runs:
 gpu_parity_cpu.json) and exits 1 on any mismatch, 2 when the candidate cannot run here.
@@ -27,7 +34,7 @@ import os
 import platform
 import sys
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 
 import torch
@@ -42,7 +49,10 @@ CASES = {
     "feat67": dict(channels=67),
     "packed_absgrad": dict(sh_degree=3, packed=True, absgrad=True),
     "rgb_ed": dict(sh_degree=3, render_mode="RGB+ED", background=True),
+    "feat35_absgrad": dict(channels=35, absgrad=True, rgb_pass=True),
 }
+LIFTS = {"contrib1": 1, "contrib17": 17, "contrib65": 65}  # channels of the per-pixel map summed
+NAMES = list(CASES) + list(LIFTS) + ["strategy"]
 SCENE = dict(n=500, width=64, height=48, n_cameras=2, sigma_px=(0.5, 4.0))
 # Tolerances. Both sides compute in float32 (gsplat with fast math and atomics); the rare pixels
 # where a Gaussian crosses the 1/255 alpha cut-off or a radius rounds the other way differ by up
@@ -77,24 +87,33 @@ def make_inputs(case: Dict, seed: int) -> Dict[str, torch.Tensor]:
     return s
 
 
-def render_side(backend: str, case: Dict, s: Dict) -> Dict[str, torch.Tensor]:
-    """Render and backpropagate on one side; every output back on the CPU in float64, packed
-    outputs scattered to dense ``[C, N, ...]`` (zeros where not visible)."""
+def forward_backward(backend: str, case: Dict, s: Dict, channels: Optional[int] = None):
+    """Render one side and backpropagate the case's weighted loss; ``channels``: only the first
+    this many colour channels (and their loss weights). Returns ``(render, alpha, info, params)``."""
     device = device_of(backend)
     params = {k: s[k].to(device).clone().requires_grad_(True) for k in PARAMS}
+    colors, w_image = params["colors"], s["w_image"]
+    if channels is not None:
+        colors, w_image = colors[..., :channels], w_image[..., :channels]
     bg = s.get("backgrounds")
     render, alpha, info = rasterize(
-        params["means"], params["quats"], params["scales"], params["opacities"], params["colors"],
+        params["means"], params["quats"], params["scales"], params["opacities"], colors,
         s["viewmats"].to(device), s["Ks"].to(device), SCENE["width"], SCENE["height"],
         sh_degree=case.get("sh_degree"), packed=case.get("packed", False),
         backgrounds=None if bg is None else bg.to(device), render_mode=case.get("render_mode", "RGB"),
         absgrad=case.get("absgrad", False), backend=backend)
     info["means2d"].retain_grad()
-    loss = (render * s["w_image"].to(device)).sum() + (alpha * s["w_alpha"].to(device)).sum()
+    loss = (render * w_image.to(device)).sum() + (alpha * s["w_alpha"].to(device)).sum()
     loss.backward()
+    return render, alpha, info, params
+
+
+def render_side(backend: str, case: Dict, s: Dict) -> Dict[str, torch.Tensor]:
+    """Render and backpropagate on one side; every output back on the CPU in float64, packed
+    outputs scattered to dense ``[C, N, ...]`` (zeros where not visible)."""
     C, N = SCENE["n_cameras"], SCENE["n"]
 
-    def dense(x: torch.Tensor) -> torch.Tensor:  # [nnz, ...] or [C, N, ...] -> [C, N, ...]
+    def dense(x: torch.Tensor, info: Dict) -> torch.Tensor:  # [nnz, ...] or [C, N, ...] -> [C, N, ...]
         x = x.detach().cpu()
         if not case.get("packed"):
             return x
@@ -102,13 +121,33 @@ def render_side(backend: str, case: Dict, s: Dict) -> Dict[str, torch.Tensor]:
         out[info["camera_ids"].cpu().long(), info["gaussian_ids"].cpu().long()] = x
         return out
 
+    render, alpha, info, params = forward_backward(backend, case, s)
     out = {"image": render.detach().cpu().double(), "alpha": alpha.detach().cpu().double(),
-           "radii": dense(info["radii"]).long(), "grad_means2d": dense(info["means2d"].grad).double()}
+           "radii": dense(info["radii"], info).long(), "grad_means2d": dense(info["means2d"].grad, info).double()}
     if case.get("absgrad"):
-        out["grad_absgrad"] = dense(info["means2d"].absgrad).double()
+        out["grad_absgrad"] = dense(info["means2d"].absgrad, info).double()
     for k in PARAMS:
         out[f"grad_{k}"] = params[k].grad.detach().cpu().double()
+    if case.get("rgb_pass"):  # the RGB channels alone: the absgrad a strategy should see
+        rgb_info = forward_backward(backend, case, s, channels=3)[2]
+        out["rgb_absgrad"] = dense(rgb_info["means2d"].absgrad, rgb_info).double()
     return out
+
+
+def lift_side(backend: str, s: Dict) -> torch.Tensor:
+    """``lift_view`` of the maps ``s["w_image"] [C, H, W, D]`` summed over the cameras -> ``[N, D]``."""
+    from gs_vq.render.contribution import lift_view
+
+    device = device_of(backend)
+    splats = {"means": s["means"], "quats": s["quats"], "scales": torch.log(s["scales"]),
+              "opacities": torch.logit(s["opacities"])}  # raw, as in the ParameterDict
+    splats = {k: v.to(device) for k, v in splats.items()}
+    return sum(lift_view(splats, s["viewmats"][c], s["Ks"][c], SCENE["width"], SCENE["height"], s["w_image"][c],
+                         backend).cpu().double() for c in range(SCENE["n_cameras"]))
+
+
+def rel_l2(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((x - ref).norm() / ref.norm().clamp_min(1e-12))
 
 
 def compare(cand: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor]) -> Dict[str, float]:
@@ -126,7 +165,9 @@ def compare(cand: Dict[str, torch.Tensor], ref: Dict[str, torch.Tensor]) -> Dict
     m["radii_max"] = int(rdiff.max()) if len(rdiff) else 0
     for k in ref:
         if k.startswith("grad_"):
-            m[k] = float((cand[k] - ref[k]).norm() / ref[k].norm().clamp_min(1e-12))
+            m[k] = rel_l2(cand[k], ref[k])
+    if "rgb_absgrad" in ref:  # no tolerance: what the candidate's strategy would see, against the RGB pass
+        m["absgrad_vs_rgb"] = rel_l2(cand["grad_absgrad"], ref["rgb_absgrad"])
     return m
 
 
@@ -178,9 +219,12 @@ def run(candidate: str, reference: str, cases, seed: int) -> list:
     """One result row per case (and one for the strategy)."""
     rows = []
     for i, name in enumerate(c for c in cases if c != "strategy"):
-        case = CASES[name]
-        s = make_inputs(case, seed + i)
-        m = compare(render_side(candidate, case, s), render_side(reference, case, s))
+        if name in LIFTS:
+            s = make_inputs({"channels": LIFTS[name]}, seed + i)
+            m = {"grad_sums": rel_l2(lift_side(candidate, s), lift_side(reference, s))}
+        else:
+            s = make_inputs(CASES[name], seed + i)
+            m = compare(render_side(candidate, CASES[name], s), render_side(reference, CASES[name], s))
         rows.append({"case": name, "metrics": m, "failed": failures(m)})
     if "strategy" not in cases:
         return rows
@@ -198,7 +242,7 @@ def table(rows) -> str:
         return "" if k not in m else (f"{m[k]:.1e}" if isinstance(m[k], float) else str(m[k]))
 
     keys = ["image_max", "image_mean", "alpha_max", "radii_differ", "radii_max", "grad_means2d",
-            "grad_absgrad", "grad_means", "grad_quats", "grad_scales", "grad_opacities", "grad_colors"]
+            "grad_absgrad", "absgrad_vs_rgb", "grad_sums", "grad_means", "grad_quats", "grad_scales", "grad_opacities", "grad_colors"]
     body = []
     for r in rows:
         m = r["metrics"]
@@ -217,16 +261,15 @@ def main(argv=None) -> int:
                    help="backend under test (gsplat runs on CUDA; default: gsplat when CUDA is available)")
     p.add_argument("--reference", choices=["cpp", "torch"], default=None,
                    help="CPU backend to compare with (default: cpp, or torch when the candidate is cpp)")
-    names = list(CASES) + ["strategy"]
-    p.add_argument("--cases", default=",".join(names), help=f"comma-separated subset of {','.join(names)}")
+    p.add_argument("--cases", default=",".join(NAMES), help=f"comma-separated subset of {','.join(NAMES)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON path (default bench/results/gpu_parity[_cpu].json)")
     args = p.parse_args(argv)
     reference = args.reference or ("torch" if args.candidate == "cpp" else "cpp")
     cases = [c for c in args.cases.split(",") if c]
-    unknown = [c for c in cases if c not in names]
+    unknown = [c for c in cases if c not in NAMES]
     if unknown or not cases:
-        print(f"error: unknown case(s) {', '.join(unknown)}; expected some of {', '.join(names)}", file=sys.stderr)
+        print(f"error: unknown case(s) {', '.join(unknown)}; expected some of {', '.join(NAMES)}", file=sys.stderr)
         return 2
     if args.candidate == "gsplat":
         if not cuda:

@@ -22,7 +22,7 @@ def test_gsplat_matches_the_cpu_rasterizer():
     from gs_vq.render import ext
 
     reference = "cpp" if ext.available() else "torch"
-    rows = gpu_parity.run("gsplat", reference, list(gpu_parity.CASES) + ["strategy"], seed=0)
+    rows = gpu_parity.run("gsplat", reference, gpu_parity.NAMES, seed=0)
     assert {r["case"]: r["failed"] for r in rows if r["failed"]} == {}, gpu_parity.table(rows)
 
 

@@ -57,6 +57,27 @@ def test_a_difference_exits_1(monkeypatch, tmp_path, capsys, fault, expected):
     assert "MISMATCH in sh3" in capsys.readouterr().err
 
 
+def test_contribution_sums_and_35_channels_with_absgrad(monkeypatch, tmp_path):
+    from gs_vq.render import contribution
+
+    out = tmp_path / "p.json"
+    assert gpu_parity.main(ARGS + ["--cases", "feat35_absgrad,contrib65", "--out", str(out)]) == 0
+    feat35, contrib = json.loads(out.read_text())["rows"]
+    assert feat35["metrics"]["grad_absgrad"] < 1e-4 and contrib["metrics"]["grad_sums"] < 1e-4
+    # both CPU backends sum |gradient| over all 35 channels, far from what the RGB pass alone gives
+    assert feat35["metrics"]["absgrad_vs_rgb"] > 0.1
+    real = contribution.rasterize
+
+    def faulty(means, quats, scales, opacities, colors, *args, backend="auto", **kw):
+        if backend == "cpp":  # the candidate's contribution sums 10% off
+            colors = _ScaleGrad.apply(colors)
+        return real(means, quats, scales, opacities, colors, *args, backend=backend, **kw)
+
+    monkeypatch.setattr(contribution, "rasterize", faulty)
+    assert gpu_parity.main(ARGS + ["--cases", "contrib1", "--out", str(out)]) == 1
+    assert json.loads(out.read_text())["rows"][0]["failed"] == ["grad_sums"]
+
+
 def test_gsplat_candidate_without_cuda_is_refused(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
