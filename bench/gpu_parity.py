@@ -15,9 +15,10 @@ alpha, and compares, within the tolerances in ``TOL``:
 Cases: ``sh3`` (SH degree 3 colours), ``feat11`` (11 feature channels, which gsplat pads to 16),
 ``feat67`` (67 channels, which gsplat renders in chunks of 32), ``packed_absgrad`` (packed
 outputs, aligned by camera and Gaussian id, with absolute gradients), ``rgb_ed`` (RGB+ED with
-backgrounds) and ``feat35_absgrad`` (35 channels with absolute gradients: gsplat renders them in
-chunks of 32 and each chunk's backward overwrites ``means2d.absgrad``, so one chunk's wins where
-the CPU rasterizer sums all channels; ``absgrad_vs_rgb`` reports, without a tolerance, how far the
+backgrounds) and ``feat35_absgrad`` (35 channels with absolute gradients: by default gsplat renders them in
+chunks of 32 and each chunk's backward overwrites ``means2d.absgrad``; ``gs_vq.render.rasterize``
+passes a ``channel_chunk`` that renders every channel in one pass when absgrad is on, so gsplat's
+absgrad sums all channels as the CPU rasterizer's does; ``absgrad_vs_rgb`` reports, without a tolerance, how far the
 candidate's absgrad is from the reference's for the RGB channels alone, the signal a densifying
 strategy is meant to see). ``contrib1``, ``contrib17``, ``contrib65``: contribution-weighted sums
 (``gs_vq.render.contribution.lift_view``, the backward pass behind significance pruning and

@@ -295,3 +295,29 @@ def test_rasterize_rejects_bad_shapes():
     with pytest.raises(GsVqError):
         rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"],
                   s["viewmats"], s["Ks"], 20, 20, sh_degree=3, backend="vulkan")
+
+
+@pytest.mark.parametrize("channels, sh, absgrad, chunk", [(35, False, True, 36), (35, False, False, 32),
+                                                          (8, False, True, 32), (16, True, True, 32)])
+def test_gsplat_renders_every_channel_in_one_pass_when_absgrad_is_on(monkeypatch, channels, sh, absgrad, chunk):
+    """gsplat's chunks of 32 channels would each overwrite means2d.absgrad (issue 24, item 4)."""
+    import gsplat
+
+    import gs_vq.render.gsplat_cuda as gc
+    from gs_vq.render import rasterize
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        return torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 4, 1), {}
+
+    monkeypatch.setattr(gsplat, "rasterization", fake)
+    monkeypatch.setattr(gc, "load_gsplat_cuda", lambda *a, **k: 0.0)
+    N = 5
+    colors = torch.rand(N, 16, 3) if sh else torch.rand(N, channels)
+    rasterize(torch.rand(N, 3) + torch.tensor([0, 0, 3.0]), torch.tensor([[1.0, 0, 0, 0]]).repeat(N, 1),
+              torch.full((N, 3), 0.1), torch.full((N,), 0.5), colors, torch.eye(4)[None],
+              torch.tensor([[[4.0, 0, 2], [0, 4.0, 2], [0, 0, 1]]]), 4, 4, sh_degree=3 if sh else None,
+              absgrad=absgrad, backend="gsplat")
+    assert seen["channel_chunk"] == chunk

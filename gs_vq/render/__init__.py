@@ -24,6 +24,15 @@ BACKENDS = ("auto", "gsplat", "torch", "cpp")
 TILE_SIZE = 16
 
 
+def gsplat_channel_chunk(colors: Tensor, sh_degree: Optional[int], absgrad: bool) -> int:
+    """``channel_chunk`` for ``gsplat.rasterization``: its default 32, or every channel in one pass
+    when ``absgrad`` is on. gsplat renders more than ``channel_chunk`` channels (depth included) in
+    chunks, and each chunk's backward overwrites ``means2d.absgrad``, so the strategy would see the
+    last chunk's gradient only; one pass gives the absgrad of all channels, as the CPU backends do."""
+    channels = 3 if sh_degree is not None else colors.shape[-1]
+    return max(32, channels + 1) if absgrad else 32  # + 1: a depth channel of "RGB+D" / "RGB+ED"
+
+
 def resolve_backend(backend: str, is_cuda: bool) -> str:
     """``"auto"`` -> ``"gsplat"`` on CUDA, else ``"cpp"`` if the kernel builds, else ``"torch"``."""
     if backend not in BACKENDS:
@@ -136,7 +145,8 @@ def rasterize(
         render, alphas, info = gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree,
-            packed=packed, backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad)
+            packed=packed, backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad,
+            channel_chunk=gsplat_channel_chunk(colors, sh_degree, absgrad))
         info["backend"] = "gsplat"
         return render, alphas, info
     if means.is_cuda:
