@@ -29,24 +29,10 @@ from .health import check_finite, maybe_check_finite
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
 from .plugins import Plugin, TrainContext, declared
-from .render.gsplat_cuda import load_gsplat_cuda
+from .render import resolve_device
 from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
 
 CKPT_NAME = "ckpt.pt"
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``. On CUDA, gsplat's extension is loaded
-    (compiled the first time) here, before any timing, or a one-line error says how to get it."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GsVqError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise GsVqError(f"--device must be auto, cpu or cuda, got {name}")
-    if name == "cuda":
-        load_gsplat_cuda()
-    return name
 
 
 def build_plugins(cfg: TrainConfig) -> Dict[str, Plugin]:

@@ -15,7 +15,7 @@ from ..metrics import LPIPS_NETS
 from ..model_dir import load_model_scene, model_config, open_model_dir
 from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
 from ..data import background_of
-from ..trainer import resolve_device
+from ..render import resolve_device
 from ..video import VideoConfig, check_video_path, render_video
 
 

@@ -66,7 +66,7 @@ def parse_config(argv=None):
     args.preset_note = None
     if not args.config:  # the device decides: gsplat's recipe on CUDA, the CPU preset otherwise
         from ..presets import default_preset
-        from ..trainer import resolve_device
+        from ..render import resolve_device
 
         args.config, reason = default_preset(resolve_device(args.device or "auto"))
         args.preset_note = f"[gs-vq] preset '{args.config}': {reason}"

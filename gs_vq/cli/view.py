@@ -4,7 +4,7 @@ import argparse
 
 from . import guarded
 from ..errors import GsVqError
-from ..trainer import resolve_device
+from ..render import resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:

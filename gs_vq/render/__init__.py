@@ -33,6 +33,22 @@ def gsplat_channel_chunk(colors: Tensor, sh_degree: Optional[int], absgrad: bool
     return max(32, channels + 1) if absgrad else 32  # + 1: a depth channel of "RGB+D" / "RGB+ED"
 
 
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``. On CUDA, gsplat's extension is loaded
+    (compiled the first time) here, before any timing, or a one-line error says how to get it."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GsVqError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise GsVqError(f"--device must be auto, cpu or cuda, got {name}")
+    if name == "cuda":
+        from .gsplat_cuda import load_gsplat_cuda
+
+        load_gsplat_cuda()
+    return name
+
+
 def resolve_backend(backend: str, is_cuda: bool) -> str:
     """``"auto"`` -> ``"gsplat"`` on CUDA, else ``"cpp"`` if the kernel builds, else ``"torch"``."""
     if backend not in BACKENDS:

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tau", type=float, default=60.0, help="decoder temperature (per unit cosine)")
     p.add_argument("--labels", dest="label_method", choices=["lift", "direct"], default="direct",
                    help="per-Gaussian labels stored with the field (default: decode each lifted feature)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model is lifted (auto: CUDA when available, gsplat's rasterizer there)")
     p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
     return p
 
@@ -128,6 +130,7 @@ def run(args) -> Dict:
     from ..config import load_config
     from ..data import load_scene
     from ..io import load_ply, save_ply
+    from ..render import resolve_device
     from .labels import CONF_KEY, LABEL_KEY, compute_labels
     from .field_setup import SemanticConfig, ensure_features
 
@@ -142,7 +145,8 @@ def run(args) -> Dict:
         raise GsVqError(f"--map_downscale must be >= 1, got {args.map_downscale}")
     maps = ensure_features(SemanticConfig(features_dir=args.features, map_downscale=args.map_downscale), scene,
                            cfg.resolution or 1)
-    splats = load_ply(os.path.join(args.model_path, "point_cloud.ply"))
+    device = resolve_device(args.device)
+    splats = {k: v.to(device) for k, v in load_ply(os.path.join(args.model_path, "point_cloud.ply")).items()}
     splats.pop(LABEL_KEY, None), splats.pop(CONF_KEY, None)
     t0, c0 = time.perf_counter(), time.process_time()
     feats, head = lift_field(splats, scene.train_cameras, maps, args.feature_dim, args.num_codes, tau=args.tau,
@@ -151,7 +155,7 @@ def run(args) -> Dict:
     labels, conf = compute_labels(splats, head, scene.train_cameras, args.label_method, backend=args.backend)
     stats = {"lift_seconds": round(time.perf_counter() - t0, 2), "lift_cpu_seconds": round(time.process_time() - c0, 2),
              "num_gaussians": int(feats.shape[0]), "num_views": len(scene.train_cameras),
-             "active_codes": int(head.active.sum()), "feature_dim": args.feature_dim}
+             "active_codes": int(head.active.sum()), "feature_dim": args.feature_dim, "device": device}
     splats[LABEL_KEY], splats[CONF_KEY] = labels, conf
     os.makedirs(args.out, exist_ok=True)
     save_ply(splats, os.path.join(args.out, "point_cloud.ply"))
