@@ -62,3 +62,17 @@ def test_default_strategy_refines(backend, packed, absgrad, capsys):
     assert sizes[:3] == [400] * 3 and sizes[3] == 400 + n_dupli + n_split - n_prune
     assert all(len(p) == sizes[-1] for p in params.values())
     assert state["grad2d"].shape == (sizes[-1],)
+
+
+def test_knn_mean_dist_matches_the_full_distance_matrix():
+    """The initial scale: gsplat's formula, sqrt(mean of the k smallest squared distances to others)."""
+    from gs_vq.splats import knn_mean_dist
+
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(700, 3, generator=g)
+    pts[5] = pts[6]  # a duplicate: its nearest neighbour is at distance 0
+    d2 = torch.cdist(pts.double(), pts.double()).square()
+    d2.fill_diagonal_(float("inf"))
+    expected = d2.topk(3, dim=1, largest=False).values.clamp_min(1e-12).mean(dim=1).sqrt()
+    torch.testing.assert_close(knn_mean_dist(pts).double(), expected, rtol=1e-5, atol=1e-6)
+    assert knn_mean_dist(pts[:1]).tolist() == [0.0] and knn_mean_dist(pts[:2]).shape == (2,)
