@@ -84,8 +84,9 @@ class LPIPS:
         if self.metric is None:
             return None
         with torch.no_grad():
+            self.metric = self.metric.to(pred.device)  # on the images' device (a no-op once there)
             self.metric.reset()  # one image's score, not the running mean over every call
-            return self.metric(_nchw(pred.clamp(0, 1)).cpu(), _nchw(gt.clamp(0, 1)).cpu()).item()
+            return self.metric(_nchw(pred.clamp(0, 1)), _nchw(gt.clamp(0, 1).to(pred.device))).item()
 
 
 @lru_cache(maxsize=None)
