@@ -96,3 +96,19 @@ def test_errors(tmp_path):
         make_config(None, {"resolution": 3})
     with pytest.raises(GsVqError, match="not found"):
         make_config("no_such_preset")
+
+
+def test_named_presets_take_their_gpu_form_on_cuda():
+    from gs_vq.presets import device_form
+
+    assert device_form("mcmc", "cpu") == ("mcmc", None)
+    name, note = device_form("mcmc", "cuda")
+    assert name == "mcmc_gpu" and "GPU form" in note
+    assert device_form("semantic", "cuda")[0] == "semantic_gpu"
+    assert device_form("cpu", "cuda") == ("cpu", None)  # no GPU form: as asked
+    mcmc, _ = parse_config(["--config", "mcmc_gpu", "--vq"])  # what --config mcmc --vq resolves to on CUDA
+    assert mcmc.iterations == 30000 and type(mcmc.strategy).__name__ == "MCMCStrategy" and mcmc.strategy.cap_max == 1_000_000
+    assert (mcmc.init_opacity, mcmc.init_scale, mcmc.strategy.refine_stop_iter) == (0.5, 0.1, 25000)
+    assert mcmc.vq.vq_start is None and mcmc.vq.vq_every == round(5000 / 150)  # starts at refine_stop_iter
+    sem, _ = parse_config(["--config", "semantic_gpu"])
+    assert sem.iterations == 30000 and sem.semantic.feature_dim == 8

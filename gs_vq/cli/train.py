@@ -70,6 +70,11 @@ def parse_config(argv=None):
 
         args.config, reason = default_preset(resolve_device(args.device or "auto"))
         args.preset_note = f"[gs-vq] preset '{args.config}': {reason}"
+    elif args.device != "cpu" and not os.path.exists(args.config):  # a named preset: its GPU form on CUDA
+        from ..presets import device_form
+        from ..render import resolve_device
+
+        args.config, args.preset_note = device_form(args.config, resolve_device(args.device or "auto"))
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("config", "vq", "semantic", "features", "quiet", "preset_note", *STEP_FLAGS)}
     preset = read_preset(args.config) if args.config else {}
