@@ -67,7 +67,7 @@ def run(name: str, scene, preset: str, seed: int, factor: float, out_root: str) 
     if vq:
         row.update(compressed_bytes=sizes["compressed_bytes"], compression_ratio=sizes["compression_ratio"],
                    bits_per_gaussian=sizes["bits_per_gaussian"], vq_pruned=sizes.get("vq_pruned"),
-                   hook_seconds=round(sum(plugin.state.seconds.values()), 1) if plugin else None,
+                   hook_seconds=round(sum(plugin.timings().values()), 1) if plugin else None,
                    vq_seconds=sizes.get("vq_seconds"))
     print(f"  {name:5s} {preset:9s} PSNR {row['psnr']:6.2f}  SSIM {row['ssim']:.4f}  N {row['num_gaussians']:6d}  "
           f"{row['file_bytes'] / 1e6:7.3f} MB  train {row['train_seconds']:7.1f} s", flush=True)

@@ -39,7 +39,7 @@ def test_vq_plugin_step_on_cuda():
     assert splats[CODES_KEY].is_cuda and len(plugin.state.refresh_steps) >= 1
     over = plugin.splats_to_render(splats)
     assert all(v.is_cuda for v in over.values())
-    assert plugin.state.seconds["fit"] > 0 and plugin.state.seconds["refresh"] > 0
+    assert plugin.timings()["fit"] > 0 and plugin.timings()["refresh"] > 0
     # straight-through: the quantized tensor's gradient reaches the full-precision parameter
     over["sh0"].sum().backward()
     assert torch.equal(splats["sh0"].grad, torch.ones_like(splats["sh0"]))

@@ -12,7 +12,7 @@ from PIL import Image  # noqa: E402
 
 from gs_vq.data import load_scene  # noqa: E402
 from gs_vq.data.demo import generate_demo_scene  # noqa: E402
-from gs_vq.data.lens_demo import LENSES, opencv_K, pixel_rays, sample, write_distorted_views, write_lens_demo  # noqa: E402
+from gs_vq.data.lens_demo import LENSES, distort, opencv_K, pixel_rays, sample, write_distorted_views, write_lens_demo  # noqa: E402
 from gs_vq.data.undistort import camera_lens, undistortion, valid_rectangle  # noqa: E402
 from gs_vq.errors import GsVqError  # noqa: E402
 
@@ -137,6 +137,20 @@ def test_lens_demo_writes_a_distorted_colmap_scene(tmp_path):
     assert (len(scene.train_cameras), len(scene.test_cameras)) == (7, 2)  # every 8th image by name is a test view
     assert all(c.width < 48 or c.height < 48 for c in scene.train_cameras)  # undistorted, ROI-cropped
     assert not any(p.name.startswith(".tmp-lens") for p in tmp_path.iterdir())
+    # traced through the lens = the pinhole view distorted by resampling, up to that resampling's
+    # blur: closest with the lens centred where the loader puts it, not a pixel to either side
+    traced = write_lens_demo(tmp_path / "opencv96", "OPENCV", n_views=9, size=96, cache=tmp_path / "cache")
+    pin = write_lens_demo(tmp_path / "pin96", "PINHOLE", n_views=9, size=96, cache=tmp_path / "cache")
+    K = load_scene(str(pin), resolution=1, cache_dir=str(tmp_path / "cache")).train_cameras[0].K.double().numpy()
+    dist = np.array(camera_lens("OPENCV", LENSES["OPENCV"](K), "test")[1].coeffs)
+
+    def error(dx: float) -> float:
+        Kx = K + np.array([[0, 0, dx], [0, 0, 0], [0, 0, 0]])
+        return sum(np.abs(np.asarray(Image.open(traced / "images" / n), np.float64) -
+                          distort(np.asarray(Image.open(pin / "images" / n)), Kx, dist, False))[3:-3, 3:-3].mean()
+                   for n in ("train_r_1.png", "train_r_4.png"))
+
+    assert error(0.0) < 2 * 2.5 and error(0.0) < min(error(-1.0), error(1.0))
     with pytest.raises(GsVqError, match="exists"):
         write_lens_demo(out, "OPENCV")
     with pytest.raises(GsVqError, match="unknown camera model"):

@@ -134,16 +134,40 @@ def test_rasterize_defaults_match_gsplat():
     assert list(ours)[:9] == list(theirs)[:9]  # the positional arguments, in order
 
 
-def test_timed_synchronizes_cuda(monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
-    seconds = {}
-    with devices.timed(seconds, "fit", "cuda"):
-        calls.append("work")
-    assert calls == ["cuda", "work", "cuda"] and seconds["fit"] >= 0
-    with devices.timed(seconds, "fit", "cpu"):
+def test_block_timer_uses_events_on_cuda_and_settles_once(monkeypatch):
+    """No host sync per timed block on CUDA (issue 24, item 6): events, read in one wait."""
+    log = []
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.t = None
+
+        def record(self):
+            log.append("record")
+            self.t = len(log)
+
+        def synchronize(self):
+            log.append("wait")
+
+        def elapsed_time(self, end):
+            return 1000.0 * (end.t - self.t)  # ms
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: log.append("sync"))
+    timer, seconds = devices.BlockTimer("cuda"), {}
+    for _ in range(3):
+        with timer.block(seconds, "update"):
+            log.append("work")
+    assert "sync" not in log and "wait" not in log and seconds == {}  # nothing read yet
+    timer.settle()
+    assert log.count("wait") == 1 and seconds["update"] == 6.0  # 3 blocks of 2 log entries
+    timer.settle()
+    assert log.count("wait") == 1  # nothing pending
+    cpu, s2 = devices.BlockTimer("cpu"), {}
+    with cpu.block(s2, "fit"):
         pass
-    assert len(calls) == 3  # no synchronization on the CPU
+    assert s2["fit"] >= 0 and log.count("wait") == 1
 
 
 def test_search_blocks_grow_on_cuda():

@@ -203,17 +203,22 @@ def _camera(azimuth: float, elevation: float) -> np.ndarray:
     return c2w
 
 
-def _render(c2w: np.ndarray, size: int, prims: Sequence[Primitive]) -> Tuple[np.ndarray, np.ndarray]:
-    """(RGBA uint8 [S, S, 4] with straight alpha, ids uint8 [S, S]: the most frequent sample id)."""
+Lens = Callable[[np.ndarray], np.ndarray]  # [M, 2] pixel positions (centres at +0.5) -> [M, 2] pinhole coords
+
+
+def _render(c2w: np.ndarray, size: int, prims: Sequence[Primitive],
+            lens: Optional[Lens] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(RGBA uint8 [S, S, 4] with straight alpha, ids uint8 [S, S]: the most frequent sample id).
+    ``lens`` maps the sample positions to normalized pinhole coordinates (a distorted camera traced
+    directly, with no resampling); None is the pinhole camera of ``camera_intrinsics``."""
     f = 0.5 * size / math.tan(0.5 * CAMERA_ANGLE_X)
     rot = c2w[:3, :3] @ np.diag([1.0, -1.0, -1.0])  # OpenCV ray directions -> world
 
     def rays(offsets: List[Tuple[float, float]]) -> Tuple[np.ndarray, np.ndarray]:
         j, i = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
-        dirs = np.concatenate(
-            [np.stack([(i + ox - size / 2) / f, (j + oy - size / 2) / f, np.ones_like(i)], -1).reshape(-1, 3)
-             for ox, oy in offsets]
-        )
+        pix = np.concatenate([np.stack([i + ox, j + oy], -1).reshape(-1, 2) for ox, oy in offsets])  # [M, 2]
+        xy = (pix - size / 2) / f if lens is None else lens(pix.astype(np.float64)).astype(np.float32)  # [M, 2]
+        dirs = np.concatenate([xy, np.ones_like(xy[:, :1])], axis=1)  # [M, 3]
         dirs = _mul(dirs, rot.T.astype(np.float32))  # [S*S*len(offsets), 3]
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         return np.broadcast_to(c2w[:3, 3].astype(np.float32), dirs.shape), dirs
@@ -254,9 +259,10 @@ def demo_scene_path(cache_dir: Optional[str] = None) -> Path:
 
 
 def write_scene(path: Path, prims: Sequence[Primitive], labels: Dict, n_train: int = 32, n_test: int = 8,
-                size: int = 128, force: bool = False) -> Path:
+                size: int = 128, force: bool = False, lens: Optional[Lens] = None) -> Path:
     """Trace ``prims`` into a NeRF-synthetic folder at ``path`` (RGBA views, object-id ``masks/``,
-    ``labels.json`` = ``labels``), once: built in a temp folder, then renamed. Returns ``path``."""
+    ``labels.json`` = ``labels``), once: built in a temp folder, then renamed. Returns ``path``.
+    ``lens``: trace every view through this distorted lens (see :func:`_render`)."""
     path = Path(path)
     if (path / "transforms_train.json").is_file() and not force:
         return path
@@ -269,7 +275,7 @@ def write_scene(path: Path, prims: Sequence[Primitive], labels: Dict, n_train: i
             frames = []
             for k, (azimuth, elevation) in enumerate(views):
                 c2w = _camera(azimuth, elevation)
-                rgba, ids = _render(c2w, size, prims)
+                rgba, ids = _render(c2w, size, prims, lens)
                 Image.fromarray(rgba, "RGBA").save(tmp / split / f"r_{k}.png")
                 Image.fromarray(ids, "L").save(tmp / "masks" / split / f"r_{k}.png")
                 frames.append({"file_path": f"./{split}/r_{k}", "transform_matrix": c2w.tolist()})
@@ -291,6 +297,8 @@ def write_scene(path: Path, prims: Sequence[Primitive], labels: Dict, n_train: i
     return path
 
 
-def generate_demo_scene(path: Path, n_train: int = 32, n_test: int = 8, size: int = 128, force: bool = False) -> Path:
-    """Write the demo scene as a NeRF-synthetic folder at ``path`` (once) and return ``path``."""
-    return write_scene(path, PRIMITIVES, LABELS, n_train, n_test, size, force)
+def generate_demo_scene(path: Path, n_train: int = 32, n_test: int = 8, size: int = 128, force: bool = False,
+                        lens: Optional[Lens] = None) -> Path:
+    """Write the demo scene as a NeRF-synthetic folder at ``path`` (once) and return ``path``
+    (``lens``: traced through a distorted lens, :func:`_render`)."""
+    return write_scene(path, PRIMITIVES, LABELS, n_train, n_test, size, force, lens)

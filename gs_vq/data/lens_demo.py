@@ -6,9 +6,10 @@ coefficients, to try (and test) the undistortion at load (:mod:`gs_vq.data.undis
 
 Every view of the demo scene (training and test views alike, on black) is written to ``images/``
 under one camera of model ``--model``, with the poses in ``sparse/0/images.txt`` and no 3D points
-(the loader then starts from random points in the box the cameras look at). A distorted pixel
-looks up the pinhole image where OpenCV's iterative undistortion of its centre lands, so the
-distortion is exactly OpenCV's model, the one COLMAP's cameras share.
+(the loader then starts from random points in the box the cameras look at). Each view is traced
+through the lens: every sample position goes through OpenCV's iterative undistortion to its
+pinhole ray, so the distortion is exactly OpenCV's model, the one COLMAP's cameras share, and the
+images are as sharp as the pinhole ones.
 """
 
 from pathlib import Path
@@ -53,21 +54,27 @@ def sample(image: np.ndarray, K: np.ndarray, rays: np.ndarray) -> np.ndarray:
     return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def distort(image: np.ndarray, K: np.ndarray, dist: np.ndarray, fisheye: bool) -> np.ndarray:
-    """The view ``image`` (pinhole, K; ``[H, W, C]``) as the distorted camera (K, OpenCV's ``dist``)
-    sees it: every distorted pixel looks up where it comes from (cv2's iterative undistortion of
-    its centre)."""
+def undistort_points(pts: np.ndarray, K: np.ndarray, dist: np.ndarray, fisheye: bool) -> np.ndarray:
+    """``[M, 2]`` pixel positions of the distorted camera (our convention: centres at +0.5) ->
+    ``[M, 2]`` normalized pinhole coordinates (cv2's iterative undistortion)."""
     import cv2
 
-    h, w = image.shape[:2]
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    pts = np.stack([u, v], -1).reshape(-1, 1, 2)  # OpenCV pixel coordinates
+    pts = (np.asarray(pts, np.float64) - 0.5).reshape(-1, 1, 2)  # OpenCV pixel coordinates
     if fisheye:
         rays = cv2.fisheye.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
     elif hasattr(cv2, "undistortPointsIter"):  # OpenCV 4
         rays = cv2.undistortPointsIter(pts, opencv_K(K), dist, None, None, CRITERIA)
     else:  # OpenCV 5 folded the criteria into undistortPoints
         rays = cv2.undistortPoints(pts, opencv_K(K), dist, criteria=CRITERIA)
+    return rays.reshape(-1, 2)
+
+
+def distort(image: np.ndarray, K: np.ndarray, dist: np.ndarray, fisheye: bool) -> np.ndarray:
+    """The view ``image`` (pinhole, K; ``[H, W, C]``) as the distorted camera (K, OpenCV's ``dist``)
+    sees it: every distorted pixel looks up where it comes from (a bilinear resampling)."""
+    h, w = image.shape[:2]
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    rays = undistort_points(np.stack([u, v], -1).reshape(-1, 2), K, dist, fisheye)
     return sample(image, K, rays.reshape(h, w, 2))
 
 
@@ -96,9 +103,10 @@ def write_colmap_text(root: Path, cameras: Iterable[Tuple[int, str, int, int, Se
 
 
 def write_distorted_views(root: Path, cameras: Sequence, images: Sequence[np.ndarray], model: str,
-                          params: Sequence[float]) -> Path:
+                          params: Sequence[float], distorted: bool = False) -> Path:
     """Distort ``images`` (``[H, W, 3]`` uint8 pinhole views of ``cameras``, one K) by COLMAP camera
-    ``model`` with ``params`` and write them with their poses as a COLMAP scene at ``root``."""
+    ``model`` with ``params`` (or, with ``distorted``, take them as that camera's views already)
+    and write them with their poses as a COLMAP scene at ``root``."""
     from PIL import Image
 
     from gs_vq.data.undistort import camera_lens
@@ -109,7 +117,7 @@ def write_distorted_views(root: Path, cameras: Sequence, images: Sequence[np.nda
     _, lens = camera_lens(model, params, "lens demo camera")
     names = [f"{c.name.replace('/', '_')}.png" for c in cameras]
     for name, image in zip(names, images):
-        out = image if lens is None else distort(image, K, np.array(lens.coeffs), lens.fisheye)
+        out = image if lens is None or distorted else distort(image, K, np.array(lens.coeffs), lens.fisheye)
         Image.fromarray(out).save(root / "images" / name)
     return write_colmap_text(root, [(1, model, cameras[0].width, cameras[0].height, params)],
                              [(n, 1, c.viewmat.double().numpy()) for n, c in zip(names, cameras)])
@@ -118,13 +126,15 @@ def write_distorted_views(root: Path, cameras: Sequence, images: Sequence[np.nda
 def write_lens_demo(out: Path, model: str, n_views: int = 40, size: int = 128,
                     cache: Optional[Path] = None) -> Path:
     """The demo scene's ``n_views`` views (``size`` px, on black) as a COLMAP scene at ``out`` whose
-    camera is ``model`` with the coefficients of :data:`LENSES`. Written in a temporary folder, then
-    renamed; an existing ``out`` is an error."""
+    camera is ``model`` with the coefficients of :data:`LENSES`: every view is ray-traced through
+    that lens (no resampling, so the only resampling is the loader's undistortion). Written in a
+    temporary folder, then renamed; an existing ``out`` is an error."""
     import shutil
     import tempfile
 
     from gs_vq.data import load_scene
-    from gs_vq.data.demo import generate_demo_scene
+    from gs_vq.data.demo import CAMERA_ANGLE_X, generate_demo_scene
+    from gs_vq.data.undistort import camera_lens
 
     if model not in LENSES:
         raise GsVqError(f"lens demo: unknown camera model {model}; one of {', '.join(LENSES)}")
@@ -134,10 +144,16 @@ def write_lens_demo(out: Path, model: str, n_views: int = 40, size: int = 128,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-lens-", dir=out.parent))
     try:
-        demo = generate_demo_scene(tmp / "demo", n_train=n_views, n_test=1, size=size)
+        f = 0.5 * size / np.tan(0.5 * CAMERA_ANGLE_X)
+        K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])  # the demo camera's
+        params = LENSES[model](K)
+        _, lens = camera_lens(model, params, "lens demo camera")
+        trace = None if lens is None else lambda pix: undistort_points(pix, K, np.array(lens.coeffs), lens.fisheye)
+        demo = generate_demo_scene(tmp / "demo", n_train=n_views, n_test=1, size=size, lens=trace)
         cams = load_scene(str(demo), resolution=1, cache_dir=str(cache or tmp / "cache")).train_cameras
+        np.testing.assert_allclose(cams[0].K.double().numpy(), K, rtol=1e-5)
         images = [(c.image.numpy() * 255 + 0.5).astype(np.uint8) for c in cams]  # [H, W, 3] on black
-        write_distorted_views(tmp / "scene", cams, images, model, LENSES[model](cams[0].K.double().numpy()))
+        write_distorted_views(tmp / "scene", cams, images, model, params, distorted=True)
         (tmp / "scene").rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -103,7 +103,7 @@ def export_compressed(plugin, splats, model_path: str) -> Dict[str, Any]:
         "vq_num_gaussians": report["count"],
         "vq_pruned": plugin.state.num_pruned,
         "vq_sh_dropped": plugin.state.num_sh_dropped,
-        "vq_seconds": {k: round(v, 2) for k, v in plugin.state.seconds.items()},
+        "vq_seconds": {k: round(v, 2) for k, v in plugin.timings().items()},
     }
     if plugin.state.grid is not None:  # largest error of a stored position per axis (world units)
         bound = plugin.state.grid.error_bound(splats["means"].detach().cpu().numpy())  # [N, 3]

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..data.cameras import background_of
-from ..devices import timed
+from ..devices import BlockTimer
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
 from ..quant.base import straight_through
@@ -57,6 +57,7 @@ class VQPlugin(VQConfig, Plugin):
         self.schedule: Optional[VQSchedule] = None
         self._splats, self._strategy_state, self._refine_stop, self._device = None, None, 0, "cpu"
         self._cameras, self._background = None, None
+        self._timer = BlockTimer()
 
     def initialize(self, splats, optimizers: Dict[str, Any], ctx: TrainContext) -> None:
         """Check every quantizer spec (a bad option fails now, not at ``vq_start``) and start the
@@ -77,6 +78,7 @@ class VQPlugin(VQConfig, Plugin):
         # without the strategy's state, pruning while it densifies would leave its buffers stale
         self._strategy_state, self._refine_stop = ctx.strategy_state, ctx.refine_stop
         self._device = splats["means"].device
+        self._timer = BlockTimer(self._device)  # CUDA events: no host sync per timed hook
         self._cameras = getattr(ctx.scene, "train_cameras", None)  # significance, position grid
         self._background = background_of(ctx.scene)
         if self.prunes_insignificant and not self._cameras:
@@ -134,6 +136,7 @@ class VQPlugin(VQConfig, Plugin):
         return export_compressed(self, splats, model_dir)
 
     def state_dict(self) -> Dict[str, Any]:
+        self.timings()
         return self.state.to_dict(self.codes.param, self._splats[SH_DEGREES_KEY]
                                   if self._splats is not None and SH_DEGREES_KEY in self._splats else None)
 
@@ -181,8 +184,14 @@ class VQPlugin(VQConfig, Plugin):
 
     # ------------------------------------------------------------------ schedule work
     def _timed(self, what: str):
-        """Adds the block's wall time to ``state.seconds[what]``, GPU work included (synchronized)."""
-        return timed(self.state.seconds, what, self._device)
+        """Adds the block's time to ``state.seconds[what]``, GPU work included (:class:`BlockTimer`:
+        read at :meth:`timings`, no host sync per block)."""
+        return self._timer.block(self.state.seconds, what)
+
+    def timings(self) -> Dict[str, float]:
+        """Seconds spent in each hook so far (``state.seconds``, pending CUDA timings settled)."""
+        self._timer.settle()
+        return self.state.seconds
 
     @staticmethod
     def _vectors(splats, name: str) -> Tensor:
