@@ -8,9 +8,10 @@ one-line :class:`~gs_vq.errors.GsVqError` naming the step and the parameter.
 Cost: one ``sum`` per tensor (a NaN or infinity anywhere makes the sum non-finite) and a single
 device sync; only a non-finite sum is examined element-wise (so huge but finite values, whose
 sum overflows, pass). Measured on 2 busy CPU cores (``python -m bench.finite_check``): 2.0 ms for
-50k Gaussians at SH degree 3 (a training step there: 1.7 s) and 8.6 ms for 300k (10.5 s), so the
-trainer checks after every step (the loss check already syncs once per step) and before every
-checkpoint and export.
+50k Gaussians at SH degree 3 (a training step there: 1.7 s) and 8.6 ms for 300k (10.5 s), so on
+the CPU the trainer checks after every step. On CUDA a check is a host synchronisation, so the
+loss and the parameters are checked every ``CUDA_CHECK_EVERY`` steps (:func:`check_every`), and
+before every checkpoint and export.
 """
 
 from typing import Mapping
@@ -20,7 +21,13 @@ from torch import Tensor
 
 from .errors import GsVqError
 
-CHECK_EVERY = 1  # steps between two checks during training
+CHECK_EVERY = 1  # steps between two checks during training on the CPU (where a check costs no sync)
+CUDA_CHECK_EVERY = 100  # on CUDA: each check waits for the GPU, so the loss and the model are checked this often
+
+
+def check_every(device) -> int:
+    """Steps between two health checks (finite loss and parameters) while training on ``device``."""
+    return CUDA_CHECK_EVERY if torch.device(device).type == "cuda" else CHECK_EVERY
 
 
 @torch.no_grad()
@@ -39,9 +46,3 @@ def check_finite(tensors: Mapping[str, Tensor], step: int, what: str = "paramete
             raise GsVqError(f"the model became non-finite by step {step}: {what} '{name}' holds {bad} NaN or "
                             f"infinite values ({rows} rows); lower the learning rates (e.g. {name}_lr) and check "
                             "the cameras")
-
-
-def maybe_check_finite(tensors: Mapping[str, Tensor], step: int, every: int = CHECK_EVERY) -> None:
-    """:func:`check_finite` every ``every`` steps (0 = never)."""
-    if every and step % every == 0:
-        check_finite(tensors, step)

@@ -49,9 +49,10 @@ class StepOutputs:
         self.writer = tensorboard_writer(os.path.join(trainer.model_path, TB_DIR)) if cfg.tensorboard else None
 
     def __call__(self, step: int, stats: Dict[str, float]) -> None:
-        """After the ``step``-th step (1-based). ``stats``: the step's ``loss`` and ``psnr`` (dB)."""
+        """After the ``step``-th step (1-based). ``stats``: the step's ``loss`` and ``psnr`` (dB), 0-dim
+        tensors; written to TensorBoard every ``log_every`` steps."""
         t = self.trainer
-        if self.writer is not None:
+        if self.writer is not None and (step - 1) % t.cfg.log_every == 0:  # a scalar read is a host sync on CUDA
             self.writer.add_scalar("train/loss", stats["loss"], step)
             self.writer.add_scalar("train/psnr", stats["psnr"], step)
             self.writer.add_scalar("train/num_gaussians", len(t.splats["means"]), step)

@@ -25,7 +25,7 @@ from .data import Scene
 from .data.cameras import background_of
 from .errors import GsVqError
 from .files import atomic_path, existing_file
-from .health import check_finite, maybe_check_finite
+from .health import check_every, check_finite
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
 from .plugins import Plugin, TrainContext, declared
@@ -48,6 +48,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, scene: Scene, model_path: str):
         self.cfg, self.scene, self.model_path = cfg, scene, model_path
         self.device = resolve_device(cfg.device)
+        self.check_every = check_every(self.device)  # steps between two health checks (host syncs)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -164,7 +165,7 @@ class Trainer:
             extra_loss = p.loss(step, self.splats, batch, out)
             if extra_loss is not None:
                 loss = loss + extra_loss
-        if not torch.isfinite(loss):
+        if self.check_every == 1 and not torch.isfinite(loss):  # on CUDA: every check_every steps, in train()
             raise GsVqError(f"loss became {loss.item()} at step {step}: lower the learning rates")
         loss.backward()
         means_lr = self.means_lr(step)
@@ -177,14 +178,15 @@ class Trainer:
                                       out.info, means_lr)
         for p in self.plugins.values():
             p.step_post_backward(step, self.splats, self.optimizers, out.info)
-        mse = F.mse_loss(out.rgb.detach().clamp(0, 1), gt).item()
-        return {"loss": loss.item(), "psnr": -10.0 * np.log10(max(mse, 1e-10))}
+        mse = F.mse_loss(out.rgb.detach().clamp(0, 1), gt)
+        return {"loss": loss.detach(), "psnr": -10.0 * torch.log10(mse.clamp_min(1e-10))}  # 0-dim, not synced
 
     def train(self, progress: bool = True, until: Optional[int] = None,
-              on_step: Optional[Callable[[int, Dict[str, float]], None]] = None) -> None:
+              on_step: Optional[Callable[[int, Dict[str, torch.Tensor]], None]] = None) -> None:
         """Run from the current step to ``until`` (default ``cfg.iterations``), checkpointing as
         configured. Schedules always see the full ``cfg.iterations`` run. ``on_step(n, stats)``
-        runs after the n-th step (1-based) with its ``loss`` and ``psnr`` (dB)."""
+        runs after the n-th step (1-based) with its ``loss`` and ``psnr`` (dB) as 0-dim tensors (no host
+        sync unless read). The loss and the model are checked every ``check_every`` steps."""
         until = self.cfg.iterations if until is None else min(until, self.cfg.iterations)
         cams = self.scene.train_cameras
         if not cams:
@@ -197,7 +199,10 @@ class Trainer:
             stats = self.train_step(step, cams[order[step % len(cams)]])
             self.train_seconds += time.perf_counter() - t0
             self.step = step + 1
-            maybe_check_finite(self.splats, step)
+            if step % self.check_every == 0:
+                if not torch.isfinite(stats["loss"]):
+                    raise GsVqError(f"loss became {stats['loss'].item()} by step {step}: lower the learning rates")
+                check_finite(self.splats, step)
             if on_step is not None:
                 on_step(self.step, stats)
             if step % self.cfg.log_every == 0:

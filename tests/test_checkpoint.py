@@ -142,3 +142,10 @@ def test_check_finite_names_the_parameter():
     with pytest.raises(GsVqError, match="step 7: parameter 'shN' holds 1 NaN or infinite"):
         check_finite(good, 7)
     check_finite({"big": torch.full((4,), 3e38)}, 1)  # huge but finite: the sum overflows, the exact check passes
+
+
+def test_health_checks_run_every_step_on_cpu_and_every_100_on_cuda():
+    """Each check is a host sync on CUDA (issue 24, item 6)."""
+    from gs_vq.health import CUDA_CHECK_EVERY, check_every
+
+    assert check_every("cpu") == 1 and check_every("cuda") == CUDA_CHECK_EVERY == 100
