@@ -87,3 +87,35 @@ def test_checkpoint_errors(tiny_clip, tmp_path):
         load_clip(tiny_clip[0], str(bad))
     with pytest.raises(GsVqError, match="unknown open_clip model"):
         load_clip("no-such-model", tiny_clip[1])
+
+
+def test_clip_source_end_to_end_features_training_query(tiny_clip, tmp_path):
+    """The clip source through the CLIs: feature maps, --semantic training on them, a text query
+    (a random model, so the query's content means nothing: the plumbing is what is checked)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gs_vq.data.demo import generate_demo_scene
+
+    root = Path(__file__).resolve().parents[1]
+    scene = generate_demo_scene(tmp_path / "demo", n_train=4, n_test=1, size=32)
+    run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True, cwd=str(root),  # noqa: E731
+                                    timeout=600, env={**os.environ, "PYTHONPATH": str(root)})
+    feats = tmp_path / "feats"
+    r = run("-m", "gs_vq.semantics.features", "-s", str(scene), "--source", "clip", "--clip-model", tiny_clip[0],
+            "--clip-checkpoint", tiny_clip[1], "--features", str(feats), "--downscale", "4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    model = tmp_path / "model"
+    r = run("train.py", "-s", str(scene), "-m", str(model), "--semantic", "--features", str(feats),
+            "--iterations", "30", "--config", str(root / "tests" / "tiny.yaml"), "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from gs_vq.semantics.query import SemanticHead
+
+    head = SemanticHead.load(str(model / "semantic_head.pt"))
+    assert head.encoder.kind == "open_clip" and head.encoder.checkpoint == tiny_clip[1]  # queries use the clip text tower
+    r = run("render.py", "-m", str(model), "--query", "red ball", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads((model / "results.json").read_text())["query_outputs"]["red ball"]
+    assert len(os.listdir(out)) > 0
