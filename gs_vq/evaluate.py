@@ -52,7 +52,7 @@ def evaluate(splats: Dict[str, Tensor], cameras: List, background: Optional[Sequ
     views = render_views(splats, cameras, background, device, backend)
     for cam, out in tqdm(views, total=len(cameras), disable=not progress, desc="render", dynamic_ncols=True):
         pred = out.rgb[0].clamp(0, 1)  # [H, W, 3] on the render device: PSNR, SSIM, LPIPS computed there
-        gt = cam.image_float(pred.device)  # [H, W, 3]: uint8 moved, converted there
+        gt = cam.image.to(pred.device, non_blocking=True)  # [H, W, 3]
         scores["psnr"].append(psnr(pred, gt))
         scores["ssim"].append(ssim_value(pred, gt))
         scores["lpips"].append(lpips(pred, gt))
