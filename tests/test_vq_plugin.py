@@ -298,3 +298,35 @@ def test_other_quantizers_train_and_decode_like_the_file(kind, spec):
     codes = splats[CODES_KEY][:, slot.cols]
     assert torch.allclose(slot.decode(codes), slot.quantizer.decode(codes), atol=1e-5)
     assert slot.combine == ("concat" if kind in ("pq", "fsq") else "sum")
+
+
+def test_canonical_quats_is_normalize_with_a_non_negative_real_part():
+    """One pass (divide by +-|q|) against the textbook form: F.normalize, then flip w < 0."""
+    q = torch.randn(500, 4, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    ref = torch.nn.functional.normalize(q, dim=-1)
+    ref = ref * torch.where(ref[:, :1].detach() < 0, -1.0, 1.0)
+    out = canonical_quats(q)
+    assert torch.equal(out, ref) and (out[:, 0] >= 0).all()
+    g = torch.randn(500, 4)
+    assert torch.allclose(torch.autograd.grad(out, q, g)[0], torch.autograd.grad(ref, q, g)[0], atol=1e-7)
+
+
+@pytest.mark.parametrize("combine,sizes,widths", [("sum", (256, 256), (45, 45)), ("sum", (7, 3, 5), (4, 4, 4)),
+                                                  ("concat", (48, 48, 48), (1, 1, 1)), ("concat", (9, 4), (2, 3)),
+                                                  ("sum", (16,), (3,))])
+def test_decode_codes_is_the_per_book_gather_summed_in_order(combine, sizes, widths):
+    """The fused gather (embedding_bag / one stacked embedding) gives bit for bit what
+    index_select per codebook, added in order m = 0..M-1 (or concatenated), gives."""
+    from gs_vq.io.scene import decode_codes
+
+    g = torch.Generator().manual_seed(0)
+    books = [torch.randn(k, d, generator=g) * 10.0 ** -m for m, (k, d) in enumerate(zip(sizes, widths))]
+    codes = torch.stack([torch.randint(0, k, (1000,), generator=g) for k in sizes], dim=1)  # [N, M]
+    parts = [b.index_select(0, codes[:, m]) for m, b in enumerate(books)]
+    if combine == "concat":
+        ref = torch.cat(parts, dim=-1)
+    else:
+        ref = parts[0]
+        for p in parts[1:]:
+            ref = ref + p
+    assert torch.equal(decode_codes(books, codes, combine), ref)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import streams as S
@@ -29,15 +30,16 @@ def decode_codes(codebooks: Sequence[Tensor], codes: Tensor, combine: str) -> Te
     Returns:
         [N, d] with d = d_0 (sum) or sum_m d_m (concat).
     """
-    parts = [cb.index_select(0, codes[:, m].contiguous()) for m, cb in enumerate(codebooks)]
-    if combine == "concat":
-        return torch.cat(parts, dim=-1)
-    if combine != "sum":
+    if combine not in COMBINE_RULES:
         raise ValueError(f"unknown combine rule {combine!r}")
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + p
-    return out
+    if len(codebooks) > 1 and len({cb.shape[1] for cb in codebooks}) == 1:  # one gather into the stacked tables
+        offsets = torch.tensor([0] + [cb.shape[0] for cb in codebooks[:-1]], device=codes.device).cumsum(0)
+        rows, table = codes.long() + offsets, torch.cat(list(codebooks))  # [N, M], [sum K_m, d]
+        if combine == "sum":  # gather and add in one pass, in order m = 0..M-1
+            return F.embedding_bag(rows, table, mode="sum")
+        return F.embedding(rows, table).reshape(codes.shape[0], -1)  # [N, M * d]
+    parts = [cb.index_select(0, codes[:, m].contiguous()) for m, cb in enumerate(codebooks)]
+    return torch.cat(parts, dim=-1) if combine == "concat" else parts[0]
 
 
 @dataclass

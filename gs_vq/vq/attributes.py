@@ -9,15 +9,13 @@ rasterizer normalises quaternions anyway). All views are differentiable.
 from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
 def canonical_quats(quats: Tensor) -> Tensor:
     """[N, 4] wxyz -> unit quaternions with w >= 0 (same rotations)."""
-    q = F.normalize(quats, dim=-1)
-    sign = torch.where(q[:, :1].detach() < 0, -1.0, 1.0)  # [N, 1]
-    return q * sign
+    norm = torch.linalg.vector_norm(quats, dim=-1, keepdim=True).clamp_min(1e-12)  # [N, 1], as F.normalize
+    return quats / torch.where(quats[:, :1].detach() < 0, -norm, norm)  # one pass: divide by +-|q|
 
 
 def to_vectors(name: str, value: Tensor) -> Tensor:
