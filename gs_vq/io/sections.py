@@ -139,9 +139,7 @@ def encode_positions(means: np.ndarray, grid: Optional[S.PositionGrid]) -> Tuple
         codec, payload = encode_words(np.ascontiguousarray(means, np.float32).view(np.uint32).reshape(-1))
         return {"codec": "float32", "words": codec}, payload
     codes = S.morton_encode(grid.quantize(means), grid.bits)
-    gparams = {"lo": list(grid.lo), "step": list(grid.step), "bits": grid.bits}
-    if grid.radius > 0:  # version 3: the grid lives in contracted space
-        gparams.update(center=list(grid.center), radius=grid.radius)
+    gparams = grid.params()
     octree = O.encode_octree(codes, grid.bits)
     gcodec, gbits, gaps = S.encode_deltas(codes)
     if len(octree) <= len(gaps):
@@ -154,8 +152,7 @@ def decode_positions(params: Params, payload: bytes, n: int) -> Tuple[np.ndarray
     if params["codec"] == "float32":
         words = decode_words(params["words"], payload, 4, 3 * n)
         return words.view(np.float32).reshape(n, 3), None
-    grid = S.PositionGrid(tuple(params["lo"]), tuple(params["step"]), int(params["bits"]),
-                          tuple(params.get("center", (0.0, 0.0, 0.0))), float(params.get("radius", 0.0)))
+    grid = S.PositionGrid.from_params(params)
     if params["codec"] == "octree":
         codes = O.decode_octree(payload, grid.bits, n)
     elif params["codec"] == "gaps":
