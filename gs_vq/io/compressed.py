@@ -91,10 +91,10 @@ def write_compressed(
 
 
 def _bits_report(header: Dict[str, Any], size: int) -> Dict[str, float]:
-    """Bits per Gaussian of each part: ``means``, ``opacities``, per coded attribute
-    ``<name>.index`` (all its index streams), ``<name>.codebook`` and ``<name>.rows`` (which rows
-    store indices, when some do not), ``raw_<name>`` and
-    ``ints_<name>``, ``header`` (everything else: PLY/JSON header, length prefixes) and ``total``."""
+    """Bits per Gaussian of each part, as each section's kind counts it (``means``, ``opacities``,
+    per coded attribute ``<name>.index``, ``<name>.codebook`` and ``<name>.rows``, ``raw_<name>``,
+    ``ints_<name>``), then ``header`` (everything else: PLY/JSON header, length prefixes) and
+    ``total``."""
     n = max(int(header["count"]), 1)
     out: Dict[str, float] = {}
     for e in header["sections"]:
