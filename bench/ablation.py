@@ -34,7 +34,7 @@ import torch
 
 from gs_vq.io.ply import load_ply
 from gs_vq.io.grid import camera_contraction
-from gs_vq.io.sections import encode_positions
+from gs_vq.io.sections.positions import encode_positions
 from gs_vq.io.streams import PositionGrid, dequantize_opacity, morton_encode, quantize_opacity
 from gs_vq.quant import build_quantizer
 from gs_vq.render.contribution import contribution

@@ -6,7 +6,7 @@ import pytest
 
 from gs_vq.io import entropy as E
 from gs_vq.io import octree as O
-from gs_vq.io import sections as X
+from gs_vq.io import coding as X
 from gs_vq.io import streams as S
 
 RNG = np.random.default_rng(7)

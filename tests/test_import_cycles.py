@@ -127,3 +127,12 @@ def test_no_import_cycles():
     assert len(edges) > 50 and any(edges.values())
     assert cycles(edges) == []
     assert two_way_packages(edges) == []
+
+
+def test_the_file_format_does_not_import_the_codebook_library():
+    """gs_vq.io (the file format) and gs_vq.quant (the quantizers) share only gs_vq.bits."""
+    edges = graph()
+    uses = {(a, b) for a, targets in edges.items() if package_of(a) == "gs_vq.io"
+            for b in targets if package_of(b) == "gs_vq.quant"}
+    assert uses == set()
+    assert "gs_vq.bits" in edges["gs_vq.io.streams"] and "gs_vq.bits" in edges["gs_vq.quant.base"]

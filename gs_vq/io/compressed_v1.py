@@ -59,7 +59,7 @@ def decode_v1(ply, meta: Dict[str, Any]) -> CompressedScene:
     if m.get("lossless"):
         means = _uints(ply, meta, "means", 3 * n).astype(np.uint32).view(np.float32)
     else:
-        grid = S.PositionGrid(tuple(m["lo"]), tuple(m["step"]), int(m["bits"]))
+        grid = S.PositionGrid.from_params(m)
         info, payload = _stream(ply, meta, "means")
         codes = S.decode_deltas(info["codec"], payload, info["bits"], n)
         if n and int(codes[-1]) >= 2 ** (3 * grid.bits):

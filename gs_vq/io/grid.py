@@ -15,7 +15,7 @@ inside the ball, where contraction changes nothing.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -65,6 +65,20 @@ class PositionGrid:
     bits: int
     center: Vec3 = (0.0, 0.0, 0.0)
     radius: float = 0.0
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> "PositionGrid":
+        """The grid of a file header's ``params`` (or a checkpoint's dict): ``lo``, ``step``,
+        ``bits``; ``center`` and ``radius`` (world units) when contracted, else none."""
+        return cls(tuple(p["lo"]), tuple(p["step"]), int(p["bits"]),
+                   tuple(p.get("center", (0.0, 0.0, 0.0))), float(p.get("radius", 0.0)))
+
+    def params(self) -> Dict[str, Any]:
+        """Inverse of :meth:`from_params` (JSON-able): ``center``/``radius`` only when contracted."""
+        out: Dict[str, Any] = {"lo": list(self.lo), "step": list(self.step), "bits": self.bits}
+        if self.radius > 0:  # version 3: the grid lives in contracted space
+            out.update(center=list(self.center), radius=self.radius)
+        return out
 
     @classmethod
     def fit(cls, means: np.ndarray, bits: int, isotropic: bool = False,

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Tuple
 
 import numpy as np
 
-from ..quant.base import bits_for as index_bits  # noqa: F401  (the one definition; re-exported)
+from ..bits import bits_for as index_bits  # noqa: F401  (re-exported: the width of an index stream)
 from .grid import PositionGrid  # noqa: F401  (re-exported: positions live on it)
 
 

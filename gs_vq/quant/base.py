@@ -15,6 +15,7 @@ from typing import ClassVar, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..bits import bits_for  # noqa: F401  (re-exported: gs_vq.quant.bits_for)
 from ..errors import GsVqError
 from .parallel import cpu_sharded
 
@@ -40,14 +41,6 @@ def straight_through(q: Tensor, x: Tensor) -> Tensor:
     if q.shape != x.shape:
         raise GsVqError(f"straight_through: shapes differ, {tuple(q.shape)} vs {tuple(x.shape)}")
     return _StraightThrough.apply(q.to(x.dtype), x)
-
-
-def bits_for(k: int) -> int:
-    """Bits of one index into a codebook of ``k`` entries: ``ceil(log2 k)`` (0 when k = 1), exact for
-    any size (the log2 of a float is not). The one definition: ``gs_vq.io.streams.index_bits`` too."""
-    if k < 1:
-        raise ValueError(f"codebook size must be >= 1, got {k}")
-    return int(k - 1).bit_length()
 
 
 class Quantizer(nn.Module):

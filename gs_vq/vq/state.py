@@ -50,9 +50,7 @@ class VQState:
                     refresh_steps=list(d.get("refresh_steps", [])), num_pruned=int(d.get("num_pruned", 0)),
                     reduced=bool(d.get("reduced", False)), num_sh_dropped=int(d.get("num_sh_dropped", 0)),
                     reduce_rounds=int(d.get("reduce_rounds", 0)), reduce_from=int(d.get("reduce_from", 0)),
-                    grid=None if grid is None else PositionGrid(
-                        tuple(grid["lo"]), tuple(grid["step"]), int(grid["bits"]),
-                        tuple(grid.get("center", (0.0, 0.0, 0.0))), float(grid.get("radius", 0.0))))
+                    grid=None if grid is None else PositionGrid.from_params(grid))
         state.seconds.update(d.get("seconds", {}))
         state.pos_drops = {int(k): float(v) for k, v in d.get("pos_drops", {}).items()}
         if state.initialized:
