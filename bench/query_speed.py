@@ -30,7 +30,8 @@ from gs_vq.render import rasterize
 from gs_vq.render.contribution import scaled_intrinsics
 from gs_vq.semantics.encoders import encode_texts, load_text_encoder
 from gs_vq.semantics.labels import stored_labels
-from gs_vq.semantics.query import DEFAULT_MASK_RULE, HEAD_NAME, SemanticHead, iou_counts, query_mask
+from gs_vq.semantics.head import HEAD_NAME, SemanticHead
+from gs_vq.semantics.scoring import DEFAULT_MASK_RULE, iou_counts, query_mask
 from gs_vq.semantics.select import label_scores, selection_channels
 
 

@@ -37,7 +37,8 @@ from gs_vq.data.labelled_scenes import ROLES, SCENES, write_labelled_scene
 from gs_vq.io import load_ply
 from gs_vq.semantics import lift
 from gs_vq.semantics.evaluate import evaluate_queries
-from gs_vq.semantics.query import DEFAULT_MASK_RULE, SemanticHead
+from gs_vq.semantics.head import SemanticHead
+from gs_vq.semantics.scoring import DEFAULT_MASK_RULE
 from gs_vq.trainer import Trainer
 
 OLD_RULES = ("gap", "codebook")

@@ -111,7 +111,7 @@ def test_clip_source_end_to_end_features_training_query(tiny_clip, tmp_path):
     r = run("train.py", "-s", str(scene), "-m", str(model), "--semantic", "--features", str(feats),
             "--iterations", "30", "--config", str(root / "tests" / "tiny.yaml"), "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
-    from gs_vq.semantics.query import SemanticHead
+    from gs_vq.semantics.head import SemanticHead
 
     head = SemanticHead.load(str(model / "semantic_head.pt"))
     assert head.encoder.kind == "open_clip" and head.encoder.checkpoint == tiny_clip[1]  # queries use the clip text tower

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from gs_vq.errors import GsVqError
-from gs_vq.semantics.features import (compute_label_features, label_map, label_table, load_features, map_size,
-                                      read_meta, sample_centres, view_file, write_features)
+from gs_vq.semantics.features import (compute_label_features, label_map, load_features, map_size, read_meta,
+                                      sample_centres, view_file, write_features)
+from gs_vq.semantics.labels_json import label_table
 from test_semantic_lib import BagOfWordsEncoder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from gs_vq.errors import GsVqError
 from gs_vq.semantics.encoders import EncoderSpec
 from gs_vq.semantics.features import FeatureMaps
 from gs_vq.semantics.lift import lifted_head
-from gs_vq.semantics.query import DEFAULT_MASK_RULE, select_entries
+from gs_vq.semantics.scoring import DEFAULT_MASK_RULE, select_entries
 
 
 def cosines(vectors: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,9 @@
 - :mod:`.codebook`  decoder + K-entry codebook and the cos / CE / entropy losses
 - :mod:`.field_setup` :class:`SemanticConfig` (the ``semantic:`` section), the maps and the ``features`` parameter
 - :mod:`.plugin`    :class:`SemanticField`, the training plugin (``--semantic``)
-- :mod:`.query`     relevancy per codebook entry, masks, IoU; :class:`SemanticHead` (export file)
+- :mod:`.head`      :class:`SemanticHead`: decoder + codebook + encoder, the ``semantic_head.pt`` file
+- :mod:`.scoring`   a text query's score per codebook entry (mask rules), per pixel, masks, IoU
+- :mod:`.labels_json` a scene's labels.json: label texts and extra queries
 - :mod:`.evaluate`  heatmaps, masks, PCA pictures, mIoU for ``render.py``
 - :mod:`.labels`    per-Gaussian labels (codebook index + confidence): lifted or decoded directly
 - :mod:`.labelfiles` labels into point_cloud.ply / compressed.ply (``python -m gs_vq.semantics.labelfiles``)
@@ -21,7 +23,7 @@ import importlib
 
 _EXPORTS = {
     "cli": ["add_render_args", "run_semantic_render", "wants_semantics"],
-    "codebook": ["SemanticCodebook", "code_ce_loss", "cosine_loss", "entropy_loss", "semantic_losses"],
+    "codebook": ["SemanticCodebook", "code_ce_loss", "cosine_loss", "entropy_loss", "entry_usage", "semantic_losses"],
     "encoders": ["EncoderSpec", "load_text_encoder"],
     "evaluate": ["evaluate_queries", "render_pca", "render_queries"],
     "features": ["FeatureMaps", "compute_clip_features", "compute_label_features", "load_features"],
@@ -30,7 +32,9 @@ _EXPORTS = {
     "labels": ["compute_labels", "labels_for", "stored_labels"],
     "lift": ["lift_field"],
     "select": ["evaluate_selection", "query_selection", "write_selection"],
-    "query": ["CANONICAL_NEGATIVES", "HEAD_NAME", "SemanticHead", "entry_relevancy", "query_mask"],
+    "head": ["HEAD_NAME", "SemanticHead"],
+    "labels_json": ["extra_queries", "label_queries", "label_table", "read_labels"],
+    "scoring": ["CANONICAL_NEGATIVES", "MASK_RULES", "entry_relevancy", "entry_scores", "query_mask"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

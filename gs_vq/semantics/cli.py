@@ -15,7 +15,8 @@ from ..errors import GsVqError
 from ..files import read_json
 from .evaluate import evaluate_queries, render_pca, render_queries
 from .labels import LABEL_METHODS
-from .query import DEFAULT_MASK_RULE, HEAD_NAME, MASK_RULES, SemanticHead
+from .head import HEAD_NAME, SemanticHead
+from .scoring import DEFAULT_MASK_RULE, MASK_RULES
 from .select import evaluate_selection, query_selection, write_selection
 
 

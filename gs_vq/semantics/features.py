@@ -30,6 +30,7 @@ from torch import Tensor
 from ..errors import GsVqError
 
 from ..files import atomic_path, read_json
+from .labels_json import label_table
 from .encoders import MINILM_NAME, EncoderSpec, TextEncoder, encode_texts, load_text_encoder
 
 META_NAME = "meta.json"
@@ -37,15 +38,6 @@ FORMAT_VERSION = 1
 
 
 # ---- label maps -----------------------------------------------------------------------------
-def label_table(labels: Dict) -> Tuple[List[int], List[str]]:
-    """Object ids and label texts from a ``labels.json`` dict (``"queries"`` and non-integer keys skipped)."""
-    ids = sorted(int(k) for k in labels if str(k).lstrip("-").isdigit())
-    if not ids:
-        raise GsVqError("labels.json maps no integer ids to label text")
-    texts = [str(labels[str(i)]) for i in ids]
-    return ids, texts
-
-
 def map_size(height: int, width: int, downscale: int) -> Tuple[int, int]:
     """Feature-map size for an ``height x width`` image: ``(max(1, H // s), max(1, W // s))``."""
     if downscale < 1:

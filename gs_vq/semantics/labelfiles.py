@@ -24,7 +24,7 @@ from torch import Tensor
 from ..errors import GsVqError
 from ..io import load_ply, save_ply
 from .labels import CONF_KEY, LABEL_KEY, LABEL_METHODS, compute_labels
-from .query import HEAD_NAME, SemanticHead
+from .head import HEAD_NAME, SemanticHead
 
 CONF_BITS = 4  # confidence levels stored in compressed.ply: 2^CONF_BITS
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from ..errors import GsVqError
 from ..render import rasterize
 from ..render.contribution import lift_maps, scaled_intrinsics
-from .query import SemanticHead
+from .head import SemanticHead
 
 LABEL_KEY = "labels"
 CONF_KEY = "labelconf"

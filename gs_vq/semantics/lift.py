@@ -34,9 +34,9 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from ..render.contribution import lift_maps
-from .codebook import SemanticCodebook
+from .codebook import SemanticCodebook, entry_usage
 from .features import FeatureMaps
-from .query import HEAD_NAME, SemanticHead, entry_usage
+from .head import HEAD_NAME, SemanticHead
 
 
 def feature_basis(samples: Sequence[Tensor], dim: int) -> Tensor:

@@ -21,11 +21,11 @@ from torch import Tensor
 from ..devices import rng_state, set_rng_state
 from ..errors import GsVqError
 from ..plugins import Plugin, TrainContext
-from .codebook import SemanticCodebook, semantic_losses
+from .codebook import SemanticCodebook, entry_usage, semantic_losses
 from .field_setup import SemanticConfig, add_feature_param, ensure_features, sample_views
 from .labelfiles import label_model
 from .labels import CONF_KEY, LABEL_KEY
-from .query import HEAD_NAME, SemanticHead, entry_usage
+from .head import HEAD_NAME, SemanticHead
 from .sampling import sample_view
 
 
