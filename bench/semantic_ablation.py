@@ -22,7 +22,7 @@ import torch
 from gs_vq.checkpoint import load_checkpoint, save_checkpoint
 from gs_vq.config import make_config
 from gs_vq.data import load_scene
-from gs_vq.semantics.evaluate import evaluate_queries
+from gs_vq.semantics.view_queries import evaluate_queries
 from gs_vq.semantics.features import compute_label_features, default_features_dir
 from gs_vq.trainer import Trainer
 

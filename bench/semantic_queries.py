@@ -8,7 +8,7 @@ Per scene (:mod:`gs_vq.data.labelled_scenes`, 128x128, 24 train + 8 test views):
 trained briefly (the cpu preset's schedule scaled to ``--iterations``), then the training-free
 semantic field lifted onto it (``python -m gs_vq.semantics.lift``: label maps of MiniLM
 embeddings, 16 features, 64 entries, per-Gaussian labels). Every rule is scored from the same
-renders of the test views (pooled IoU, :func:`gs_vq.semantics.evaluate.evaluate_queries`), also
+renders of the test views (pooled IoU, :func:`gs_vq.semantics.view_queries.evaluate_queries`), also
 with the lifted decoder as it was before this change (``old lift``: copies of an entry not
 sharing one entry's weight), so ``old lift + gap`` is the path before, end to end; the
 colour / material queries of ``attribute_queries`` are scored apart (label-text features cannot
@@ -36,7 +36,7 @@ from gs_vq.data import background_of, load_scene
 from gs_vq.data.labelled_scenes import ROLES, SCENES, write_labelled_scene
 from gs_vq.io import load_ply
 from gs_vq.semantics import lift
-from gs_vq.semantics.evaluate import evaluate_queries
+from gs_vq.semantics.view_queries import evaluate_queries
 from gs_vq.semantics.head import SemanticHead
 from gs_vq.semantics.scoring import DEFAULT_MASK_RULE
 from gs_vq.trainer import Trainer

@@ -83,7 +83,7 @@ def test_label_query_ranks_its_pixels_first(trained):
 
 
 def test_head_save_load_and_eval(trained, tmp_path):
-    from gs_vq.semantics.evaluate import evaluate_queries, render_pca, render_queries
+    from gs_vq.semantics.view_queries import evaluate_queries, render_pca, render_queries
 
     scene, plugin, enc = trained
     head = plugin.head()

@@ -149,7 +149,7 @@ def test_lift_initialises_the_trained_field(tmp_path):
 
 
 def test_query_files_and_ids_are_checked(tmp_path):
-    from gs_vq.semantics.evaluate import slug
+    from gs_vq.semantics.view_queries import slug
     from gs_vq.semantics.labels_json import extra_queries
 
     assert len({slug(t) for t in ["red apple", "red-apple", "red apple!"]}) == 3

@@ -9,7 +9,7 @@
 - :mod:`.head`      :class:`SemanticHead`: decoder + codebook + encoder, the ``semantic_head.pt`` file
 - :mod:`.scoring`   a text query's score per codebook entry (mask rules), per pixel, masks, IoU
 - :mod:`.labels_json` a scene's labels.json: label texts and extra queries
-- :mod:`.evaluate`  heatmaps, masks, PCA pictures, mIoU for ``render.py``
+- :mod:`.view_queries` queries in rendered views: heatmaps, masks, PCA pictures, 2D mIoU for ``render.py``
 - :mod:`.labels`    per-Gaussian labels (codebook index + confidence): lifted or decoded directly
 - :mod:`.labelfiles` labels into point_cloud.ply / compressed.ply (``python -m gs_vq.semantics.labelfiles``)
 - :mod:`.select`    3D selection by text, ``--extract`` / ``--remove``, 3D selection IoU
@@ -25,13 +25,13 @@ _EXPORTS = {
     "cli": ["add_render_args", "run_semantic_render", "wants_semantics"],
     "codebook": ["SemanticCodebook", "code_ce_loss", "cosine_loss", "entropy_loss", "entry_usage", "semantic_losses"],
     "encoders": ["EncoderSpec", "load_text_encoder"],
-    "evaluate": ["evaluate_queries", "render_pca", "render_queries"],
     "features": ["FeatureMaps", "compute_clip_features", "compute_label_features", "load_features"],
     "plugin": ["SemanticField"],
     "field_setup": ["SemanticConfig", "add_feature_param"],
     "labels": ["compute_labels", "labels_for", "stored_labels"],
     "lift": ["lift_field"],
     "select": ["evaluate_selection", "query_selection", "write_selection"],
+    "view_queries": ["evaluate_queries", "render_pca", "render_queries"],
     "head": ["HEAD_NAME", "SemanticHead"],
     "labels_json": ["extra_queries", "label_queries", "label_table", "read_labels"],
     "scoring": ["CANONICAL_NEGATIVES", "MASK_RULES", "entry_relevancy", "entry_scores", "query_mask"],

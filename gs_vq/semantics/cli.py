@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence
 from ..errors import GsVqError
 
 from ..files import read_json
-from .evaluate import evaluate_queries, render_pca, render_queries
+from .view_queries import evaluate_queries, render_pca, render_queries
 from .labels import LABEL_METHODS
 from .head import HEAD_NAME, SemanticHead
 from .scoring import DEFAULT_MASK_RULE, MASK_RULES

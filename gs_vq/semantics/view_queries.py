@@ -1,4 +1,4 @@
-"""Render-time semantics: query heatmaps and masks, PCA pictures, and mIoU against ground-truth masks.
+"""Queries in rendered views: heatmaps and masks, PCA pictures, and 2D mIoU against ground-truth masks.
 
 Used by ``render.py --query TEXT`` / ``--semantic`` / ``--eval-queries labels.json``. Each view is
 rendered once (RGB + the per-Gaussian features) and decoded into entry weights ``[H, W, K]``;
