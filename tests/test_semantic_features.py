@@ -125,7 +125,7 @@ def test_cli_on_a_generated_scene(tmp_path):
     scene_dir = generate_demo_scene(tmp_path / "demo", n_train=3, n_test=1, size=24)
     out = tmp_path / "feats"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GS_VQ_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "gs_vq.semantics.features", "-s", str(scene_dir), "--features", str(out),
+    cmd = [sys.executable, "-m", "gs_vq.cli.features", "-s", str(scene_dir), "--features", str(out),
            "--downscale", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ import torch
 from gs_vq.config import make_config, to_dict
 from gs_vq.data import generate_demo_scene, load_scene
 from gs_vq.errors import GsVqError
-from gs_vq.semantics.cli import add_render_args, run_semantic_render, wants_semantics
+from gs_vq.cli.semantic_render import add_render_args, run_semantic_render, wants_semantics
 from gs_vq.semantics.features import compute_label_features
 from gs_vq.trainer import Trainer
 from test_semantic_lib import BagOfWordsEncoder

@@ -1,7 +1,7 @@
 """Language-queryable semantics: 2D feature maps, per-Gaussian features, a semantic codebook, queries.
 
 - :mod:`.features`  2D feature maps (masks + labels, or dense open_clip) on disk, with a CLI
-  (``python -m gs_vq.semantics.features``)
+  (``python -m gs_vq.cli.features``)
 - :mod:`.encoders`  text encoders (MiniLM, open_clip text tower), recorded in the maps' meta.json
 - :mod:`.codebook`  decoder + K-entry codebook and the cos / CE / entropy losses
 - :mod:`.field_setup` :class:`SemanticConfig` (the ``semantic:`` section), the maps and the ``features`` parameter
@@ -11,25 +11,24 @@
 - :mod:`.labels_json` a scene's labels.json: label texts and extra queries
 - :mod:`.view_queries` queries in rendered views: heatmaps, masks, PCA pictures, 2D mIoU for ``render.py``
 - :mod:`.labels`    per-Gaussian labels (codebook index + confidence): lifted or decoded directly
-- :mod:`.labelfiles` labels into point_cloud.ply / compressed.ply (``python -m gs_vq.semantics.labelfiles``)
+- :mod:`.labelfiles` labels into point_cloud.ply / compressed.ply (``python -m gs_vq.cli.labelfiles``)
 - :mod:`.select`    3D selection by text, ``--extract`` / ``--remove``, 3D selection IoU
-- :mod:`.lift`      training-free field on an RGB model (``python -m gs_vq.semantics.lift``)
-- :mod:`.cli`       ``render.py``'s ``--query`` / ``--semantic`` / ``--eval-queries`` / ``--extract`` options
+- :mod:`.lift`      training-free field on an RGB model (``python -m gs_vq.cli.lift``)
 
-Names are imported lazily (so ``python -m gs_vq.semantics.features`` runs its module only once).
+The command lines are in :mod:`gs_vq.cli` (``features``, ``lift``, ``labelfiles``, and ``semantic_render``:
+``render.py``'s semantic options); this package never imports it. Names are imported lazily.
 """
 
 import importlib
 
 _EXPORTS = {
-    "cli": ["add_render_args", "run_semantic_render", "wants_semantics"],
     "codebook": ["SemanticCodebook", "code_ce_loss", "cosine_loss", "entropy_loss", "entry_usage", "semantic_losses"],
     "encoders": ["EncoderSpec", "load_text_encoder"],
     "features": ["FeatureMaps", "compute_clip_features", "compute_label_features", "load_features"],
     "plugin": ["SemanticField"],
     "field_setup": ["SemanticConfig", "add_feature_param"],
     "labels": ["compute_labels", "labels_for", "stored_labels"],
-    "lift": ["lift_field"],
+    "lift": ["lift_field", "lift_model"],
     "select": ["evaluate_selection", "query_selection", "write_selection"],
     "view_queries": ["evaluate_queries", "render_pca", "render_queries"],
     "head": ["HEAD_NAME", "SemanticHead"],

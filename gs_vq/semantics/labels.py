@@ -36,7 +36,7 @@ def check_field(splats: Dict[str, Tensor], head: SemanticHead) -> Tensor:
     """The model's ``features [N, F]``, checked against ``head`` (one-line errors)."""
     if "features" not in splats:
         raise GsVqError("the model has no per-Gaussian semantic features: train it with --semantic "
-                        "(or lift them with python -m gs_vq.semantics.lift)")
+                        "(or lift them with python -m gs_vq.cli.lift)")
     feats = splats["features"]
     if feats.shape[1] != head.codebook.feature_dim:
         raise GsVqError(f"the model's features have {feats.shape[1]} channels, its semantic head "
