@@ -1,6 +1,7 @@
 """Write per-Gaussian semantic labels into a model's files (:func:`label_model`; CLI ``python -m gs_vq.cli.labelfiles -m MODEL``).
 
-- ``point_cloud.ply``: float properties ``label`` and ``label_conf`` (viewers ignore them).
+- ``point_cloud.ply``: float properties ``labels`` and ``labelconf`` (viewers ignore them; plys written
+  before these names called them ``label`` / ``label_conf``, which :func:`gs_vq.io.load_ply` still reads).
 - ``compressed.ply``: two coded attributes through the file's generic codebook mechanism, no
   format change: ``labels`` (a ``[K, 1]`` codebook holding the entry numbers, one index per
   Gaussian, ``ceil(log2 K_used)`` bits before entropy coding) and ``labelconf`` (``2^CONF_BITS``
@@ -51,14 +52,14 @@ def label_compressed(path: str, head: SemanticHead, cameras: Optional[Sequence],
     pos_bits = scene.grid.bits if scene.grid is not None else LOSSLESS
     info = write_compressed(path, scene, pos_bits=pos_bits, opacity_bits=scene.opacity_bits)
     bits = info["bits_per_gaussian"]
-    return {"bytes": info["bytes"], "label_bits": round(bits.get(f"{LABEL_KEY}.index", 0.0)
-                                                        + bits.get(f"{LABEL_KEY}.codebook", 0.0), 4),
-            "label_conf_bits": round(bits.get(f"{CONF_KEY}.index", 0.0) + bits.get(f"{CONF_KEY}.codebook", 0.0), 4)}
+    label_bits = {f"{key}_bits": round(bits.get(f"{key}.index", 0.0) + bits.get(f"{key}.codebook", 0.0), 4)
+                  for key in (LABEL_KEY, CONF_KEY)}  # labels_bits, labelconf_bits
+    return {"bytes": info["bytes"], **label_bits}
 
 
 def label_ply(path: str, head: SemanticHead, cameras: Optional[Sequence], method: str = "lift",
               downscale: Optional[int] = None, backend: str = "auto") -> Dict:
-    """Compute labels of a standard ply's Gaussians and rewrite it with ``label`` / ``label_conf``."""
+    """Compute labels of a standard ply's Gaussians and rewrite it with ``labels`` / ``labelconf``."""
     splats = load_ply(path)
     labels, conf = compute_labels(splats, head, cameras, method, downscale, backend)
     splats[LABEL_KEY], splats[CONF_KEY] = labels.cpu(), conf.cpu()
