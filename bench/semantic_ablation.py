@@ -73,7 +73,7 @@ def run_variant(args, name: str, init: str, entropy: float, start: str, features
                                trainer.background, trainer.device, backend=cfg.backend, progress=False)
     row = {"variant": name, "codebook_init": init, "entropy_weight": entropy, "iterations": args.iterations,
            "seconds": round(init_seconds + trainer.train_seconds, 1), "init_seconds": round(init_seconds, 1),
-           "active_entries": int(plugin.head().active.sum()), "last_losses": plugin.last, **res}
+           "active_entries": int(plugin.head().active.sum()), "last_losses": plugin.state.last, **res}
     print(f"  {name:20s} mIoU {res['miou']:.3f}  extra {res['miou_extra']:.3f}  {row['seconds']:.0f} s", flush=True)
     return row
 
