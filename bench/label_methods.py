@@ -17,7 +17,7 @@ from gs_vq.config import load_config
 from gs_vq.data import load_scene
 from gs_vq.io import load_splats
 from gs_vq.semantics.labels import CONF_KEY, LABEL_KEY, compute_labels
-from gs_vq.semantics.query import SemanticHead
+from gs_vq.semantics.head import SemanticHead
 from gs_vq.semantics.select import evaluate_selection
 
 

@@ -3,7 +3,7 @@
     python -m bench.query_speed -m MODEL [--sizes 256,800] [--views 5] [--threads 1]
 
 MODEL is a semantic model folder (trained with --semantic, or lifted with
-``python -m gs_vq.semantics.lift``). For each size, the first ``--views`` test cameras (train
+``python -m gs_vq.cli.lift``). For each size, the first ``--views`` test cameras (train
 cameras when the model has none) are rescaled to ``size x size`` pixels (intrinsics scaled, the
 aspect ratio forced square) and timed: ``render`` (rasterizing the per-Gaussian features),
 ``decode`` (features -> codebook weights) and ``mask`` (one query's pixel scores and mask, the
@@ -30,7 +30,8 @@ from gs_vq.render import rasterize
 from gs_vq.render.contribution import scaled_intrinsics
 from gs_vq.semantics.encoders import encode_texts, load_text_encoder
 from gs_vq.semantics.labels import stored_labels
-from gs_vq.semantics.query import DEFAULT_MASK_RULE, HEAD_NAME, SemanticHead, iou_counts, query_mask
+from gs_vq.semantics.head import HEAD_NAME, SemanticHead
+from gs_vq.semantics.scoring import DEFAULT_MASK_RULE, iou_counts, query_mask
 from gs_vq.semantics.select import label_scores, selection_channels
 
 

@@ -22,7 +22,7 @@ import torch
 from gs_vq.checkpoint import load_checkpoint, save_checkpoint
 from gs_vq.config import make_config
 from gs_vq.data import load_scene
-from gs_vq.semantics.evaluate import evaluate_queries
+from gs_vq.semantics.view_queries import evaluate_queries
 from gs_vq.semantics.features import compute_label_features, default_features_dir
 from gs_vq.trainer import Trainer
 
@@ -73,7 +73,7 @@ def run_variant(args, name: str, init: str, entropy: float, start: str, features
                                trainer.background, trainer.device, backend=cfg.backend, progress=False)
     row = {"variant": name, "codebook_init": init, "entropy_weight": entropy, "iterations": args.iterations,
            "seconds": round(init_seconds + trainer.train_seconds, 1), "init_seconds": round(init_seconds, 1),
-           "active_entries": int(plugin.head().active.sum()), "last_losses": plugin.last, **res}
+           "active_entries": int(plugin.head().active.sum()), "last_losses": plugin.state.last, **res}
     print(f"  {name:20s} mIoU {res['miou']:.3f}  extra {res['miou_extra']:.3f}  {row['seconds']:.0f} s", flush=True)
     return row
 

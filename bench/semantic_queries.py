@@ -6,9 +6,9 @@ per query, each mask rule side by side (the old ``gap`` and ``codebook`` against
 
 Per scene (:mod:`gs_vq.data.labelled_scenes`, 128x128, 24 train + 8 test views): an RGB model
 trained briefly (the cpu preset's schedule scaled to ``--iterations``), then the training-free
-semantic field lifted onto it (``python -m gs_vq.semantics.lift``: label maps of MiniLM
+semantic field lifted onto it (``python -m gs_vq.cli.lift``: label maps of MiniLM
 embeddings, 16 features, 64 entries, per-Gaussian labels). Every rule is scored from the same
-renders of the test views (pooled IoU, :func:`gs_vq.semantics.evaluate.evaluate_queries`), also
+renders of the test views (pooled IoU, :func:`gs_vq.semantics.view_queries.evaluate_queries`), also
 with the lifted decoder as it was before this change (``old lift``: copies of an entry not
 sharing one entry's weight), so ``old lift + gap`` is the path before, end to end; the
 colour / material queries of ``attribute_queries`` are scored apart (label-text features cannot
@@ -24,7 +24,6 @@ import dataclasses
 import os
 import statistics
 import time
-from argparse import Namespace
 from typing import Dict, List
 
 import torch
@@ -35,9 +34,10 @@ from gs_vq.config import make_config, scale_steps
 from gs_vq.data import background_of, load_scene
 from gs_vq.data.labelled_scenes import ROLES, SCENES, write_labelled_scene
 from gs_vq.io import load_ply
-from gs_vq.semantics import lift
-from gs_vq.semantics.evaluate import evaluate_queries
-from gs_vq.semantics.query import DEFAULT_MASK_RULE, SemanticHead
+from gs_vq.semantics.lift import lift_model
+from gs_vq.semantics.view_queries import evaluate_queries
+from gs_vq.semantics.head import SemanticHead
+from gs_vq.semantics.scoring import DEFAULT_MASK_RULE
 from gs_vq.trainer import Trainer
 
 OLD_RULES = ("gap", "codebook")
@@ -57,11 +57,10 @@ def rgb_model(scene_path: str, work: str, iterations: int, seed: int) -> str:
 
 
 def semantic_model(rgb: str, work: str) -> str:
-    """The lifted semantic model folder (``gs_vq.semantics.lift`` with its CLI defaults, 16 features)."""
+    """The lifted semantic model folder (``python -m gs_vq.cli.lift`` with its defaults, 16 features)."""
     folder = os.path.join(work, "lifted")
     if not os.path.isfile(os.path.join(folder, "semantic_head.pt")):
-        lift.run(Namespace(model_path=rgb, out=folder, features=None, map_downscale=2, feature_dim=16, num_codes=64,
-                           tau=60.0, label_method="direct", backend="auto"))
+        lift_model(rgb, folder, map_downscale=2, feature_dim=16, num_codes=64, tau=60.0, label_method="direct")
     return folder
 
 

@@ -23,8 +23,8 @@ from PIL import Image
 from bench.report import ROOT, markdown, write_json
 from gs_vq.data.labelled_scenes import ROLES, scene_labels, write_labelled_scene
 from gs_vq.semantics.encoders import MINILM_NAME, EncoderSpec, encode_texts, load_text_encoder
-from gs_vq.semantics.features import label_table
-from gs_vq.semantics.query import CANONICAL_NEGATIVES, TEMPLATES, entry_gap_match, select_entries
+from gs_vq.semantics.labels_json import label_table
+from gs_vq.semantics.scoring import CANONICAL_NEGATIVES, TEMPLATES, entry_gap_match, select_entries
 
 TEMPLATE_SETS = {"none": ("{}",), "photo": ("a photo of {}",), "ensemble": TEMPLATES}
 

@@ -1,7 +1,7 @@
 """What every command-line tool shares: a GsVqError becomes one line ``error: ...`` and exit 2,
 argparse errors too, and ``--quiet`` silences the libraries' progress bars. Library packages
-(semantics, export) import it for their ``python -m`` entry points; :mod:`gs_vq.cli` holds the
-front ends themselves."""
+(export) import it for their ``python -m`` entry points; :mod:`gs_vq.cli` holds the front ends
+themselves."""
 
 import argparse
 import os

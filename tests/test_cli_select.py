@@ -25,7 +25,7 @@ def lifted(tmp_path_factory):
     root = tmp_path_factory.mktemp("lift")
     r = run("train.py", "-m", str(root / "rgb"), "--iterations", "100", *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = run("-m", "gs_vq.semantics.lift", "-m", str(root / "rgb"), "-o", str(root / "lift"))
+    r = run("-m", "gs_vq.cli.lift", "-m", str(root / "rgb"), "-o", str(root / "lift"))
     assert r.returncode == 0, r.stderr[-2000:]
     stats = json.loads(r.stdout.strip().splitlines()[-1])
     assert stats["num_views"] == 32 and stats["lift_cpu_seconds"] > 0 and stats["device"] == "cpu"
@@ -34,7 +34,7 @@ def lifted(tmp_path_factory):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a CUDA device")
 def test_lift_on_cuda_without_a_device_is_one_line(lifted):
-    r = run("-m", "gs_vq.semantics.lift", "-m", str(lifted / "rgb"), "-o", str(lifted / "lift_cuda"), "--device", "cuda")
+    r = run("-m", "gs_vq.cli.lift", "-m", str(lifted / "rgb"), "-o", str(lifted / "lift_cuda"), "--device", "cuda")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --device cuda asked for, but no CUDA device "
                                                                     "is available"]
     assert not (lifted / "lift_cuda").exists()

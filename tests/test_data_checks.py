@@ -20,7 +20,7 @@ from gs_vq.data.colmap_bin import check_binary_model
 from gs_vq.data.images import read_image
 from gs_vq.errors import GsVqError
 from gs_vq.io import load_ply, save_ply
-from gs_vq.semantics.evaluate import evaluate_queries, slug
+from gs_vq.semantics.view_queries import evaluate_queries, slug
 
 FERN = Path(__file__).resolve().parents[2] / "shared" / "data" / "fern"
 needs_fern = pytest.mark.skipif(not (FERN / "sparse" / "0").is_dir(), reason="needs ../shared/data/fern")

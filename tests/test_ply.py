@@ -37,6 +37,29 @@ def test_round_trip_is_exact(tmp_path, degree, features):
         assert torch.equal(back[k], splats[k]), k
 
 
+def test_semantic_labels_one_name_and_old_plys(tmp_path):
+    """Labels are ``labels`` / ``labelconf`` in the splats and the ply; plys that called them
+    ``label`` / ``label_conf`` still load under the new names."""
+    from plyfile import PlyElement
+
+    splats = random_splats(n=20, degree=0)
+    splats["labels"] = torch.randint(0, 7, (20,))
+    splats["labelconf"] = torch.rand(20)
+    path = str(tmp_path / "new.ply")
+    save_ply(splats, path)
+    names = [p.name for p in PlyData.read(path)["vertex"].properties]
+    assert "labels" in names and "labelconf" in names and "label" not in names
+    v = PlyData.read(path)["vertex"].data
+    old = np.empty(len(v), dtype=[("label" if n == "labels" else "label_conf" if n == "labelconf" else n, "f4")
+                                  for n in v.dtype.names])
+    for n_old, n in zip(old.dtype.names, v.dtype.names):
+        old[n_old] = v[n]
+    PlyData([PlyElement.describe(old, "vertex")]).write(str(tmp_path / "old.ply"))
+    for back in (load_ply(path), load_ply(str(tmp_path / "old.ply"))):
+        assert torch.equal(back["labels"], splats["labels"]) and back["labels"].dtype == torch.int64
+        assert torch.equal(back["labelconf"], splats["labelconf"]) and "label" not in back
+
+
 def test_inria_layout(tmp_path):
     splats = random_splats(n=7)
     save_ply(splats, str(tmp_path / "p.ply"))

@@ -104,14 +104,14 @@ def test_clip_source_end_to_end_features_training_query(tiny_clip, tmp_path):
     run = lambda *a: subprocess.run([sys.executable, *a], capture_output=True, text=True, cwd=str(root),  # noqa: E731
                                     timeout=600, env={**os.environ, "PYTHONPATH": str(root)})
     feats = tmp_path / "feats"
-    r = run("-m", "gs_vq.semantics.features", "-s", str(scene), "--source", "clip", "--clip-model", tiny_clip[0],
+    r = run("-m", "gs_vq.cli.features", "-s", str(scene), "--source", "clip", "--clip-model", tiny_clip[0],
             "--clip-checkpoint", tiny_clip[1], "--features", str(feats), "--downscale", "4")
     assert r.returncode == 0, r.stderr[-2000:]
     model = tmp_path / "model"
     r = run("train.py", "-s", str(scene), "-m", str(model), "--semantic", "--features", str(feats),
             "--iterations", "30", "--config", str(root / "tests" / "tiny.yaml"), "--quiet")
     assert r.returncode == 0, r.stderr[-2000:]
-    from gs_vq.semantics.query import SemanticHead
+    from gs_vq.semantics.head import SemanticHead
 
     head = SemanticHead.load(str(model / "semantic_head.pt"))
     assert head.encoder.kind == "open_clip" and head.encoder.checkpoint == tiny_clip[1]  # queries use the clip text tower

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from gs_vq.errors import GsVqError
-from gs_vq.semantics.features import (compute_label_features, label_map, label_table, load_features, map_size,
-                                      read_meta, sample_centres, view_file, write_features)
+from gs_vq.semantics.features import (compute_label_features, label_map, load_features, map_size, read_meta,
+                                      sample_centres, view_file, write_features)
+from gs_vq.semantics.labels_json import label_table
 from test_semantic_lib import BagOfWordsEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def test_cli_on_a_generated_scene(tmp_path):
     scene_dir = generate_demo_scene(tmp_path / "demo", n_train=3, n_test=1, size=24)
     out = tmp_path / "feats"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GS_VQ_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "gs_vq.semantics.features", "-s", str(scene_dir), "--features", str(out),
+    cmd = [sys.executable, "-m", "gs_vq.cli.features", "-s", str(scene_dir), "--features", str(out),
            "--downscale", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr

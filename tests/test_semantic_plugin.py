@@ -105,9 +105,9 @@ def test_state_dict_round_trip_and_export(tmp_path):
     state = a.state_dict()
     b = semantic_field({**cfg, "codebook_init": "random"}, scene, splats, opts)
     b.load_state_dict(state)
-    assert torch.equal(a.codebook.codes, b.codebook.codes)
+    assert torch.equal(a.state.codebook.codes, b.state.codebook.codes)
     x = torch.randn(4, 8)
-    assert torch.equal(a.codebook.decode(x)[2], b.codebook.decode(x)[2])
+    assert torch.equal(a.state.codebook.decode(x)[2], b.state.codebook.decode(x)[2])
     sizes = a.export(str(tmp_path / "model"))
     assert sizes["semantic_head_bytes"] > 0 and (tmp_path / "model" / "semantic_head.pt").is_file()
 
@@ -127,8 +127,8 @@ def test_label_maps_are_made_on_demand(tmp_path):
     splats, opts = frozen_params(scene)
     field = semantic_field({"features_dir": str(tmp_path / "auto"), "num_codes": 4,
                                        "kmeans_per_view": 4}, scene, splats, opts)
-    assert field.maps.dim == 384 and (tmp_path / "auto" / "meta.json").is_file()
-    assert field.maps.encoder.kind == "minilm"
+    assert field.state.maps.dim == 384 and (tmp_path / "auto" / "meta.json").is_file()
+    assert field.state.maps.encoder.kind == "minilm"
 
 
 def test_generator_state_survives_a_checkpoint_loaded_onto_another_device(tmp_path):
@@ -141,13 +141,13 @@ def test_generator_state_survives_a_checkpoint_loaded_onto_another_device(tmp_pa
     moved = torch.load(tmp_path / "ckpt.pt", map_location="meta", weights_only=False)["plugins"]["semantic"]
     b = semantic_field(cfg, scene, splats, opts)
     b.load_state_dict({**on_cpu, "generator": moved["generator"]})
-    assert torch.equal(torch.randint(0, 1000, (16,), generator=a.generator),
-                       torch.randint(0, 1000, (16,), generator=b.generator))
+    assert torch.equal(torch.randint(0, 1000, (16,), generator=a.state.generator),
+                       torch.randint(0, 1000, (16,), generator=b.state.generator))
     # an older checkpoint holding the state as a tensor on another device restores as well
     c = semantic_field(cfg, scene, splats, opts)
-    c.load_state_dict({**on_cpu, "generator": b.generator.get_state().to(torch.float32).to(torch.uint8)})
-    assert torch.equal(torch.randint(0, 1000, (16,), generator=b.generator),
-                       torch.randint(0, 1000, (16,), generator=c.generator))
+    c.load_state_dict({**on_cpu, "generator": b.state.generator.get_state().to(torch.float32).to(torch.uint8)})
+    assert torch.equal(torch.randint(0, 1000, (16,), generator=b.state.generator),
+                       torch.randint(0, 1000, (16,), generator=c.state.generator))
 
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from gs_vq.errors import GsVqError
-from gs_vq.semantics.query import (SemanticHead, entry_match, entry_relevancy, extra_queries, iou_counts,
-                                   label_queries, query_mask)
+from gs_vq.semantics.head import SemanticHead
+from gs_vq.semantics.labels_json import extra_queries, label_queries
+from gs_vq.semantics.scoring import entry_match, entry_relevancy, iou_counts, query_mask
 from gs_vq.splats import render_splats
 from test_semantic_lib import LABELS, frozen_params, labelled_scene, semantic_field, train_features
 
@@ -82,7 +83,7 @@ def test_label_query_ranks_its_pixels_first(trained):
 
 
 def test_head_save_load_and_eval(trained, tmp_path):
-    from gs_vq.semantics.evaluate import evaluate_queries, render_pca, render_queries
+    from gs_vq.semantics.view_queries import evaluate_queries, render_pca, render_queries
 
     scene, plugin, enc = trained
     head = plugin.head()
@@ -122,7 +123,7 @@ def test_tabletop_queries_pick_their_labels_with_minilm():
     """With the label embeddings as codebook, the codebook rule keeps exactly the right labels for
     every label query and most extra queries, where LERF's fixed 0.5 keeps several (shared/README)."""
     from gs_vq.semantics.encoders import MINILM_NAME, EncoderSpec, encode_texts, load_text_encoder
-    from gs_vq.semantics.query import CANONICAL_NEGATIVES
+    from gs_vq.semantics.scoring import CANONICAL_NEGATIVES
 
     labels = json.loads(TABLETOP_LABELS.read_text())
     enc = load_text_encoder(EncoderSpec("minilm", MINILM_NAME, 384))

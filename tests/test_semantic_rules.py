@@ -14,7 +14,7 @@ from gs_vq.errors import GsVqError
 from gs_vq.semantics.encoders import EncoderSpec
 from gs_vq.semantics.features import FeatureMaps
 from gs_vq.semantics.lift import lifted_head
-from gs_vq.semantics.query import DEFAULT_MASK_RULE, select_entries
+from gs_vq.semantics.scoring import DEFAULT_MASK_RULE, select_entries
 
 
 def cosines(vectors: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ def test_labelled_scene_masks_hold_the_labelled_objects(tmp_path):
 def test_render_help_states_the_limits_of_label_text_features():
     import argparse
 
-    from gs_vq.semantics.cli import add_render_args
+    from gs_vq.cli.semantic_render import add_render_args
 
     p = argparse.ArgumentParser()
     add_render_args(p)

@@ -105,7 +105,7 @@ def test_labels_round_trip_through_ply_and_compressed(lifted, tmp_path):
 def test_gap_rule_keeps_every_entry_above_the_largest_drop():
     import torch.nn.functional as F
 
-    from gs_vq.semantics.query import entry_gap_match
+    from gs_vq.semantics.scoring import entry_gap_match
 
     codes = torch.eye(5)
     q = F.normalize(torch.tensor([0.60, 0.59, 0.45, 0.2, 0.62]), dim=0)
@@ -118,7 +118,7 @@ def test_gap_rule_keeps_every_entry_above_the_largest_drop():
 def test_gap_rule_skips_entries_a_canonical_negative_beats():
     import torch.nn.functional as F
 
-    from gs_vq.semantics.query import entry_gap_match
+    from gs_vq.semantics.scoring import entry_gap_match
 
     # entries: book, background, ball, box; negatives: "texture"-like direction close to background
     codes = F.normalize(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.3, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
@@ -149,8 +149,8 @@ def test_lift_initialises_the_trained_field(tmp_path):
 
 
 def test_query_files_and_ids_are_checked(tmp_path):
-    from gs_vq.semantics.evaluate import slug
-    from gs_vq.semantics.query import extra_queries
+    from gs_vq.semantics.view_queries import slug
+    from gs_vq.semantics.labels_json import extra_queries
 
     assert len({slug(t) for t in ["red apple", "red-apple", "red apple!"]}) == 3
     with pytest.raises(GsVqError, match=r"ids \[7\]"):

@@ -9,7 +9,7 @@ import torch
 from gs_vq.config import make_config, to_dict
 from gs_vq.data import generate_demo_scene, load_scene
 from gs_vq.errors import GsVqError
-from gs_vq.semantics.cli import add_render_args, run_semantic_render, wants_semantics
+from gs_vq.cli.semantic_render import add_render_args, run_semantic_render, wants_semantics
 from gs_vq.semantics.features import compute_label_features
 from gs_vq.trainer import Trainer
 from test_semantic_lib import BagOfWordsEncoder
@@ -34,18 +34,18 @@ def test_trainer_with_semantics_densifies_features_and_exports(demo):
     trainer = Trainer(cfg, scene, str(root / "model"))
     n0 = len(trainer.splats["means"])
     assert trainer.splats["features"].shape == (n0, 8) and "features" in trainer.optimizers
-    codes0 = trainer.plugins["semantic"].codebook.codes.detach().clone()
+    codes0 = trainer.plugins["semantic"].state.codebook.codes.detach().clone()
     trainer.train(progress=False)
     n1 = len(trainer.splats["means"])
     assert n1 != n0 and trainer.splats["features"].shape == (n1, 8)  # densification carried the features
     plugin = trainer.plugins["semantic"]
-    assert set(plugin.last) == {"cos", "ce", "entropy"} and all(v == v for v in plugin.last.values())
-    assert not torch.equal(plugin.codebook.codes, codes0)  # the codebook trains
+    assert set(plugin.state.last) == {"cos", "ce", "entropy"} and all(v == v for v in plugin.state.last.values())
+    assert not torch.equal(plugin.state.codebook.codes, codes0)  # the codebook trains
     sizes = trainer.export()
     assert sizes["semantic_head_bytes"] > 0 and (root / "model" / "semantic_head.pt").is_file()
     # resume restores the plugin state
     again = Trainer(make_config("cpu", {**to_dict(cfg), "resume": True}), scene, str(root / "model"))
-    assert torch.equal(again.plugins["semantic"].codebook.codes, plugin.codebook.codes)
+    assert torch.equal(again.plugins["semantic"].state.codebook.codes, plugin.state.codebook.codes)
 
     # render.py's semantic options on the trained model
     p = argparse.ArgumentParser()

@@ -50,7 +50,7 @@ def semantic_model(folder: Path, encoder=None) -> Path:
     ``.spec`` and ``.encode`` (default: the packaged MiniLM, which ``view.py`` then loads too)."""
     from gs_vq.semantics.codebook import SemanticCodebook
     from gs_vq.semantics.encoders import EncoderSpec, MINILM_NAME, encode_texts, load_text_encoder
-    from gs_vq.semantics.query import SemanticHead
+    from gs_vq.semantics.head import SemanticHead
 
     folder.mkdir(parents=True, exist_ok=True)
     save_ply(blob_splats(), str(folder / "point_cloud.ply"))

@@ -5,6 +5,7 @@ import json
 import os
 
 from . import OneLineParser, guarded, quiet_libraries
+from .semantic_render import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
 from ..camera_path import TRAJ_KINDS, PathConfig
 from ..errors import GsVqError
 from ..files import atomic_path, existing_file, existing_folder, output_file, read_json
@@ -13,7 +14,6 @@ from ..io import load_splats
 from ..io.inria import clear_renders, render_dir
 from ..metrics import LPIPS_NETS
 from ..model_dir import load_model_scene, model_config, open_model_dir
-from ..semantics.cli import add_render_args, run_selection, run_semantic_render, wants_selection, wants_semantics
 from ..data import background_of
 from ..render import resolve_device
 from ..video import VideoConfig, check_video_path, render_video

@@ -7,7 +7,7 @@ One ``vertex`` element, float32 properties, in this order::
 ``f_rest`` is channel-major (all coefficients of R, then G, then B), ``opacity`` is a logit,
 ``scale_*`` are logs and ``rot_*`` a (w, x, y, z) quaternion: exactly the raw values of gsplat's
 splat ``ParameterDict``, so saving and loading is lossless. ``sem_*`` (optional) hold per-Gaussian
-semantic features, ``label`` / ``label_conf`` (optional) a per-Gaussian semantic codebook index
+semantic features, ``labels`` / ``labelconf`` (optional) a per-Gaussian semantic codebook index
 and its confidence (:mod:`gs_vq.semantics.labels`); viewers ignore properties they do not know.
 """
 
@@ -23,7 +23,11 @@ from ..errors import GsVqError
 
 from ..files import atomic_path, existing_file
 
-LABEL_PROPERTIES = {"labels": "label", "labelconf": "label_conf"}  # splat key -> ply property
+# per-Gaussian semantic label (codebook entry, [N] int64) and its confidence ([N] float in [0, 1]): one
+# name each for the splat key, the ply property and the compressed.ply attribute (whose names are
+# alphanumeric only, hence no underscore)
+LABEL_KEY, CONF_KEY = "labels", "labelconf"
+OLD_LABEL_PROPERTIES = {LABEL_KEY: "label", CONF_KEY: "label_conf"}  # what plys written before called them; still read
 
 
 def ply_header_has(path: str, *markers: bytes) -> bool:
@@ -65,9 +69,9 @@ def splats_to_arrays(splats: Dict[str, Tensor]) -> Dict[str, np.ndarray]:
     if "features" in splats:
         feats = splats["features"].detach().float().cpu()  # [N, F]
         columns.update({f"sem_{i}": feats[:, i] for i in range(feats.shape[1])})
-    for key, prop in LABEL_PROPERTIES.items():  # per-Gaussian semantic label and its confidence
+    for key in (LABEL_KEY, CONF_KEY):  # per-Gaussian semantic label and its confidence
         if key in splats:
-            columns[prop] = splats[key].detach().float().cpu().reshape(N)
+            columns[key] = splats[key].detach().float().cpu().reshape(N)
     return {k: v.numpy().astype(np.float32) for k, v in columns.items()}
 
 
@@ -116,9 +120,10 @@ def load_ply(path: str, device: str = "cpu") -> Dict[str, Tensor]:
         sem = _numbered(names, "sem_")
         if sem:
             splats["features"] = stack(sem)  # [N, F]
-        for key, prop in LABEL_PROPERTIES.items():
+        for key, old in OLD_LABEL_PROPERTIES.items():
+            prop = key if key in names else old
             if prop in names:
-                splats[key] = col(prop).long() if key == "labels" else col(prop)  # [N]
+                splats[key] = col(prop).long() if key == LABEL_KEY else col(prop)  # [N]
     except GsVqError:
         raise
     except Exception as e:  # plyfile raises many types on corrupt input

@@ -4,7 +4,7 @@ A rendered feature ``f [F]`` (F = 8..16) is decoded by a small decoder (linear, 
 logits over ``K`` codebook entries; ``w = softmax(logits)`` and the decoded feature is
 ``sum_k w_k c_k`` with ``c_k`` the unit-normalised entries (``[K, D]``, D = the text encoder's
 dimension). Queries then need one relevance value per entry, not per pixel
-(:mod:`gs_vq.semantics.query`).
+(:mod:`gs_vq.semantics.scoring`).
 
 Losses (each with its own weight in :class:`~gs_vq.semantics.field_setup.SemanticConfig`):
 
@@ -126,6 +126,16 @@ class SemanticCodebook(nn.Module):
 
 
 # ---- losses ---------------------------------------------------------------------------------
+def entry_usage(codebook: SemanticCodebook, targets: Sequence[Tensor]) -> Tensor:
+    """Fraction of 2D feature pixels (``targets``: ``[P_i, D]`` per view) whose nearest entry is
+    each entry -> ``[K]``."""
+    counts = torch.zeros(codebook.num_codes)
+    for t in targets:
+        idx = codebook.nearest(t.to(codebook.codes.device)).cpu()
+        counts += torch.bincount(idx, minlength=codebook.num_codes).float()
+    return counts / counts.sum().clamp_min(1)
+
+
 def cosine_loss(decoded: Tensor, targets: Tensor) -> Tensor:
     """``1 - cos(decoded, targets)`` averaged over pixels. Both ``[P, D]``."""
     return 1.0 - F.cosine_similarity(decoded, targets, dim=-1).mean()

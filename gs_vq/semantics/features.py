@@ -11,15 +11,13 @@ Sources (``meta["source"]``):
 are embedded in the same space, the dimension ``dim``, how to sample maps (``interp``) and, per
 view, the file, the map size ``[h, w]`` and the image size ``[H, W]`` it was made from.
 
-CLI: ``python -m gs_vq.semantics.features -s SCENE [--features DIR] [--source labels|clip] ...``
+CLI: ``python -m gs_vq.cli.features -s SCENE [--features DIR] [--source labels|clip] ...``
 """
 
-import argparse
 import hashlib
 import json
 import os
 import re
-import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -30,6 +28,7 @@ from torch import Tensor
 from ..errors import GsVqError
 
 from ..files import atomic_path, read_json
+from .labels_json import label_table
 from .encoders import MINILM_NAME, EncoderSpec, TextEncoder, encode_texts, load_text_encoder
 
 META_NAME = "meta.json"
@@ -37,15 +36,6 @@ FORMAT_VERSION = 1
 
 
 # ---- label maps -----------------------------------------------------------------------------
-def label_table(labels: Dict) -> Tuple[List[int], List[str]]:
-    """Object ids and label texts from a ``labels.json`` dict (``"queries"`` and non-integer keys skipped)."""
-    ids = sorted(int(k) for k in labels if str(k).lstrip("-").isdigit())
-    if not ids:
-        raise GsVqError("labels.json maps no integer ids to label text")
-    texts = [str(labels[str(i)]) for i in ids]
-    return ids, texts
-
-
 def map_size(height: int, width: int, downscale: int) -> Tuple[int, int]:
     """Feature-map size for an ``height x width`` image: ``(max(1, H // s), max(1, W // s))``."""
     if downscale < 1:
@@ -117,7 +107,7 @@ def write_features(out_dir: str, maps: Iterable[Tuple[str, Tensor, Tuple[int, in
 def read_meta(features_dir: str) -> Dict:
     path = os.path.join(features_dir, META_NAME)
     if not os.path.isfile(path):
-        raise GsVqError(f"no feature maps in {features_dir} (no {META_NAME}): run python -m gs_vq.semantics.features")
+        raise GsVqError(f"no feature maps in {features_dir} (no {META_NAME}): run python -m gs_vq.cli.features")
     meta = read_json(path)
     if not isinstance(meta, dict) or not {"encoder", "dim", "views"} <= set(meta):
         raise GsVqError(f"{path} is not a gs-vq feature meta file (needs encoder, dim, views)")
@@ -230,54 +220,3 @@ def _split(scene, split: str) -> List:
         raise GsVqError(f"--split must be train, test or all, got {split}")
     return {"train": scene.train_cameras, "test": scene.test_cameras,
             "all": scene.train_cameras + scene.test_cameras}[split]
-
-
-# ---- CLI ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m gs_vq.semantics.features",
-                                description="Compute 2D semantic feature maps for a scene's views.")
-    p.add_argument("-s", "--source_path", required=True, help="scene folder (COLMAP or NeRF-synthetic)")
-    p.add_argument("--features", help="output folder (default: <gs_vq cache>/features/<scene>-<hash>/<source>; "
-                                      "the cache is $GS_VQ_CACHE or ~/.cache/gs_vq)")
-    p.add_argument("--source", choices=["labels", "clip"], default="labels",
-                   help="labels: mask ids + labels.json texts (MiniLM); clip: dense open_clip image features")
-    p.add_argument("-r", "--resolution", type=int, default=1, help="image downscale used to load the scene")
-    p.add_argument("--downscale", type=int, default=4, help="feature maps are (H // d) x (W // d)")
-    p.add_argument("--split", choices=["train", "test", "all"], default="train")
-    p.add_argument("--eval", action="store_true", help="hold out test views as train.py --eval does (COLMAP)")
-    p.add_argument("--white_background", action="store_true")
-    p.add_argument("--clip-model", dest="clip_model", default="ViT-B-16",
-                   help="open_clip config name or JSON config file (--source clip)")
-    p.add_argument("--clip-checkpoint", dest="clip_checkpoint", help="local open_clip weights file (--source clip)")
-    p.add_argument("--clip-mode", dest="clip_mode", choices=["patch", "crops"], default="patch")
-    p.add_argument("--device", default="cpu")
-    return p
-
-
-def main(argv=None) -> None:
-    from ..console import guarded
-    from ..data import load_scene
-
-    @guarded
-    def run(argv):
-        args = build_parser().parse_args(argv)
-        scene = load_scene(args.source_path, resolution=args.resolution, eval=args.eval,
-                           white_background=args.white_background)
-        out = args.features or default_features_dir(scene.source_path, args.source)
-        t0 = time.perf_counter()
-        if args.source == "labels":
-            meta = compute_label_features(scene, out, args.downscale, args.split)
-        else:
-            if not args.clip_checkpoint:
-                raise GsVqError("--source clip needs --clip-checkpoint FILE (a local open_clip weights file)")
-            meta = compute_clip_features(scene, out, args.clip_model, args.clip_checkpoint, args.downscale,
-                                         args.clip_mode, args.split, args.device)
-        first = next(iter(meta["views"].values()))
-        print(f"[gs-vq] {len(meta['views'])} feature maps {first['size'][0]}x{first['size'][1]}x{meta['dim']} "
-              f"({EncoderSpec.from_dict(meta['encoder']).name}) in {out} ({time.perf_counter() - t0:.1f}s)")
-
-    run(argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,7 @@
-"""Write per-Gaussian semantic labels into a model's files: ``python -m gs_vq.semantics.labelfiles -m MODEL``.
+"""Write per-Gaussian semantic labels into a model's files (:func:`label_model`; CLI ``python -m gs_vq.cli.labelfiles -m MODEL``).
 
-- ``point_cloud.ply``: float properties ``label`` and ``label_conf`` (viewers ignore them).
+- ``point_cloud.ply``: float properties ``labels`` and ``labelconf`` (viewers ignore them; plys written
+  before these names called them ``label`` / ``label_conf``, which :func:`gs_vq.io.load_ply` still reads).
 - ``compressed.ply``: two coded attributes through the file's generic codebook mechanism, no
   format change: ``labels`` (a ``[K, 1]`` codebook holding the entry numbers, one index per
   Gaussian, ``ceil(log2 K_used)`` bits before entropy coding) and ``labelconf`` (``2^CONF_BITS``
@@ -12,8 +13,6 @@ quantized, so its labels may differ slightly from the ply's). ``train.py --seman
 after export.
 """
 
-import argparse
-import json
 import os
 import time
 from typing import Dict, List, Optional, Sequence
@@ -21,10 +20,9 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import GsVqError
 from ..io import load_ply, save_ply
-from .labels import CONF_KEY, LABEL_KEY, LABEL_METHODS, compute_labels
-from .query import HEAD_NAME, SemanticHead
+from .labels import CONF_KEY, LABEL_KEY, compute_labels
+from .head import HEAD_NAME, SemanticHead
 
 CONF_BITS = 4  # confidence levels stored in compressed.ply: 2^CONF_BITS
 
@@ -54,14 +52,14 @@ def label_compressed(path: str, head: SemanticHead, cameras: Optional[Sequence],
     pos_bits = scene.grid.bits if scene.grid is not None else LOSSLESS
     info = write_compressed(path, scene, pos_bits=pos_bits, opacity_bits=scene.opacity_bits)
     bits = info["bits_per_gaussian"]
-    return {"bytes": info["bytes"], "label_bits": round(bits.get(f"{LABEL_KEY}.index", 0.0)
-                                                        + bits.get(f"{LABEL_KEY}.codebook", 0.0), 4),
-            "label_conf_bits": round(bits.get(f"{CONF_KEY}.index", 0.0) + bits.get(f"{CONF_KEY}.codebook", 0.0), 4)}
+    label_bits = {f"{key}_bits": round(bits.get(f"{key}.index", 0.0) + bits.get(f"{key}.codebook", 0.0), 4)
+                  for key in (LABEL_KEY, CONF_KEY)}  # labels_bits, labelconf_bits
+    return {"bytes": info["bytes"], **label_bits}
 
 
 def label_ply(path: str, head: SemanticHead, cameras: Optional[Sequence], method: str = "lift",
               downscale: Optional[int] = None, backend: str = "auto") -> Dict:
-    """Compute labels of a standard ply's Gaussians and rewrite it with ``label`` / ``label_conf``."""
+    """Compute labels of a standard ply's Gaussians and rewrite it with ``labels`` / ``labelconf``."""
     splats = load_ply(path)
     labels, conf = compute_labels(splats, head, cameras, method, downscale, backend)
     splats[LABEL_KEY], splats[CONF_KEY] = labels.cpu(), conf.cpu()
@@ -80,47 +78,3 @@ def label_model(model_path: str, cameras: Optional[Sequence], method: str = "lif
             out[name] = {**fn(path, head, cameras, method, downscale, backend),
                          "label_cpu_seconds": round(time.process_time() - t0, 2)}
     return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Store per-Gaussian semantic labels in a model's ply files.")
-    p.add_argument("-m", "--model_path", required=True, help="model folder trained with --semantic")
-    p.add_argument("--method", choices=LABEL_METHODS, default="lift",
-                   help="lift: contribution-weighted vote of the decoded training views (default); "
-                        "direct: decode each Gaussian's own feature")
-    p.add_argument("--downscale", type=int, help="lifting renders the training views this much smaller "
-                   "(default: 4, or less to stay >= 64 pixels)")
-    p.add_argument("-s", "--source_path", help="override the scene folder recorded in MODEL/cfg.yaml")
-    p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
-    return p
-
-
-def train_cameras(model_path: str, source_path: Optional[str] = None):
-    """The training views of a model folder's scene (at the model's resolution)."""
-    from ..config import load_config
-    from ..data import load_scene
-
-    cfg = load_config(os.path.join(model_path, "cfg.yaml"))
-    scene = load_scene(source_path or cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background, images=cfg.images)
-    return scene.train_cameras
-
-
-def main(argv=None) -> None:
-    from ..console import guarded
-
-    @guarded
-    def run(argv):
-        args = build_parser().parse_args(argv)
-        if not os.path.isdir(args.model_path):
-            raise GsVqError(f"model folder not found: {args.model_path}")
-        if args.downscale is not None and args.downscale < 1:
-            raise GsVqError(f"--downscale must be >= 1, got {args.downscale}")
-        cams = train_cameras(args.model_path, args.source_path) if args.method == "lift" else None
-        print(json.dumps(label_model(args.model_path, cams, args.method, args.downscale, args.backend)))
-
-    run(argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,9 @@ Two ways to compute them from a semantic field (``features [N, F]`` + :class:`Se
 - ``direct``: decode each Gaussian's own feature; label = argmax of its weights, confidence =
   that weight.
 
-Labels live in the splat dict as ``labels [N]`` int64 and ``labelconf [N]`` float in [0, 1];
+Labels live in the splat dict as ``labels [N]`` int64 and ``labelconf [N]`` float in [0, 1], under the
+same names in point_cloud.ply and compressed.ply (:data:`gs_vq.io.ply.LABEL_KEY`; older plys' ``label`` /
+``label_conf`` are read too);
 :func:`stored_labels` also accepts the ``[N, 1]`` float columns compressed.ply decodes them to.
 """
 
@@ -23,12 +25,11 @@ import torch
 from torch import Tensor
 
 from ..errors import GsVqError
+from ..io.ply import CONF_KEY, LABEL_KEY  # noqa: F401 (the labels' names, exported here)
 from ..render import rasterize
 from ..render.contribution import lift_maps, scaled_intrinsics
-from .query import SemanticHead
+from .head import SemanticHead
 
-LABEL_KEY = "labels"
-CONF_KEY = "labelconf"
 LABEL_METHODS = ("lift", "direct")
 
 
@@ -36,7 +37,7 @@ def check_field(splats: Dict[str, Tensor], head: SemanticHead) -> Tensor:
     """The model's ``features [N, F]``, checked against ``head`` (one-line errors)."""
     if "features" not in splats:
         raise GsVqError("the model has no per-Gaussian semantic features: train it with --semantic "
-                        "(or lift them with python -m gs_vq.semantics.lift)")
+                        "(or lift them with python -m gs_vq.cli.lift)")
     feats = splats["features"]
     if feats.shape[1] != head.codebook.feature_dim:
         raise GsVqError(f"the model's features have {feats.shape[1]} channels, its semantic head "

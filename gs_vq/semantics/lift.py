@@ -1,6 +1,6 @@
 """Training-free semantic field: lift 2D feature maps onto a finished RGB model in one pass.
 
-``python -m gs_vq.semantics.lift -m RGB_MODEL -o OUT`` writes a semantic model folder (the
+:func:`lift_model` (``python -m gs_vq.cli.lift -m RGB_MODEL -o OUT``) writes a semantic model folder (the
 RGB model's Gaussians with ``features [N, F]`` and labels, ``semantic_head.pt``, ``cfg.yaml``)
 that every query, extraction and evaluation path of ``render.py`` reads like a trained field:
 
@@ -22,21 +22,20 @@ and codebook can start the trained field (``semantic.codebook_init: lift`` with
 ``--start_checkpoint``).
 """
 
-import argparse
 import json
 import os
 import shutil
 import time
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ..errors import GsVqError
 from ..render.contribution import lift_maps
-from .codebook import SemanticCodebook
+from .codebook import SemanticCodebook, entry_usage
 from .features import FeatureMaps
-from .query import HEAD_NAME, SemanticHead, entry_usage
+from .head import HEAD_NAME, SemanticHead
 
 
 def feature_basis(samples: Sequence[Tensor], dim: int) -> Tensor:
@@ -107,26 +106,18 @@ def init_from_lift(cfg, maps: FeatureMaps, scene, splats, optimizers) -> Semanti
     return head.codebook.train()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Training-free semantic field: lift 2D feature maps onto an RGB model.")
-    p.add_argument("-m", "--model_path", required=True, help="finished RGB model folder (cfg.yaml, point_cloud.ply)")
-    p.add_argument("-o", "--out", required=True, help="output model folder (the RGB model is not changed)")
-    p.add_argument("--features", help="2D feature maps folder (default: label maps in the gs_vq cache, made if absent)")
-    p.add_argument("--map_downscale", type=int, default=2,
-                   help="label maps made on demand are 1/this of the full-resolution images (default 2; "
-                        "training uses 4)")
-    p.add_argument("--feature_dim", type=int, default=16)
-    p.add_argument("--num_codes", type=int, default=64)
-    p.add_argument("--tau", type=float, default=60.0, help="decoder temperature (per unit cosine)")
-    p.add_argument("--labels", dest="label_method", choices=["lift", "direct"], default="direct",
-                   help="per-Gaussian labels stored with the field (default: decode each lifted feature)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the model is lifted (auto: CUDA when available, gsplat's rasterizer there)")
-    p.add_argument("--backend", choices=["auto", "gsplat", "cpp", "torch"], default="auto")
-    return p
+def lift_model(model_path: str, out: str, features: Optional[str] = None, map_downscale: int = 2,
+               feature_dim: int = 16, num_codes: int = 64, tau: float = 60.0, label_method: str = "direct",
+               device: str = "auto", backend: str = "auto") -> Dict:
+    """Lift the 2D feature maps onto the finished RGB model folder ``model_path`` and write the
+    semantic model folder ``out`` (``point_cloud.ply`` with ``features [N, feature_dim]`` and labels,
+    ``semantic_head.pt``, ``cfg.yaml``, ``lift_stats.json``); ``model_path`` is not changed.
 
-
-def run(args) -> Dict:
+    ``features``: the 2D maps folder (default: label maps in the gs_vq cache, made at
+    ``1 / map_downscale`` of the full-resolution images if absent); ``tau``: decoder temperature
+    per unit cosine; ``label_method``: how the stored labels are computed (``direct`` | ``lift``).
+    Returns the lift statistics (seconds, sizes).
+    """
     from ..config import load_config
     from ..data import load_scene
     from ..io import load_ply, save_ply
@@ -134,43 +125,32 @@ def run(args) -> Dict:
     from .labels import CONF_KEY, LABEL_KEY, compute_labels
     from .field_setup import SemanticConfig, ensure_features
 
-    if not os.path.isdir(args.model_path):
-        raise GsVqError(f"model folder not found: {args.model_path}")
-    if not 1 <= args.feature_dim <= 64 or args.num_codes < 2:
-        raise GsVqError(f"bad sizes: --feature_dim {args.feature_dim}, --num_codes {args.num_codes}")
-    cfg = load_config(os.path.join(args.model_path, "cfg.yaml"))
+    if not os.path.isdir(model_path):
+        raise GsVqError(f"model folder not found: {model_path}")
+    if not 1 <= feature_dim <= 64 or num_codes < 2:
+        raise GsVqError(f"bad sizes: --feature_dim {feature_dim}, --num_codes {num_codes}")
+    cfg = load_config(os.path.join(model_path, "cfg.yaml"))
     scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
                        white_background=cfg.white_background, images=cfg.images)
-    if args.map_downscale < 1:
-        raise GsVqError(f"--map_downscale must be >= 1, got {args.map_downscale}")
-    maps = ensure_features(SemanticConfig(features_dir=args.features, map_downscale=args.map_downscale), scene,
+    if map_downscale < 1:
+        raise GsVqError(f"--map_downscale must be >= 1, got {map_downscale}")
+    maps = ensure_features(SemanticConfig(features_dir=features, map_downscale=map_downscale), scene,
                            cfg.resolution or 1)
-    device = resolve_device(args.device)
-    splats = {k: v.to(device) for k, v in load_ply(os.path.join(args.model_path, "point_cloud.ply")).items()}
+    device = resolve_device(device)
+    splats = {k: v.to(device) for k, v in load_ply(os.path.join(model_path, "point_cloud.ply")).items()}
     splats.pop(LABEL_KEY, None), splats.pop(CONF_KEY, None)
     t0, c0 = time.perf_counter(), time.process_time()
-    feats, head = lift_field(splats, scene.train_cameras, maps, args.feature_dim, args.num_codes, tau=args.tau,
-                             backend=args.backend)
-    splats["features"] = feats
-    labels, conf = compute_labels(splats, head, scene.train_cameras, args.label_method, backend=args.backend)
+    feats, head = lift_field(splats, scene.train_cameras, maps, feature_dim, num_codes, tau=tau, backend=backend)
+    splats["features"] = feats  # [N, F]
+    labels, conf = compute_labels(splats, head, scene.train_cameras, label_method, backend=backend)  # [N], [N]
     stats = {"lift_seconds": round(time.perf_counter() - t0, 2), "lift_cpu_seconds": round(time.process_time() - c0, 2),
              "num_gaussians": int(feats.shape[0]), "num_views": len(scene.train_cameras),
-             "active_codes": int(head.active.sum()), "feature_dim": args.feature_dim, "device": device}
+             "active_codes": int(head.active.sum()), "feature_dim": feature_dim, "device": device}
     splats[LABEL_KEY], splats[CONF_KEY] = labels, conf
-    os.makedirs(args.out, exist_ok=True)
-    save_ply(splats, os.path.join(args.out, "point_cloud.ply"))
-    head.save(os.path.join(args.out, HEAD_NAME))
-    shutil.copyfile(os.path.join(args.model_path, "cfg.yaml"), os.path.join(args.out, "cfg.yaml"))
-    with open(os.path.join(args.out, "lift_stats.json"), "w") as f:
+    os.makedirs(out, exist_ok=True)
+    save_ply(splats, os.path.join(out, "point_cloud.ply"))
+    head.save(os.path.join(out, HEAD_NAME))
+    shutil.copyfile(os.path.join(model_path, "cfg.yaml"), os.path.join(out, "cfg.yaml"))
+    with open(os.path.join(out, "lift_stats.json"), "w") as f:
         json.dump(stats, f, indent=2)
     return stats
-
-
-def main(argv=None) -> None:
-    from ..console import guarded
-
-    guarded(lambda a: print(json.dumps(run(build_parser().parse_args(a)))))(argv)
-
-
-if __name__ == "__main__":
-    main()

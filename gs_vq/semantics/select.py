@@ -19,7 +19,9 @@ from torch import Tensor
 
 from ..errors import GsVqError
 from .labels import labels_for
-from .query import SemanticHead, extra_queries, iou_counts, label_queries
+from .head import SemanticHead
+from .labels_json import extra_queries, label_queries
+from .scoring import iou_counts
 
 
 def entry_scores_3d(head: SemanticHead, texts: Sequence[str], rule: str = "codebook") -> Tensor:

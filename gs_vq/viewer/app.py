@@ -133,7 +133,7 @@ class GsVqViewer(Viewer):
         # query's selected Gaussians; ViewRenderer.render already draws only those.
 
     def _populate_query_folder(self):
-        from ..semantics.query import MASK_RULES
+        from ..semantics.scoring import MASK_RULES
 
         gui = self.server.gui
         with gui.add_folder("Query"):

@@ -38,7 +38,7 @@ class ViewerModel:
     facts: Dict[str, object]  # shown in the panel (see :func:`facts_markdown`)
     cameras: List[ViewCamera] = field(default_factory=list)  # the scene's training views
     background: Optional[List[float]] = None  # RGB in [0, 1]; None = black
-    head: Optional[object] = None  # gs_vq.semantics.query.SemanticHead, for semantic models
+    head: Optional[object] = None  # gs_vq.semantics.head.SemanticHead, for semantic models
     up: Optional[np.ndarray] = None  # [3] world up direction (mean of the cameras' up axes)
 
     @property
@@ -119,7 +119,7 @@ def load_viewer_model(model_path: Optional[str] = None, ply: Optional[str] = Non
                 facts["psnr_of"] = os.path.basename(str(r.get("rendered_ply") or "point_cloud.ply"))
                 facts["psnr_split"] = r.get("split", "test")
         if "features" in splats:
-            from ..semantics.query import HEAD_NAME, SemanticHead
+            from ..semantics.head import HEAD_NAME, SemanticHead
 
             if os.path.isfile(os.path.join(model_path, HEAD_NAME)):
                 head = SemanticHead.load(os.path.join(model_path, HEAD_NAME), device)

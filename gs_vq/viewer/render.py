@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GsVqError
-from ..semantics.query import DEFAULT_MASK_RULE
+from ..semantics.scoring import DEFAULT_MASK_RULE
 from ..splats import render_splats
 from .model import ViewerModel
 
@@ -35,7 +35,7 @@ class ViewOptions:
 
     mode: str = "rgb"
     query: str = ""  # text of the query for the heatmap / mask modes
-    rule: str = DEFAULT_MASK_RULE  # mask rule (gs_vq.semantics.query.MASK_RULES)
+    rule: str = DEFAULT_MASK_RULE  # mask rule (gs_vq.semantics.scoring.MASK_RULES)
     threshold: float = 0.5  # mask threshold on the [0, 1] pixel score
     keep: Optional[Tensor] = None  # [N] bool: draw only these Gaussians (None: all)
     backend: str = "auto"
@@ -113,7 +113,7 @@ class ViewRenderer:
             from ..semantics.visualize import pca_colors
 
             return to_uint8(pca_colors(weights, m.head.codebook.unit_codes().detach(), self.pca_basis()))
-        from ..semantics.query import pixel_scores
+        from ..semantics.scoring import pixel_scores
         from ..semantics.visualize import overlay
 
         # empty pixels decode a zero feature into an arbitrary mix of entries: weigh by coverage

@@ -1,5 +1,6 @@
 """``render.py``'s semantic options: ``--query TEXT``, ``--semantic``, ``--eval-queries labels.json``,
 ``--extract OUT.ply`` / ``--remove OUT.ply`` (3D selection, :mod:`gs_vq.semantics.select`).
+The semantic part of ``render.py``'s command line (:mod:`gs_vq.cli.render`).
 
 ``render.py`` calls :func:`add_render_args` on its parser and, when :func:`wants_semantics`, passes
 the loaded splats and cameras to :func:`run_semantic_render`, whose returned dict goes into
@@ -11,12 +12,12 @@ import os
 from typing import Dict, Optional, Sequence
 
 from ..errors import GsVqError
-
-from ..files import read_json
-from .evaluate import evaluate_queries, render_pca, render_queries
-from .labels import LABEL_METHODS
-from .query import DEFAULT_MASK_RULE, HEAD_NAME, MASK_RULES, SemanticHead
-from .select import evaluate_selection, query_selection, write_selection
+from ..semantics.head import HEAD_NAME, SemanticHead
+from ..semantics.labels import LABEL_METHODS
+from ..semantics.labels_json import read_labels
+from ..semantics.scoring import DEFAULT_MASK_RULE, MASK_RULES
+from ..semantics.select import evaluate_selection, query_selection, write_selection
+from ..semantics.view_queries import evaluate_queries, render_pca, render_queries
 
 
 def add_render_args(p: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
         "Label-text features (the default source) know only what the label texts say: a query about an "
         "attribute no label names, a colour or a material ('something blue' for a 'toy drum'), finds "
         "nothing. Name it in the labels ('blue coffee mug') or use open_clip image features "
-        "(python -m gs_vq.semantics.features --source clip). Queries covering several objects ('furniture') "
+        "(python -m gs_vq.cli.features --source clip). Queries covering several objects ('furniture') "
         "are the weakest kind: docs/semantics.md.")
     g.add_argument("--query", action="append", metavar="TEXT",
                    help="text query: heatmap + mask PNGs per view in MODEL/<split>/queries/<text>/ (repeatable); "
@@ -53,6 +54,7 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
 
 
 def wants_semantics(args: argparse.Namespace) -> bool:
+    """True when ``--query`` / ``--semantic`` / ``--eval-queries`` ask for semantic renders."""
     return bool(getattr(args, "query", None) or getattr(args, "semantic", False) or getattr(args, "eval_queries", None))
 
 
@@ -74,14 +76,12 @@ def run_selection(args: argparse.Namespace, model_path: str, splats, train_camer
     return write_selection(splats, keep, args.extract, args.remove, args.query)
 
 
-def read_labels(path_or_name: str, source_path: str) -> Dict:
+def eval_labels(path_or_name: str, source_path: str) -> Dict:
+    """The labels.json ``--eval-queries`` names: a path, or a file name in the scene folder."""
     path = path_or_name if os.path.isfile(path_or_name) else os.path.join(source_path or "", path_or_name)
     if not os.path.isfile(path):
         raise GsVqError(f"--eval-queries: no file {path_or_name} (nor in the scene folder {source_path})")
-    labels = read_json(path)
-    if not isinstance(labels, dict):
-        raise GsVqError(f"{path} must map ids to label text")
-    return labels
+    return read_labels(path)
 
 
 def run_semantic_render(args: argparse.Namespace, model_path: str, out_root: str, splats, cameras: Sequence,
@@ -94,7 +94,7 @@ def run_semantic_render(args: argparse.Namespace, model_path: str, out_root: str
     head = SemanticHead.load(os.path.join(model_path, HEAD_NAME), device)
     results: Dict = {}
     if args.eval_queries:
-        labels = read_labels(args.eval_queries, source_path)
+        labels = eval_labels(args.eval_queries, source_path)
         res = evaluate_queries(splats, cameras, head, labels, background, device, backend, args.mask_rule,
                                args.threshold, out_dir=os.path.join(out_root, "eval_queries"), progress=progress)
         results.update(res)

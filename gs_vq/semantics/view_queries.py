@@ -1,4 +1,4 @@
-"""Render-time semantics: query heatmaps and masks, PCA pictures, and mIoU against ground-truth masks.
+"""Queries in rendered views: heatmaps and masks, PCA pictures, and 2D mIoU against ground-truth masks.
 
 Used by ``render.py --query TEXT`` / ``--semantic`` / ``--eval-queries labels.json``. Each view is
 rendered once (RGB + the per-Gaussian features) and decoded into entry weights ``[H, W, K]``;
@@ -17,7 +17,9 @@ from tqdm import tqdm
 from ..data.cameras import image_stem
 from ..errors import GsVqError
 from .labels import stored_labels
-from .query import MASK_RULES, SemanticHead, extra_queries, iou_counts, label_queries, query_mask
+from .head import SemanticHead
+from .labels_json import extra_queries, label_queries
+from .scoring import MASK_RULES, iou_counts, query_mask
 from .select import selection_channels
 from .visualize import overlay, pca_basis, pca_colors
 
@@ -107,7 +109,7 @@ def evaluate_queries(splats, cameras, head: SemanticHead, labels: Dict, backgrou
     Returns ``{"miou", "miou_extra", "iou": {label: IoU}, "iou_extra": {text: IoU},
     "miou_by_rule": {rule: {"labels", "extra"}}, "iou_by_rule": {rule: {"labels": {label: IoU},
     "extra": {text: IoU}}}, ...}`` (``miou`` under ``rule``; every rule of
-    :data:`~gs_vq.semantics.query.MASK_RULES` is scored from the same renders). With ``out_dir``,
+    :data:`~gs_vq.semantics.scoring.MASK_RULES` is scored from the same renders). With ``out_dir``,
     also writes each predicted mask (under ``rule``) as ``out_dir/<query>/<view>_mask.png``.
     """
     from ..evaluate import save_png

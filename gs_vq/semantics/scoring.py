@@ -1,4 +1,11 @@
-"""Text queries against a trained semantic field: relevance per codebook entry, per pixel, masks, IoU.
+"""Query scoring: text -> a score per codebook entry -> a score per pixel -> a mask (and its IoU).
+
+A text query goes one way through this module: :func:`entry_scores` embeds it (with the encoder
+the 2D maps were made with) and scores each of the ``K`` codebook entries of a
+:class:`~gs_vq.semantics.head.SemanticHead` under a mask rule (``[T, K]``);
+:func:`pixel_scores` / :func:`query_mask` turn a view's decoded entry weights ``[H, W, K]`` and
+one query's entry scores ``[K]`` into a pixel score and a mask; :func:`iou_counts` compares a mask
+with the ground truth. 3D selection (:mod:`.select`) uses the same entry scores per Gaussian label.
 
 A query is embedded once and scored against the ``K`` codebook entries; a pixel's score is the
 softmax-weighted sum of its entries' scores (``weights [H, W, K] @ e [K]``), so the cost per pixel
@@ -18,7 +25,7 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   when more than half of its weight is on matching entries. Several entries can match (a query for
   "fruit" keeps apple and banana), and a view without the object gets an empty mask.
 
-- ``gap`` (default): also for queries that name several objects ("fruit", "furniture"). Among
+- ``gap``: also for queries that name several objects ("fruit", "furniture"). Among
   the selectable entries within ``window`` (0.1) cosine of the best match, and the first active
   entry below that window, cut the sorted similarities at their largest drop: every entry above
   the cut matches (e = 1), the rest do not (e = 0). An entry is selectable when the query is
@@ -41,19 +48,14 @@ names (a colour, a material: "something blue" where the label is "coffee mug") c
 answered from them; image features (``--source clip``) or labels that name it can.
 """
 
-import os
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import GsVqError
-
-from ..files import atomic_path
-from .codebook import SemanticCodebook
-from .encoders import EncoderSpec, encode_texts, load_text_encoder
+from .encoders import encode_texts
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")  # LERF's canonical phrases
 MASK_RULES = ("codebook", "view", "lerf", "gap", "nearest")
@@ -61,8 +63,6 @@ DEFAULT_MASK_RULE = "nearest"  # chosen on the validation labelled scenes only (
 TEMPLATES = ("{}", "a photo of {}", "an image of {}")  # prompt ensemble of the nearest rule (queries and labels)
 NEAREST_MARGIN = 0.05  # nearest rule: cosine by which the query must beat an entry's nearest other entry
 NEAREST_WINDOW = 0.2  # nearest rule: ... and lie within this of the best match
-HEAD_NAME = "semantic_head.pt"
-
 
 def entry_relevancy(codes: Tensor, query: Tensor, negatives: Tensor, tau: float = 10.0) -> Tensor:
     """LERF relevancy of each entry: ``min_j exp(t s_q) / (exp(t s_q) + exp(t s_j))``.
@@ -142,12 +142,69 @@ def select_entries(s: Tensor, ll: Tensor, margin: float = NEAREST_MARGIN, window
     return (same & chosen[None, :]).any(dim=1)  # [K] with the copies
 
 
+def check_rule(rule: str) -> None:
+    """One-line GsVqError unless ``rule`` is one of :data:`MASK_RULES`."""
+    if rule not in MASK_RULES:
+        raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
+
+
+def ensemble(encoder, texts: Sequence[str], templates: Sequence[str] = TEMPLATES) -> Tensor:
+    """``[T, D]`` unit vectors: the mean embedding of each text in every template, normalised."""
+    emb = encode_texts(encoder, [t.format(x) for t in templates for x in texts])  # [len(templates) * T, D]
+    return F.normalize(emb.reshape(len(templates), len(texts), -1).mean(dim=0), dim=-1)
+
+
+@torch.no_grad()
+def entry_vectors(head, encoder) -> Tensor:
+    """``[K, D]``: each entry of ``head`` (a :class:`~gs_vq.semantics.head.SemanticHead`) as the
+    prompt ensemble of its label text when it is one of ``head.texts`` (cosine >= 0.95 to the plain
+    label embedding), else the entry itself."""
+    codes = head.codebook.unit_codes().detach()  # [K, D]
+    if not head.texts:
+        return codes
+    raw = encode_texts(encoder, list(head.texts)).to(codes.device)  # [L, D], as the maps were made
+    cos, which = (codes @ raw.T).max(dim=1)  # [K]
+    return torch.where((cos >= 0.95)[:, None], ensemble(encoder, head.texts).to(codes.device)[which], codes)
+
+
+@torch.no_grad()
+def nearest_scores(head, texts: Sequence[str], encoder) -> Tensor:
+    """``[T, K]`` in {0, 1}: the entries of ``head`` each text selects under the ``nearest`` rule."""
+    E = entry_vectors(head, encoder)  # [K, D]
+    queries = ensemble(encoder, texts).to(E.device)  # [T, D]
+    negatives = E @ ensemble(encoder, head.negatives).to(E.device).T  # [K, M]
+    ll = E @ E.T  # [K, K]
+    return torch.stack([select_entries(E @ q, ll, active=head.active, negatives=negatives).float()
+                        for q in queries])
+
+
+@torch.no_grad()
+def entry_scores(head, texts: Sequence[str], rule: str, encoder) -> Tensor:
+    """Per-entry scores ``[T, K]`` of each text under ``rule`` (each text embedded once).
+
+    ``head``: a :class:`~gs_vq.semantics.head.SemanticHead` (its unit codebook entries, ``active``
+    entries, canonical ``negatives``, label ``texts`` and temperatures); ``encoder``: the loaded
+    text encoder of ``head.encoder``. Values in [0, 1]: a match for ``codebook`` / ``gap`` /
+    ``nearest``, LERF relevancy for ``view`` / ``lerf``.
+    """
+    check_rule(rule)
+    if rule == "nearest":
+        return nearest_scores(head, texts, encoder)
+    emb = encode_texts(encoder, list(texts) + list(head.negatives)).to(head.active.device)  # [T+M, D]
+    queries, negatives = emb[: len(texts)], emb[len(texts):]
+    codes = head.codebook.unit_codes()  # [K, D]
+    if rule == "codebook":
+        return torch.stack([entry_match(codes, q, head.active, head.mask_tau) for q in queries])
+    if rule == "gap":
+        return torch.stack([entry_gap_match(codes, q, head.active, negatives=negatives) for q in queries])
+    return torch.stack([entry_relevancy(codes, q, negatives, head.relevancy_tau) for q in queries])
+
+
 def pixel_scores(weights: Tensor, e: Tensor, rule: str = "codebook") -> Tensor:
     """Pixel scores in [0, 1] from entry weights ``[..., K]`` and entry scores ``e [K]`` (the
     rule's: match for ``codebook``, relevancy for ``view`` / ``lerf``)."""
-    if rule not in MASK_RULES:
-        raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
-    score = weights @ e
+    check_rule(rule)
+    score = weights @ e  # [...]
     if rule == "view":
         score = (score - score.min()) / (score.max() - score.min()).clamp_min(1e-8)
     return score
@@ -164,129 +221,3 @@ def iou_counts(pred: Tensor, gt: Tensor) -> Tuple[int, int]:
     if pred.shape != gt.shape:
         raise GsVqError(f"mask shapes differ: {tuple(pred.shape)} vs {tuple(gt.shape)}")
     return int((pred & gt).sum()), int((pred | gt).sum())
-
-
-def label_queries(labels: Dict, skip_ids: Sequence[int] = (0,)) -> List[Tuple[str, List[int]]]:
-    """``[(text, ids)]``: one query per label of ``labels.json`` (the background id 0 skipped)."""
-    from .features import label_table
-
-    ids, texts = label_table(labels)
-    return [(t, [i]) for i, t in zip(ids, texts) if i not in skip_ids]
-
-
-def extra_queries(labels: Dict) -> List[Tuple[str, List[int]]]:
-    """``[(text, ids)]`` from the ``"queries"`` list of ``labels.json``."""
-    from .features import label_table
-
-    known = set(label_table(labels)[0])
-    out = []
-    for q in labels.get("queries", []) or []:
-        if not isinstance(q, dict) or "text" not in q or not isinstance(q.get("ids"), list):
-            raise GsVqError(f"labels.json: bad query entry {q!r} (expected text and ids)")
-        ids = [int(i) for i in q["ids"]]
-        missing = sorted(set(ids) - known)
-        if missing:  # an id no label has would silently score IoU 0
-            raise GsVqError(f"labels.json: query {q['text']!r} names ids {missing} that no label has")
-        out.append((str(q["text"]), ids))
-    return out
-
-
-@dataclass
-class SemanticHead:
-    """What queries need besides the per-Gaussian features: decoder + codebook, the text encoder
-    the 2D features came from, and which entries the training views use."""
-
-    codebook: SemanticCodebook
-    encoder: EncoderSpec
-    active: Tensor  # [K] bool
-    relevancy_tau: float = 10.0
-    mask_tau: float = 20.0
-    negatives: Tuple[str, ...] = CANONICAL_NEGATIVES
-    texts: Tuple[str, ...] = ()  # label texts the 2D maps were made from (labels source); () if unknown
-
-    def save(self, path: str) -> int:
-        """Write a ``semantic_head.pt`` (plain tensors and dicts; loads with weights_only). Returns bytes."""
-        blob = {"codebook": self.codebook.head_state(), "encoder": self.encoder.to_dict(),
-                "active": self.active.cpu(), "relevancy_tau": self.relevancy_tau, "mask_tau": self.mask_tau,
-                "negatives": list(self.negatives), "texts": list(self.texts)}
-        with atomic_path(path) as tmp:
-            torch.save(blob, tmp)
-        return os.path.getsize(path)
-
-    @classmethod
-    def load(cls, path: str, device: str = "cpu") -> "SemanticHead":
-        """Read a head file (or ``MODEL/semantic_head.pt`` given a model folder)."""
-        if os.path.isdir(path):
-            path = os.path.join(path, HEAD_NAME)
-        if not os.path.isfile(path):
-            raise GsVqError(f"no semantic head at {path}: train with --semantic")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            codebook = SemanticCodebook.from_head_state(blob["codebook"]).to(device).eval()
-        except GsVqError:
-            raise
-        except Exception as e:
-            raise GsVqError(f"cannot read semantic head {path}: {type(e).__name__}: {e}") from None
-        return cls(codebook, EncoderSpec.from_dict(blob["encoder"]), blob["active"].bool().to(device),
-                   float(blob.get("relevancy_tau", 10.0)), float(blob.get("mask_tau", 20.0)),
-                   tuple(blob.get("negatives", CANONICAL_NEGATIVES)), tuple(blob.get("texts", ())))
-
-    @torch.no_grad()
-    def weights(self, feats: Tensor) -> Tensor:
-        """Rendered features ``[..., F]`` -> entry weights ``[..., K]``."""
-        return self.codebook.weights(feats)
-
-    @torch.no_grad()
-    def entry_scores(self, texts: Sequence[str], rule: str = "codebook", encoder=None) -> Tensor:
-        """Per-entry scores of each text under ``rule``: ``[T, K]`` (each text embedded once)."""
-        if rule not in MASK_RULES:
-            raise GsVqError(f"mask rule must be one of {', '.join(MASK_RULES)}, got {rule}")
-        encoder = encoder or load_text_encoder(self.encoder)
-        if rule == "nearest":
-            return self.nearest_scores(texts, encoder)
-        emb = encode_texts(encoder, list(texts) + list(self.negatives)).to(self.active.device)  # [T+M, D]
-        queries, negatives = emb[: len(texts)], emb[len(texts):]
-        codes = self.codebook.unit_codes()
-        if rule == "codebook":
-            return torch.stack([entry_match(codes, q, self.active, self.mask_tau) for q in queries])
-        if rule == "gap":
-            return torch.stack([entry_gap_match(codes, q, self.active, negatives=negatives) for q in queries])
-        return torch.stack([entry_relevancy(codes, q, negatives, self.relevancy_tau) for q in queries])
-
-
-    @torch.no_grad()
-    def entry_vectors(self, encoder) -> Tensor:
-        """``[K, D]``: each entry as the prompt ensemble of its label text when it is one of
-        ``texts`` (cosine >= 0.95 to the plain label embedding), else the entry itself."""
-        codes = self.codebook.unit_codes().detach()
-        if not self.texts:
-            return codes
-        raw = encode_texts(encoder, list(self.texts)).to(codes.device)  # [L, D], as the maps were made
-        cos, which = (codes @ raw.T).max(dim=1)  # [K]
-        return torch.where((cos >= 0.95)[:, None], ensemble(encoder, self.texts).to(codes.device)[which], codes)
-
-    @torch.no_grad()
-    def nearest_scores(self, texts: Sequence[str], encoder) -> Tensor:
-        """``[T, K]`` in {0, 1}: the entries each text selects under the ``nearest`` rule."""
-        E = self.entry_vectors(encoder)  # [K, D]
-        queries = ensemble(encoder, texts).to(E.device)  # [T, D]
-        negatives = E @ ensemble(encoder, self.negatives).to(E.device).T  # [K, M]
-        ll = E @ E.T  # [K, K]
-        return torch.stack([select_entries(E @ q, ll, active=self.active, negatives=negatives).float()
-                            for q in queries])
-
-
-def ensemble(encoder, texts: Sequence[str], templates: Sequence[str] = TEMPLATES) -> Tensor:
-    """``[T, D]`` unit vectors: the mean embedding of each text in every template, normalised."""
-    emb = encode_texts(encoder, [t.format(x) for t in templates for x in texts])  # [len(templates) * T, D]
-    return F.normalize(emb.reshape(len(templates), len(texts), -1).mean(dim=0), dim=-1)
-
-
-def entry_usage(codebook: SemanticCodebook, targets: Sequence[Tensor]) -> Tensor:
-    """Fraction of 2D feature pixels (``targets``: ``[P_i, D]`` per view) whose nearest entry is
-    each entry -> ``[K]``."""
-    counts = torch.zeros(codebook.num_codes)
-    for t in targets:
-        idx = codebook.nearest(t.to(codebook.codes.device)).cpu()
-        counts += torch.bincount(idx, minlength=codebook.num_codes).float()
-    return counts / counts.sum().clamp_min(1)
