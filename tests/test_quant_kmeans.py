@@ -151,3 +151,17 @@ def test_row_shards_match_a_single_pass():
     assert torch.equal(idx_one, idx_three) and torch.equal(d2_one, d2_three)
     assert torch.equal(km_one.assignments, km_three.assignments)
     assert torch.allclose(km_one.centroids, km_three.centroids, atol=1e-5)
+
+
+def test_segment_count_is_bincount():
+    """index_add_ counts (no host read of the largest index) equal torch.bincount, weighted or not."""
+    from gs_vq.quant.search import segment_count
+
+    g = torch.Generator().manual_seed(0)
+    index = torch.randint(0, 37, (5000,), generator=g)
+    w = torch.rand(5000, generator=g)
+    assert torch.equal(segment_count(index, 40), torch.bincount(index, minlength=40).float())
+    assert torch.allclose(segment_count(index, 40, w, dtype=torch.float64),
+                          torch.bincount(index, weights=w.double(), minlength=40), rtol=1e-6)
+    out = torch.ones(40)
+    assert segment_count(index, 40, out=out) is out and out[0] == 1 + (index == 0).sum()

@@ -330,3 +330,66 @@ def test_decode_codes_is_the_per_book_gather_summed_in_order(combine, sizes, wid
         for p in parts[1:]:
             ref = ref + p
     assert torch.equal(decode_codes(books, codes, combine), ref)
+
+
+class _RecordOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """The aten ops a block runs (CPU shows what would read back from a CUDA device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+# ops whose result size or value the host must read: each is a CUDA sync
+HOST_READS = {"aten.nonzero", "aten.bincount", "aten._local_scalar_dense", "aten._unique2", "aten.masked_select"}
+
+
+def _plugin_with_dropped_sh(splats, opts, **kw):
+    """Fitted, with SH degree 0 on every third Gaussian and shN in two residual stages."""
+    from gs_vq.vq.codes import SH_DEGREES_KEY
+
+    attributes = {**SMALL, "shN": {"type": "rvq", "num_stages": 2, "codebook_size": 8, "beam_size": 1}}
+    plugin = make_plugin(splats, opts, attributes=attributes, **kw)
+    train_steps(plugin, splats, opts, range(0, 3))  # fitted at 2
+    degrees = torch.full((splats["means"].shape[0],), 3, dtype=torch.int64)
+    degrees[::3] = 0
+    splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees, requires_grad=False)
+    return plugin
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_codebook_update_step_reads_nothing_back_to_the_host(weighted):
+    """A step between refreshes (sync + codebook update) runs no op that makes a CUDA device wait
+    for the host: no bincount, boolean indexing (nonzero), unique or .item()."""
+    splats, opts = make_splats()
+    plugin = _plugin_with_dropped_sh(splats, opts, weighted=["shN", "sh0"] if weighted else [])
+    assert plugin.schedule.action(3, True) == "update"
+    with _RecordOps() as rec:
+        plugin.step_pre_forward(3, splats, opts)
+    assert rec.ops & HOST_READS == set()
+    assert "aten.index_add_" in rec.ops  # the update did run
+
+
+def test_dropped_rows_weigh_nothing_in_the_codebook_update():
+    """Weight 0 on the Gaussians without shN gives the codebooks that filtering them out gives."""
+    from gs_vq.vq.codes import SH_DEGREES_KEY
+
+    splats, opts = make_splats()
+    plugin = _plugin_with_dropped_sh(splats, opts)
+    slot = plugin.state.slots["shN"]
+    keep = splats[SH_DEGREES_KEY] > 0
+    x = to_vectors("shN", splats["shN"].detach())
+    codes = splats[CODES_KEY][:, slot.cols]
+    ref = [t.clone() for t in slot.tables()]
+    import copy
+
+    q = copy.deepcopy(slot.quantizer)
+    q.update_codebooks_from_assignments(x[keep], codes[keep])
+    plugin._update_codebooks(splats)
+    for mine, theirs in zip(slot.tables(), q.codebooks):
+        assert torch.allclose(mine, theirs, atol=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(ref, slot.tables()))  # it did move

@@ -63,6 +63,7 @@ class Quantizer(nn.Module):
             raise GsVqError(f"quantizer dim must be >= 1, got {dim}")
         self.dim = int(dim)
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._seen_fitted = False  # host copy of ``fitted`` once it was read True (no device sync)
 
     # ---- codebooks -------------------------------------------------------------------------
     def _register_codebooks(self, shapes: Sequence[Sequence[int]], trainable: bool = False) -> None:
@@ -109,8 +110,17 @@ class Quantizer(nn.Module):
         return x.reshape(-1, self.dim)
 
     def _require_fitted(self) -> None:
+        """Raise unless fitted. ``fitted`` is read from the device once; after that the host copy
+        answers, so the training plugin's per-step codebook update makes no CUDA sync here."""
+        if self._seen_fitted:
+            return
         if not bool(self.fitted):
             raise GsVqError(f"{type(self).__name__} is not fitted: call fit(x) first")
+        self._seen_fitted = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._seen_fitted = False  # the loaded ``fitted`` may be False
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- public API ------------------------------------------------------------------------
     @torch.no_grad()

@@ -14,7 +14,7 @@ from ..errors import GsVqError
 from .base import Quantizer
 from .kmeans import kmeans
 from .parallel import cpu_sharded, map_shards
-from .search import default_chunk_size, nearest, segment_mean, segment_sum
+from .search import default_chunk_size, nearest, segment_count, segment_mean, segment_sum
 
 # Largest K * K co-occurrence table the codebook update builds (4 MiB of float32 at K = 1024).
 _MAX_PAIR_TABLE = 1 << 20
@@ -154,8 +154,8 @@ class SumQuantizer(Quantizer):
         pairs = {}
         for m in range(len(tables)):
             for l in range(m + 1, len(tables)):
-                pair = torch.bincount(codes[:, m] * k + codes[:, l], weights=weights, minlength=k * k)
-                pairs[m, l] = pair.view(k, k).to(x.dtype)  # [K, K]
+                pair = segment_count(codes[:, m] * k + codes[:, l], k * k, weights, dtype=x.dtype)
+                pairs[m, l] = pair.view(k, k)  # [K, K]
                 pairs[l, m] = pairs[m, l].T
         for m, table in enumerate(tables):
             target = sums[m].clone()  # [K, D]

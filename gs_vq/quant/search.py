@@ -77,13 +77,25 @@ def segment_sum(
     if out is None:
         out = (values.new_zeros(k, values.shape[1]), values.new_zeros(k))
     sums, counts = out
-    if weights is None:
-        sums.index_add_(0, index, values)
-        counts += torch.bincount(index, minlength=k)
-    else:
-        sums.index_add_(0, index, values * weights[:, None])
-        counts += torch.bincount(index, weights=weights, minlength=k)
+    sums.index_add_(0, index, values if weights is None else values * weights[:, None])
+    segment_count(index, k, weights, out=counts)
     return sums, counts
+
+
+def segment_count(index: Tensor, k: int, weights: Optional[Tensor] = None, out: Optional[Tensor] = None,
+                  dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``[k]`` rows (or summed ``weights [n]``) per segment of ``index [n]`` (int64 in ``[0, k)``).
+
+    ``torch.bincount``'s result, by ``index_add_``: bincount reads the largest index back to the
+    host (a CUDA sync, every step in the training plugin), this does not. Counts are exact while
+    they stay below 2^24 in float32. ``out``: ``[k]`` to add into; else a new tensor of ``dtype``
+    (default: ``weights``' dtype, or float32).
+    """
+    if out is None:
+        dtype = dtype or (weights.dtype if weights is not None else torch.float32)
+        out = torch.zeros(k, dtype=dtype, device=index.device)
+    ones = weights if weights is not None else torch.ones((), dtype=out.dtype, device=out.device).expand(index.shape[0])
+    return out.index_add_(0, index, ones.to(out.dtype))
 
 
 def segment_mean(values: Tensor, index: Tensor, table: Tensor, weights: Optional[Tensor] = None) -> Tensor:

@@ -238,12 +238,15 @@ class VQPlugin(VQConfig, Plugin):
         table[~rows, slot.cols] = 0
 
     def _update_codebooks(self, splats, step: Optional[int] = None) -> None:
+        """Every codeword to the (weighted) mean of its members. Gaussians without the attribute
+        (:meth:`rows`) get weight 0 rather than being filtered out: a boolean index would read its
+        size back to the host (a CUDA sync every step)."""
         with self._timed("update"):
             for name, slot in self.state.slots.items():
                 x, codes, rows = self._vectors(splats, name), CodeTable.columns(splats, slot), self.rows(splats, name)
                 w = self._weights(splats, name)  # [N] or None
                 if rows is not None:
-                    x, codes, w = x[rows], codes[rows], None if w is None else w[rows]
+                    w = rows.to(x.dtype) if w is None else w * rows
                 if x.shape[0]:
                     slot.quantizer.update_codebooks_from_assignments(x, codes, w)
 
