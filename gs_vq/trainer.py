@@ -23,6 +23,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import Scene
 from .data.cameras import background_of
+from .data.placement import place_images
 from .errors import GsVqError
 from .files import atomic_path, existing_file
 from .health import check_every, check_finite
@@ -49,6 +50,7 @@ class Trainer:
         self.cfg, self.scene, self.model_path = cfg, scene, model_path
         self.device = resolve_device(cfg.device)
         self.check_every = check_every(self.device)  # steps between two health checks (host syncs)
+        self.images_at = place_images(scene.train_cameras, self.device)  # on the GPU when they fit
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)

@@ -142,7 +142,8 @@ def main(argv=None) -> None:
     removed = remove_stale_outputs(model_path, cfg, cfg.resume, keep=[cfg.start_checkpoint])
     report_stale(model_path, removed + ([] if cfg.resume else remove_stale_layout(model_path)))
     print(f"[gs-vq] scene {scene.source_path} ({scene.kind}): {len(scene.train_cameras)} train / "
-          f"{len(scene.test_cameras)} test views, {trainer.device}, {len(trainer.splats['means'])} initial Gaussians")
+          f"{len(scene.test_cameras)} test views, {trainer.device} (training images: {trainer.images_at}), "
+          f"{len(trainer.splats['means'])} initial Gaussians")
     from ..train_outputs import StepOutputs, StepOutputsConfig
 
     outputs = StepOutputs(StepOutputsConfig(args.save_iterations, args.test_iterations), trainer)

@@ -44,8 +44,11 @@ class Camera:
 
     def image_float(self, device: Optional[str] = None) -> Optional[Tensor]:
         """[H, W, 3] float32 in [0, 1] on ``device`` (default: where the pixels are): uint8 pixels
-        move there first and are converted and composited there."""
-        pixels = self.pixels if device is None or self.pixels is None else self.pixels.to(device)
+        move there first (asynchronously from pinned memory, :mod:`~gs_vq.data.placement`) and
+        are converted and composited there."""
+        pixels = self.pixels
+        if device is not None and pixels is not None:  # only host-to-GPU copies may run unawaited
+            pixels = pixels.to(device, non_blocking=torch.device(device).type == "cuda")
         return None if pixels is None else float_image(pixels, self.background)
 
     @property
@@ -66,7 +69,7 @@ def _set_image(camera: Camera, value: Optional[Tensor]) -> None:
 def _get_alpha(camera: Camera) -> Optional[Tensor]:
     if camera._alpha is not None or camera.pixels is None or camera.pixels.dtype != torch.uint8:
         return camera._alpha
-    return camera.pixels[..., 3].float() * (1 / 255) if camera.pixels.shape[-1] == 4 else None
+    return camera.pixels[..., 3].cpu().float() * (1 / 255) if camera.pixels.shape[-1] == 4 else None
 
 
 def _set_alpha(camera: Camera, value: Optional[Tensor]) -> None:
@@ -74,7 +77,8 @@ def _set_alpha(camera: Camera, value: Optional[Tensor]) -> None:
 
 
 # after the dataclass is made: its __init__ assigns image and alpha through these
-Camera.image = property(Camera.image_float, _set_image, doc="[H, W, 3] float32 in [0, 1] (CPU)")
+Camera.image = property(lambda camera: camera.image_float("cpu"), _set_image,
+                        doc="[H, W, 3] float32 in [0, 1] on the CPU (wherever the pixels are kept)")
 Camera.alpha = property(_get_alpha, _set_alpha, doc="[H, W] float32 coverage in [0, 1], or None")
 
 
