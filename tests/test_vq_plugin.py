@@ -393,3 +393,20 @@ def test_dropped_rows_weigh_nothing_in_the_codebook_update():
     for mine, theirs in zip(slot.tables(), q.codebooks):
         assert torch.allclose(mine, theirs, atol=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(ref, slot.tables()))  # it did move
+
+
+def test_the_plugin_holds_its_config_state_and_run_only():
+    """No hidden references: after initialize the instance holds its config fields, what it learns
+    (state), what the trainer gave it (run), its schedule and its code table, nothing else."""
+    import dataclasses
+
+    from gs_vq.vq.state import VQRun
+
+    splats, opts = make_splats()
+    strategy_state = {"grad2d": torch.zeros(400)}
+    plugin = VQPlugin.from_dict({"vq_start": 2, "attributes": SMALL, "max_k_fraction": 0.0})
+    plugin.initialize(splats, opts, TrainContext(strategy_state=strategy_state, refine_stop=7))
+    fields = {f.name for f in dataclasses.fields(plugin)}
+    assert set(vars(plugin)) - fields == {"state", "run", "schedule", "codes"}
+    assert isinstance(plugin.run, VQRun) and plugin.run.splats is splats
+    assert plugin.run.strategy_state is strategy_state and plugin.run.refine_stop == 7

@@ -3,7 +3,9 @@
 
 A plugin is a dataclass whose fields are its configuration (its YAML section, e.g. ``vq:``) and
 whose methods are hooks with no-op defaults. Per-run state is created in :meth:`Plugin.initialize`
-and kept in explicit attributes that :meth:`Plugin.state_dict` saves. The trainer (or a fork of
+and kept in explicit attributes that :meth:`Plugin.state_dict` saves. The built-in plugins keep
+it in declared objects: what they learn (``VQState``, ``SemanticState``: checkpointed) apart from
+what the trainer gave them for the run (``VQRun``: the splats, the strategy's state, the views). The trainer (or a fork of
 gsplat's ``simple_trainer.py``) calls the hooks of every enabled plugin in this order each step::
 
     p.step_pre_forward(step, splats, optimizers)        # schedules run here (k-means, refreshes)

@@ -33,7 +33,7 @@ from .fit import build_slots, present_attributes, quantizer_spec, refresh_slot
 from .importance import footprint_weight, lowest, prune_count, sh_drop_mask, view_subset
 from .positions import position_grid
 from .schedule import FIT, REFRESH, UPDATE, VQSchedule, default_vq_start
-from .state import VQState
+from .state import VQRun, VQState
 
 
 @dataclass
@@ -41,8 +41,8 @@ class VQPlugin(VQConfig, Plugin):
     """Quantized rendering, opacity regularisation and pruning, compressed export.
 
     Its fields are :class:`VQConfig`'s (the ``vq:`` section). After :meth:`initialize` it holds
-    ``state`` (:class:`VQState`), ``schedule`` (:class:`VQSchedule`) and ``codes``
-    (:class:`CodeTable`).
+    ``state`` (:class:`VQState`: what it learns, checkpointed), ``run`` (:class:`VQRun`: what the
+    trainer gave it), ``schedule`` (:class:`VQSchedule`) and ``codes`` (:class:`CodeTable`).
     """
 
     name = "vq"
@@ -55,9 +55,7 @@ class VQPlugin(VQConfig, Plugin):
         self.state = VQState(vq_start=self.vq_start or 0)  # replaced by initialize()
         self.codes = CodeTable()
         self.schedule: Optional[VQSchedule] = None
-        self._splats, self._strategy_state, self._refine_stop, self._device = None, None, 0, "cpu"
-        self._cameras, self._background = None, None
-        self._timer = BlockTimer()
+        self.run = VQRun()
 
     def initialize(self, splats, optimizers: Dict[str, Any], ctx: TrainContext) -> None:
         """Check every quantizer spec (a bad option fails now, not at ``vq_start``) and start the
@@ -74,14 +72,11 @@ class VQPlugin(VQConfig, Plugin):
         self.schedule = VQSchedule(start, self.vq_every, self.prune_window, self.prune_every, ctx.total_steps)
         self.state = VQState(vq_start=start)
         self.codes = CodeTable()
-        self._splats = splats  # where load_state_dict puts the code table back
-        # without the strategy's state, pruning while it densifies would leave its buffers stale
-        self._strategy_state, self._refine_stop = ctx.strategy_state, ctx.refine_stop
-        self._device = splats["means"].device
-        self._timer = BlockTimer(self._device)  # CUDA events: no host sync per timed hook
-        self._cameras = getattr(ctx.scene, "train_cameras", None)  # significance, position grid
-        self._background = background_of(ctx.scene)
-        if self.prunes_insignificant and not self._cameras:
+        device = splats["means"].device
+        self.run = VQRun(splats=splats, strategy_state=ctx.strategy_state, refine_stop=ctx.refine_stop,
+                         device=device, cameras=getattr(ctx.scene, "train_cameras", None),
+                         background=background_of(ctx.scene), timer=BlockTimer(device))
+        if self.prunes_insignificant and not self.run.cameras:
             raise GsVqError("vq.prune_fraction, vq.prune_budget and vq.sh_drop need the training views: "
                             "pass TrainContext(scene=...) (with gsplat's simple_trainer: "
                             "gs_vq.data.scene_from_gsplat(parser, trainset))")
@@ -137,19 +132,20 @@ class VQPlugin(VQConfig, Plugin):
 
     def state_dict(self) -> Dict[str, Any]:
         self.timings()
-        return self.state.to_dict(self.codes.param, self._splats[SH_DEGREES_KEY]
-                                  if self._splats is not None and SH_DEGREES_KEY in self._splats else None)
+        splats = self.run.splats
+        return self.state.to_dict(self.codes.param, splats[SH_DEGREES_KEY]
+                                  if splats is not None and SH_DEGREES_KEY in splats else None)
 
     def load_state_dict(self, d: Dict[str, Any]) -> None:
         """Restore after :meth:`initialize`, once the splats hold the checkpoint's values; the code
         table goes back into the splats given to :meth:`initialize`."""
-        splats = self._splats
+        splats, device = self.run.splats, self.run.device
         if splats is None:
             raise GsVqError("VQPlugin.load_state_dict: call initialize(splats, ...) first")
-        self.state, table = VQState.from_dict(d, self._device)
+        self.state, table = VQState.from_dict(d, device)
         degrees = d.get("sh_degrees")
         if degrees is not None and degrees.shape[0] == splats["means"].shape[0]:
-            splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees.to(self._device), requires_grad=False)
+            splats[SH_DEGREES_KEY] = torch.nn.Parameter(degrees.to(device), requires_grad=False)
         if table is not None and table.shape[0] == splats["means"].shape[0]:
             self.codes.install(splats, table)
         else:  # splats and codes disagree: sync re-encodes every row
@@ -186,11 +182,11 @@ class VQPlugin(VQConfig, Plugin):
     def _timed(self, what: str):
         """Adds the block's time to ``state.seconds[what]``, GPU work included (:class:`BlockTimer`:
         read at :meth:`timings`, no host sync per block)."""
-        return self._timer.block(self.state.seconds, what)
+        return self.run.timer.block(self.state.seconds, what)
 
     def timings(self) -> Dict[str, float]:
         """Seconds spent in each hook so far (``state.seconds``, pending CUDA timings settled)."""
-        self._timer.settle()
+        self.run.timer.settle()
         return self.state.seconds
 
     @staticmethod
@@ -254,7 +250,7 @@ class VQPlugin(VQConfig, Plugin):
     @torch.no_grad()
     def prune_transparent(self, splats, optimizers, step: Optional[int] = None) -> int:
         """Remove Gaussians with ``sigmoid(opacity) < prune_opa`` through gsplat's ops.remove."""
-        if self._strategy_state is None and step is not None and step < self._refine_stop:
+        if self.run.strategy_state is None and step is not None and step < self.run.refine_stop:
             return 0  # the strategy's per-Gaussian state would go stale
         opacities = splats["opacities"].flatten()
         mask = torch.sigmoid(opacities) < self.prune_opa  # [N]
@@ -262,7 +258,7 @@ class VQPlugin(VQConfig, Plugin):
             mask[torch.argmax(opacities)] = False
         count = int(mask.sum())
         if count:
-            remove(splats, optimizers, self._strategy_state, mask)
+            remove(splats, optimizers, self.run.strategy_state, mask)
             self.state.num_pruned += count
             self.sync(splats)
         return count
@@ -277,7 +273,7 @@ class VQPlugin(VQConfig, Plugin):
         Returns this round's two counts."""
         with self._timed("reduce"):
             done = self.state.reduce_rounds
-            views = view_subset(self._cameras, self.significance_views, done)
+            views = view_subset(self.run.cameras, self.significance_views, done)
             score = contribution(splats, views, self.significance_downscale)  # [N] significance
             n = score.shape[0]
             if done == 0:
@@ -288,7 +284,7 @@ class VQPlugin(VQConfig, Plugin):
             removed = max(0, n - target)
             if removed:
                 mask = lowest(score, removed)  # [N]
-                remove(splats, optimizers, self._strategy_state, mask)
+                remove(splats, optimizers, self.run.strategy_state, mask)
                 self.state.num_pruned += int(mask.sum())
                 score = score[~mask]
                 self.sync(splats)
@@ -328,6 +324,6 @@ class VQPlugin(VQConfig, Plugin):
         with self._timed("positions"):
             model = splats if self.pos_max_drop <= 0 else {  # the rendered model, only to search the bits
                 **{k: v for k, v in splats.items() if k != CODES_KEY}, **self.quantized(splats)}
-            self.state.grid, self.state.pos_drops = position_grid(model, self, self._cameras, self._background)
+            self.state.grid, self.state.pos_drops = position_grid(model, self, self.run.cameras, self.run.background)
         snap_splats(splats, self, set(self.state.slots), self.state.grid)
         self.state.frozen = True

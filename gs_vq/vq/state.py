@@ -1,11 +1,16 @@
-"""The VQ plugin's run state, as saved in checkpoints."""
+"""The VQ plugin's state: :class:`VQState`, what it learns (saved in checkpoints), and
+:class:`VQRun`, what the trainer gives it for one run (not saved: given again on resume).
+
+Together with the config (:class:`~gs_vq.vq.config.VQConfig`, the ``vq:`` section) these are all
+the plugin holds, as gsplat's strategies keep their config in the dataclass and their state apart."""
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
+from ..devices import BlockTimer
 from ..io.streams import PositionGrid
 from .slot import Slot
 
@@ -57,3 +62,17 @@ class VQState:
             state.slots = {name: Slot.from_state(s, device) for name, s in d["slots"].items()}
         codes = d.get("codes")
         return state, (codes.to(device) if codes is not None and state.initialized else None)
+
+
+@dataclass
+class VQRun:
+    """What :meth:`VQPlugin.initialize` is given for one run (from the splats and the
+    :class:`~gs_vq.plugins.TrainContext`); references, not saved in checkpoints."""
+
+    splats: Any = None  # the trained ParameterDict: load_state_dict puts the code table back into it
+    strategy_state: Optional[Dict[str, Any]] = None  # the strategy's state: pruning removes its per-Gaussian rows
+    refine_stop: int = 0  # step at which densification stops (pruning before it needs strategy_state)
+    device: Any = "cpu"  # where the splats are
+    cameras: Optional[Sequence] = None  # training views (significance pruning, position-bits search)
+    background: Optional[List[float]] = None  # RGB the views are composited on
+    timer: BlockTimer = field(default_factory=BlockTimer)  # hook timing (CUDA events on a GPU)
