@@ -83,3 +83,20 @@ def test_a_new_section_kind_is_one_table_entry(tmp_path, monkeypatch):
     assert report["bits_per_gaussian"]["note"] == 8.0 * 5 / 200  # the default bits rule
     monkeypatch.undo()  # a reader without the entry rejects the file in one line
     assert "kind must be one of positions, opacities, coded, raw, ints" in _expect_one_line_error(path)
+
+
+def test_codecs_on_threads_choose_the_same_stream_as_in_turn(monkeypatch):
+    """Large streams try their codecs on a thread pool; the chosen codec and bytes are those of
+    trying them one after the other."""
+    import numpy as np
+
+    from gs_vq.io import streams as S
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 1 << 12, 70_000) // (1 + rng.integers(0, 30, 70_000))
+    monkeypatch.setattr(S, "PARALLEL_MIN", 1 << 62)
+    serial = S.encode_uints(values, 12)
+    monkeypatch.setattr(S, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(S, "_codec_pool", lambda: __import__("concurrent.futures").futures.ThreadPoolExecutor(4))
+    assert S.encode_uints(values, 12) == serial
+    assert np.array_equal(S.decode_uints(*serial, 12, values.size), values.astype(np.uint64))
