@@ -31,8 +31,14 @@
 #   resume       25  a tiny run stopped and resumed; the CUDA model rendered on the CPU
 #   semantic     25  a tiny --semantic --vq run and a text query from compressed.ply (needs MiniLM:
 #                    without it the step is "skipped", not "ok")
-# The budgets sum to 285 s; with the prebuild's estimate, 475 s (the rest: the capability query
-# before the steps and the report after them).
+#   scale      rest  python -m bench.scale: 3M random Gaussians at 1297x840 on the 30k schedule, plain
+#                    and --vq steps side by side, k-means refreshes, significance, compressed.ply
+#                    write/read, peak memory, host syncs in a VQ-update step (--cpu-only: 50k). Its
+#                    budget is what is left of 470 s when it starts (at least 30 s), so the whole
+#                    run stays within 8 minutes; a run cut short keeps its finished parts in
+#                    scale/scale.json ("complete": false)
+# The fixed budgets sum to 285 s; with the prebuild's estimate, 475 s, and the scale step takes
+# only what the others left.
 #
 #   bash bench/gpu_smoke.sh              # on a GPU machine
 #   bash bench/gpu_smoke.sh --cpu-only   # the CPU side of the same steps, run by CI: no cuda_tests;
@@ -63,7 +69,8 @@ TINY="--config tests/tiny.yaml --quiet"
 SCALE=${LIMIT_SCALE:-$([ "$MODE" = cpu ] && echo 4 || echo 1)}
 PREBUILD_ESTIMATE_S=190  # seconds, an estimate (see the prebuild above)
 BUDGETS=(versions:20 prebuild:0 parity:40 cuda_tests:45 vq:30 compressed:20 supersplat:20 mcmc:25 psnr:35
-         resume:25 semantic:25)
+         resume:25 semantic:25 scale:rest)
+TOTAL_S=470  # the scale step gets what is left of this
 if [ "$MODE" = cuda ]; then  # every later process sees the same flags, so none rebuilds
   export MAX_JOBS=${MAX_JOBS:-$(nproc)}
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$("$PY" -c "
@@ -219,8 +226,12 @@ step_semantic() {
   files=$("$PY" -c "import json, os, sys; print(len(os.listdir(json.load(open(sys.argv[1]))['query_outputs']['red ball'])))" \
           "$W/sem/results.json") && [ "$files" -gt 0 ] && echo "query 'red ball': $files files"
 }
+step_scale() {
+  if [ "$MODE" = cpu ]; then set -- --n 50000 --reps 1; else set --; fi
+  "$PY" -m bench.scale --device "$MODE" "$@" --out "$W/scale"
+}
 export SKIP
-export -f json_field train_psnr render_psnr within check_reduced step_versions step_prebuild step_parity \
+export -f step_scale json_field train_psnr render_psnr within check_reduced step_versions step_prebuild step_parity \
   step_cuda_tests step_vq step_compressed step_supersplat step_mcmc step_psnr step_resume step_semantic
 
 ROWS=() FAILED=0 EXT=
@@ -254,7 +265,13 @@ selected() {  # selected NAME: STEPS (when given) names it; the prebuild comes w
 for entry in "${BUDGETS[@]}"; do
   name=${entry%%:*} budget=${entry#*:}
   [ "$MODE" = cpu ] && [ "$name" = cuda_tests ] && continue
-  selected "$name" && run_step "$name" $((budget * SCALE))
+  if [ "$budget" = rest ]; then
+    budget=$((TOTAL_S - SECONDS)); [ $budget -ge 30 ] || budget=30
+    [ "$MODE" = cpu ] && budget=$((60 * SCALE))
+  else
+    budget=$((budget * SCALE))
+  fi
+  selected "$name" && run_step "$name" $budget
 done
 
 {
