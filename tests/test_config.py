@@ -112,3 +112,34 @@ def test_named_presets_take_their_gpu_form_on_cuda():
     assert mcmc.vq.vq_start is None and mcmc.vq.vq_every == round(5000 / 150)  # starts at refine_stop_iter
     sem, _ = parse_config(["--config", "semantic_gpu"])
     assert sem.iterations == 30000 and sem.semantic.feature_dim == 8
+
+
+def test_every_nested_field_is_a_flag():
+    """--SECTION.FIELD VALUE sets one field of the tree, as the YAML key would (values read as YAML)."""
+    cfg, _ = parse_config(["--config", "mcmc", "--vq", "--vq.prune_fraction", "0.5", "--strategy.cap_max=1234",
+                           "--vq.attributes.sh0.codebook_size", "512", "--vq.export_supersplat", "true"])
+    vq = cfg.plugins["vq"]
+    assert vq.prune_fraction == 0.5 and vq.export_supersplat is True and vq.level == "default"
+    assert vq.attributes["sh0"]["codebook_size"] == 512 and vq.attributes["sh0"]["type"] == "vq"
+    assert cfg.strategy.cap_max == 1234
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--vq.no_such_field", "1"], "no_such_field"),
+    (["--vq.prune_fraction"], "needs a value"),
+    (["--vq.prune_fraction", "7"], "prune_fraction"),
+    (["--nonsense", "1"], "unrecognized argument --nonsense"),
+    (["--vq.prune_fraction", "[1,"], "not a YAML value"),
+])
+def test_a_bad_nested_flag_is_one_error_line(argv, message, capsys):
+    from gs_vq.errors import GsVqError
+
+    try:
+        parse_config(["--config", "cpu", "--vq", *argv])
+    except GsVqError as e:
+        text = str(e)
+    except SystemExit as e:
+        assert e.code == 2
+        text = capsys.readouterr().err
+        assert text.startswith("error: ") and text.count("\n") == 1
+    assert message in text

@@ -7,7 +7,8 @@ import os
 import torch
 
 from . import OneLineParser, guarded, quiet_libraries
-from ..config import make_config, read_preset
+from .dotted import dotted_overrides
+from ..config import make_config, merge, read_preset
 from ..data import load_scene
 from ..errors import GsVqError
 from ..files import existing_file, existing_folder
@@ -17,7 +18,10 @@ from ..vq.levels import DEFAULT_LEVEL, level_names
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).")
+    p = OneLineParser(description="Train a 3D Gaussian Splatting scene (optionally quantized / semantic).",
+                      epilog="Every field of the config is also a flag, --SECTION.FIELD VALUE (the value read as "
+                      "YAML): e.g. --vq.prune_fraction 0.5, --strategy.cap_max 1000000, "
+                      "--vq.attributes.sh0.codebook_size 2048. cfg.yaml lists them all.")
     p.add_argument("-s", "--source_path", help="COLMAP or NeRF-synthetic folder (default: the built-in demo scene)")
     p.add_argument("-m", "--model_path", help="output folder (default: output/<scene>)")
     p.add_argument("--config", help="training preset: a name in gs_vq/configs/ (cpu, gpu, mcmc, semantic, ...) "
@@ -61,7 +65,12 @@ def check_step_flags(args) -> None:
 
 
 def parse_config(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        nested = dotted_overrides(rest)  # --vq.prune_fraction 0.5, --strategy.cap_max 1000000, ...
+    except GsVqError as e:
+        parser.error(str(e))
     check_step_flags(args)
     args.preset_note = None
     if not args.config:  # the device decides: gsplat's recipe on CUDA, the CPU preset otherwise
@@ -84,7 +93,7 @@ def parse_config(argv=None):
         overrides["semantic"] = {}
     if args.features:
         overrides["semantic"] = {**(overrides.get("semantic") or preset.get("semantic") or {}), "features_dir": args.features}
-    return make_config(args.config, overrides), args
+    return make_config(args.config, merge(overrides, nested)), args
 
 
 def record_source_path(cfg) -> None:
