@@ -49,9 +49,6 @@ def test_bad_values_are_one_line_errors(tmp_path, yaml_text, msg):
 
 
 def test_every_shipped_preset_passes():
-    import glob
-    import os
-
     from gs_vq.config import preset_names
     from gs_vq.vq.levels import level_names
 
