@@ -60,7 +60,7 @@ def test_perspective_models_undistort_to_the_original(tmp_path, demo, model):
         assert (loaded.width, loaded.height) == (w, h)
         np.testing.assert_allclose(K_loaded, new + np.array([[0, 0, 0.5 - x], [0, 0, 0.5 - y], [0, 0, 0]]), atol=1e-4)
         err = undistortion_error(original, K, pixels, K_loaded)
-        assert err < 2.0, err  # two bilinear resamplings of sharp edges, on 0-255
+        assert err < 2.0, err  # two resamplings (distortion, then the loader's bicubic remap) of sharp edges, on 0-255
         shifted = K_loaded + np.array([[0, 0, 1.0], [0, 0, 0], [0, 0, 0]])
         assert undistortion_error(original, K, pixels, shifted) > 1.5 * err  # the check sees a 1-pixel error
     # a second load reads the undistorted images from the cache
@@ -155,3 +155,18 @@ def test_lens_demo_writes_a_distorted_colmap_scene(tmp_path):
         write_lens_demo(out, "OPENCV")
     with pytest.raises(GsVqError, match="unknown camera model"):
         write_lens_demo(tmp_path / "other", "EQUIRECTANGULAR")
+
+
+def test_the_interpolation_names_the_cached_images(monkeypatch):
+    """Images undistorted with another interpolation are never read back from the cache."""
+    from gs_vq.data import undistort as U
+
+    lens = U.camera_lens("SIMPLE_RADIAL", [100.0, 64.0, 64.0, 0.1], "test")[1]
+    K = np.array([[100.0, 0, 64], [0, 100.0, 64], [0, 0, 1]])
+    tags = {}
+    for interp in ("INTER_LINEAR", "INTER_CUBIC"):
+        monkeypatch.setattr(U, "INTERPOLATION", interp)
+        U._undistortion.cache_clear()
+        tags[interp] = U.undistortion(lens, K, 128, 128).tag
+    U._undistortion.cache_clear()
+    assert tags["INTER_LINEAR"] != tags["INTER_CUBIC"]
