@@ -8,7 +8,8 @@
 rendered once in its test views; every candidate turns each query into entry scores, and its
 masks are scored against the ground truth (pooled IoU, as ``bench.semantic_queries``). The
 candidates: the old rules (``nearest``, ``gap``, ``codebook``) and label-level selections (entries
-take their nearest label's decision, the background label excluded) over prompt templates x the
+take their nearest label's decision, the background label excluded) over prompt ensembles
+(:data:`TEMPLATE_CHOICES`, the same for labels and queries: a label query must stay its label) x the
 first words that mark a one-object query x the selection for other queries (``within`` a cosine
 of the best, or the ``nearest`` rule over labels with margin 0 or 0.05) x its window x the fewest
 labels it keeps. Ranked by the mean NL mIoU over the validation scenes, with each scene's value
@@ -38,7 +39,7 @@ from bench.report import ROOT, markdown, write_json
 from gs_vq.data.labelled_scenes import ROLES, scene_labels, write_labelled_scene
 from gs_vq.semantics.encoders import MINILM_NAME, EncoderSpec, encode_texts, load_text_encoder
 from gs_vq.semantics.labels_json import label_table
-from gs_vq.semantics.scoring import (BACKGROUND_TEXTS, CANONICAL_NEGATIVES, ONE_OBJECT_WORDS, TEMPLATES,
+from gs_vq.semantics.scoring import (BACKGROUND_TEXTS, CANONICAL_NEGATIVES, LABEL_TEMPLATES, ONE_OBJECT_WORDS, TEMPLATES,
                                      entry_gap_match, entry_scores, select_entries)
 
 TEMPLATE_SETS = {"none": ("{}",), "photo": ("a photo of {}",), "ensemble": TEMPLATES}
@@ -70,6 +71,9 @@ def candidates() -> Dict[str, callable]:
     return out
 
 
+TEMPLATE_CHOICES = [("none", ("{}",)), ("ensemble", TEMPLATES), ("ensemble + picture", LABEL_TEMPLATES)] + [
+    (f"ensemble + '{t}'", TEMPLATES + (t,)) for t in ("a rendering of {}", "a photo of the {}", "there is {} in the scene")] + [
+    ("'{}' + 'an image of {}'", ("{}", "an image of {}")), ("'{}' + 'a photo of {}'", ("{}", "a photo of {}"))]
 ARTICLES = ("a", "an", "the", "one", "something", "somewhere", "someone", "somebody")  # the shorter word list
 
 
@@ -137,7 +141,7 @@ def end_to_end(args, enc, embed) -> None:
 
     out = [{"candidate": f"old rule {r}", **score(r)} for r in ("nearest", "gap", "codebook")]
     for (tname, templates), (wname, words), plural, window, smin in itertools.product(
-            [("none", ("{}",)), ("ensemble", TEMPLATES)], [("articles", ARTICLES), ("one-object words", ONE_OBJECT_WORDS)],
+            TEMPLATE_CHOICES, [("articles", ARTICLES), ("one-object words", ONE_OBJECT_WORDS)],
             ("within", "nearest m=0", "nearest m=0.05"), (0.05, 0.1, 0.2), (1, 2)):
         name = f"labels: {tname}, {wname}, several: {plural} w={window}, at least {smin}"
         out.append({"candidate": name, **score(label_candidate(templates, words, plural, window, smin, embed))})

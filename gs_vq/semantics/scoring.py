@@ -43,7 +43,7 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
 - ``labels`` (default): the query is scored against the scene's label texts, not the entries:
   every entry takes the decision of the label text it is nearest to (cosine >= :data:`LABEL_MIN_COS`
   to the plain label embedding; farther entries never match), and :func:`select_labels` turns the
-  query's cosines to the label ensembles into a set of labels. The background label
+  query's cosines to the label ensembles (:data:`LABEL_TEMPLATES`) into a set of labels. The background label
   (:data:`BACKGROUND_TEXTS`) is never selected, a query that is one of the labels selects that
   label alone, a query that starts like a description of one thing (:func:`names_one_object`: "a
   ...", "the ...", "something ...", "where ...") selects the best label alone, and any other query
@@ -75,6 +75,7 @@ DEFAULT_MASK_RULE = "labels"  # chosen on the validation labelled scenes only (d
 TEMPLATES = ("{}", "a photo of {}", "an image of {}")  # prompt ensemble of the nearest / labels rules (queries and labels)
 NEAREST_MARGIN = 0.05  # nearest rule: cosine by which the query must beat an entry's nearest other entry
 NEAREST_WINDOW = 0.2  # nearest rule: ... and lie within this of the best match
+LABEL_TEMPLATES = TEMPLATES + ("a picture of {}",)  # labels rule's prompt ensemble (queries and labels)
 LABEL_MIN_COS = 0.95  # labels rule: an entry takes its nearest label's decision when at least this close to it
 SAME_TEXT_COS = 0.95  # labels rule: a query this close to a label's ensemble is that label
 SEVERAL_MIN = 2  # labels rule: a query that may name several objects selects at least this many labels
@@ -237,8 +238,8 @@ def label_rule_scores(head, texts: Sequence[str], encoder) -> Tensor:
     cos, owner = (codes @ raw.T).max(dim=1)  # [K] each entry's nearest label
     owner = torch.where(cos >= LABEL_MIN_COS, owner, torch.full_like(owner, -1))  # [K], -1: no label
     keep = torch.tensor([t.strip().lower() not in BACKGROUND_TEXTS for t in head.texts], device=codes.device)  # [L]
-    labels = ensemble(encoder, head.texts).to(codes.device)  # [L, D]
-    queries = ensemble(encoder, texts).to(codes.device)  # [T, D]
+    labels = ensemble(encoder, head.texts, LABEL_TEMPLATES).to(codes.device)  # [L, D]
+    queries = ensemble(encoder, texts, LABEL_TEMPLATES).to(codes.device)  # [T, D]
     idx = torch.nonzero(keep).flatten()  # [L'] selectable labels
     ll = labels[idx] @ labels[idx].T  # [L', L']
     out = torch.zeros(len(texts), codes.shape[0], device=codes.device)
