@@ -17,8 +17,8 @@ from gs_vq.semantics.features import FeatureMaps
 from gs_vq.semantics.lift import lifted_head
 from gs_vq.semantics.codebook import SemanticCodebook
 from gs_vq.semantics.head import SemanticHead
-from gs_vq.semantics.scoring import (DEFAULT_MASK_RULE, TEMPLATES, entry_scores, names_one_object, select_entries,
-                                     select_labels)
+from gs_vq.semantics.scoring import (DEFAULT_MASK_RULE, LABEL_TEMPLATES, TEMPLATES, entry_scores, names_one_object,
+                                     select_entries, select_labels)
 
 
 def cosines(vectors: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ class TableEncoder:
 
     def __init__(self, table):
         self.table = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in table.items()}
-        self.prefixes = sorted({t.split("{}")[0] for t in TEMPLATES if t.split("{}")[0]}, key=len, reverse=True)
+        self.prefixes = sorted({t.split("{}")[0] for t in TEMPLATES + LABEL_TEMPLATES if t.split("{}")[0]}, key=len, reverse=True)
 
     def encode(self, texts):
         out = []
