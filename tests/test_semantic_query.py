@@ -104,7 +104,7 @@ def test_head_save_load_and_eval(trained, tmp_path):
                                [0, 0, 0], "cpu", progress=False)
     finally:
         encoders._CACHE.pop(key)
-    assert res["miou"] > 0.6 and set(res["miou_by_rule"]) == {"codebook", "view", "lerf", "gap", "nearest"} and set(res["iou"]) == {"red apple", "blue coffee mug", "wooden box"}
+    assert res["miou"] > 0.6 and set(res["miou_by_rule"]) == {"codebook", "view", "lerf", "gap", "nearest", "labels"} and set(res["iou"]) == {"red apple", "blue coffee mug", "wooden box"}
     assert "fruit" in res["iou_extra"]
     assert len(files["red apple"]) == 2 and all(p.endswith(".png") for p in files["red apple"])
     pcs = render_pca(scene.param_dict, scene.train_cameras[:2], again, str(tmp_path / "pca"), [0, 0, 0], "cpu",

@@ -37,8 +37,11 @@ def add_render_args(p: argparse.ArgumentParser) -> None:
                    help="IoU of each label and extra query of this labels.json (a path, or a name in the scene "
                         "folder) against the views' ground-truth masks; miou + per-query IoU into results.json")
     g.add_argument("--mask-rule", dest="mask_rule", choices=MASK_RULES, default=DEFAULT_MASK_RULE,
-                   help="nearest (default): prompt ensembles; an entry is selected when the query is nearer to "
-                        "it than to that entry's nearest other entry (chosen on validation scenes only); "
+                   help="labels (default): the query is scored against the scene's label texts; a query "
+                        "starting 'a ...', 'the ...', 'something ...' selects the best label, a bare noun phrase "
+                        "('fruit') may select several (chosen on validation scenes only); "
+                        "nearest: prompt ensembles; an entry is selected when the query is nearer to "
+                        "it than to that entry's nearest other entry (the previous default); "
                         "gap: every entry above the largest drop of the query's similarities; "
                         "codebook: compare with the other codebook entries; "
                         "view: per-view normalisation (LangSplat); lerf: LERF relevancy > threshold")

@@ -34,12 +34,24 @@ Per-entry scores and mask rules (``threshold`` 0.5 on a pixel score in [0, 1]):
   more than half of its weight is on matching entries, so a view without any of them gets an
   empty mask.
 
-- ``nearest`` (default): the query and the label texts are embedded as prompt ensembles
+- ``nearest``: the query and the label texts are embedded as prompt ensembles
   (:data:`TEMPLATES`, CLIP practice); an entry that is (cosine >= 0.95) one of the labels the 2D
   maps were made from (``SemanticHead.texts``) is scored by its label's ensemble, others by the
   entry itself. :func:`select_entries` keeps the best match and every entry the query is nearer
-  to than to that entry's nearest other entry. Chosen on the validation labelled scenes only
-  (``python -m bench.semantic_tuning``; docs/semantics.md).
+  to than to that entry's nearest other entry. The default before issue 26.
+
+- ``labels`` (default): the query is scored against the scene's label texts, not the entries:
+  every entry takes the decision of the label text it is nearest to (cosine >= :data:`LABEL_MIN_COS`
+  to the plain label embedding; farther entries never match), and :func:`select_labels` turns the
+  query's cosines to the label ensembles (:data:`LABEL_TEMPLATES`) into a set of labels. The background label
+  (:data:`BACKGROUND_TEXTS`) is never selected, a query that is one of the labels selects that
+  label alone, a query that starts like a description of one thing (:func:`names_one_object`: "a
+  ...", "the ...", "something ...", "where ...") selects the best label alone, and any other query
+  ("fruit", "garden tools") may name several: the ``nearest`` selection over labels, and at least
+  the best :data:`SEVERAL_MIN` labels. Chosen, against ``nearest`` / ``gap`` and other candidates,
+  on the six validation labelled scenes only (``python -m bench.semantic_tuning --end-to-end``;
+  docs/semantics.md). Without label texts (``SemanticHead.texts`` empty, e.g. CLIP features) it is
+  the ``nearest`` rule.
 
 ``active`` entries are those the training views use; unused entries never set ``s_max``.
 
@@ -58,11 +70,18 @@ from ..errors import GsVqError
 from .encoders import encode_texts
 
 CANONICAL_NEGATIVES = ("object", "things", "stuff", "texture")  # LERF's canonical phrases
-MASK_RULES = ("codebook", "view", "lerf", "gap", "nearest")
-DEFAULT_MASK_RULE = "nearest"  # chosen on the validation labelled scenes only (docs/semantics.md)
-TEMPLATES = ("{}", "a photo of {}", "an image of {}")  # prompt ensemble of the nearest rule (queries and labels)
+MASK_RULES = ("codebook", "view", "lerf", "gap", "nearest", "labels")
+DEFAULT_MASK_RULE = "labels"  # chosen on the validation labelled scenes only (docs/semantics.md)
+TEMPLATES = ("{}", "a photo of {}", "an image of {}")  # prompt ensemble of the nearest / labels rules (queries and labels)
 NEAREST_MARGIN = 0.05  # nearest rule: cosine by which the query must beat an entry's nearest other entry
 NEAREST_WINDOW = 0.2  # nearest rule: ... and lie within this of the best match
+LABEL_TEMPLATES = TEMPLATES + ("a picture of {}",)  # labels rule's prompt ensemble (queries and labels)
+LABEL_MIN_COS = 0.95  # labels rule: an entry takes its nearest label's decision when at least this close to it
+SAME_TEXT_COS = 0.95  # labels rule: a query this close to a label's ensemble is that label
+SEVERAL_MIN = 2  # labels rule: a query that may name several objects selects at least this many labels
+BACKGROUND_TEXTS = ("background",)  # label texts a query never selects (labels.json's id 0)
+ONE_OBJECT_WORDS = ("a", "an", "the", "one", "this", "that", "my", "your", "something", "somewhere", "someone",
+                    "somebody", "where")  # first words of a query that describes one thing
 
 def entry_relevancy(codes: Tensor, query: Tensor, negatives: Tensor, tau: float = 10.0) -> Tensor:
     """LERF relevancy of each entry: ``min_j exp(t s_q) / (exp(t s_q) + exp(t s_j))``.
@@ -142,6 +161,36 @@ def select_entries(s: Tensor, ll: Tensor, margin: float = NEAREST_MARGIN, window
     return (same & chosen[None, :]).any(dim=1)  # [K] with the copies
 
 
+def names_one_object(text: str) -> bool:
+    """True when ``text`` starts like a description of one thing ("a couch", "the grass",
+    "something to drink from", "where birds drink": :data:`ONE_OBJECT_WORDS`); False for a bare
+    noun phrase that may name several ("fruit", "garden tools", "things you can eat")."""
+    words = text.lower().split()
+    return bool(words) and words[0] in ONE_OBJECT_WORDS
+
+
+def select_labels(s: Tensor, ll: Tensor, one: bool, margin: float = NEAREST_MARGIN, window: float = NEAREST_WINDOW,
+                  several_min: int = SEVERAL_MIN, same: float = SAME_TEXT_COS) -> Tensor:
+    """``[L]`` bool: the labels a query selects under the ``labels`` rule.
+
+    ``s [L]``: the query's cosine to each selectable label (ensembles); ``ll [L, L]``: the labels'
+    cosines to each other; ``one``: the query describes one thing (:func:`names_one_object`). A
+    query that is a label (``s >= same``) or describes one thing selects the best label; any other
+    selects what :func:`select_entries` keeps among the labels and at least the best
+    ``several_min``.
+    """
+    chosen = torch.zeros_like(s, dtype=torch.bool)
+    if s.numel() == 0:
+        return chosen
+    order = s.argsort(descending=True)
+    if one or float(s.max()) >= same:
+        chosen[order[0]] = True
+        return chosen
+    chosen = select_entries(s, ll, margin, window)
+    chosen[order[:several_min]] = True
+    return chosen
+
+
 def check_rule(rule: str) -> None:
     """One-line GsVqError unless ``rule`` is one of :data:`MASK_RULES`."""
     if rule not in MASK_RULES:
@@ -179,17 +228,41 @@ def nearest_scores(head, texts: Sequence[str], encoder) -> Tensor:
 
 
 @torch.no_grad()
+def label_rule_scores(head, texts: Sequence[str], encoder) -> Tensor:
+    """``[T, K]`` in {0, 1}: the entries of ``head`` each text selects under the ``labels`` rule
+    (the ``nearest`` rule's when the head has no label texts)."""
+    if not head.texts:
+        return nearest_scores(head, texts, encoder)
+    codes = head.codebook.unit_codes().detach()  # [K, D]
+    raw = encode_texts(encoder, list(head.texts)).to(codes.device)  # [L, D], as the maps were made
+    cos, owner = (codes @ raw.T).max(dim=1)  # [K] each entry's nearest label
+    owner = torch.where(cos >= LABEL_MIN_COS, owner, torch.full_like(owner, -1))  # [K], -1: no label
+    keep = torch.tensor([t.strip().lower() not in BACKGROUND_TEXTS for t in head.texts], device=codes.device)  # [L]
+    labels = ensemble(encoder, head.texts, LABEL_TEMPLATES).to(codes.device)  # [L, D]
+    queries = ensemble(encoder, texts, LABEL_TEMPLATES).to(codes.device)  # [T, D]
+    idx = torch.nonzero(keep).flatten()  # [L'] selectable labels
+    ll = labels[idx] @ labels[idx].T  # [L', L']
+    out = torch.zeros(len(texts), codes.shape[0], device=codes.device)
+    for t, (text, q) in enumerate(zip(texts, queries)):
+        chosen = idx[select_labels(labels[idx] @ q, ll, names_one_object(text))]  # label indices
+        out[t] = torch.isin(owner, chosen).float()
+    return out
+
+
+@torch.no_grad()
 def entry_scores(head, texts: Sequence[str], rule: str, encoder) -> Tensor:
     """Per-entry scores ``[T, K]`` of each text under ``rule`` (each text embedded once).
 
     ``head``: a :class:`~gs_vq.semantics.head.SemanticHead` (its unit codebook entries, ``active``
     entries, canonical ``negatives``, label ``texts`` and temperatures); ``encoder``: the loaded
     text encoder of ``head.encoder``. Values in [0, 1]: a match for ``codebook`` / ``gap`` /
-    ``nearest``, LERF relevancy for ``view`` / ``lerf``.
+    ``nearest`` / ``labels``, LERF relevancy for ``view`` / ``lerf``.
     """
     check_rule(rule)
     if rule == "nearest":
         return nearest_scores(head, texts, encoder)
+    if rule == "labels":
+        return label_rule_scores(head, texts, encoder)
     emb = encode_texts(encoder, list(texts) + list(head.negatives)).to(head.active.device)  # [T+M, D]
     queries, negatives = emb[: len(texts)], emb[len(texts):]
     codes = head.codebook.unit_codes()  # [K, D]
