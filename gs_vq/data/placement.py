@@ -20,8 +20,9 @@ DEVICE, PINNED, HOST = "device", "pinned", "host"
 
 
 def images_nbytes(cameras: Sequence) -> int:
-    """Bytes of the cameras' stored pixels (uint8 as read, or float32)."""
-    return sum(c.pixels.numel() * c.pixels.element_size() for c in cameras if getattr(c, "pixels", None) is not None)
+    """Bytes of the cameras' stored pixels still in host memory (uint8 as read, or float32)."""
+    return sum(c.pixels.numel() * c.pixels.element_size() for c in cameras
+               if getattr(c, "pixels", None) is not None and c.pixels.device.type == "cpu")
 
 
 def choose_placement(nbytes: int, device: str, free_bytes: Optional[int] = None, share: float = 0.25) -> str:
@@ -40,7 +41,7 @@ def place_images(cameras: Sequence, device: str, share: float = 0.25) -> str:
     where = choose_placement(images_nbytes(cameras), device, free, share)
     if where == HOST:
         return where
-    for c in cameras:
-        if getattr(c, "pixels", None) is not None:
+    for c in cameras:  # pixels already on a GPU (a second trainer on the same scene) stay there
+        if getattr(c, "pixels", None) is not None and c.pixels.device.type == "cpu":
             c.pixels = c.pixels.to(device) if where == DEVICE else c.pixels.pin_memory()
     return where
