@@ -37,6 +37,7 @@ import torch
 
 from gs_vq.config import make_config
 from gs_vq.data.cameras import Camera, Scene
+from gs_vq.devices import synchronize
 from gs_vq.io.compressed import load_compressed_splats
 from gs_vq.render import rasterize, resolve_device
 from gs_vq.render.contribution import contribution
@@ -50,11 +51,6 @@ from bench.report import markdown, write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WIDTH, HEIGHT, VIEWS = 1297, 840, 4
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def make_scene(n: int, seed: int = 0) -> Scene:
@@ -96,18 +92,18 @@ def timed_step(trainer: Trainer, step: int, device: str):
     plugin = trainer.plugins.get("vq")
     before = sum(plugin.timings().values()) if plugin else 0.0
     cam = trainer.scene.train_cameras[step % VIEWS]
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     trainer.train_step(step, cam)
-    _sync(device)
+    synchronize(device)
     wall = time.perf_counter() - t0
     if plugin is None:
         return wall, 0.0
     with torch.no_grad():  # the decode in splats_to_render is the plugin's work too
-        _sync(device)
+        synchronize(device)
         t1 = time.perf_counter()
         plugin.splats_to_render(trainer.splats)
-        _sync(device)
+        synchronize(device)
         decode = time.perf_counter() - t1
     return wall, sum(plugin.timings().values()) - before + decode
 
@@ -136,10 +132,10 @@ def update_variants(x: torch.Tensor, codes: torch.Tensor, k: int, device: str, r
     for name, fn in (("index_add", index_add), ("segment_reduce", segment_reduce), ("cumsum", cumsum)):
         best = float("inf")
         for _ in range(reps):
-            _sync(device)
+            synchronize(device)
             t = time.perf_counter()
             got = fn()
-            _sync(device)
+            synchronize(device)
             best = min(best, time.perf_counter() - t)
         assert torch.allclose(got, ref, rtol=1e-3, atol=1e-2), name
         out[name] = 1000 * best
@@ -175,10 +171,10 @@ def run(n: int, device: str, reps: int, save=lambda out: None) -> dict:
                    .plugins["vq"].vq_every)
         for trainer in (plain, vq_trainer):  # warm-up: kernels built, caches filled (a plain step for both)
             trainer.train_step(start - 1, scene.train_cameras[0])
-        _sync(device)
+        synchronize(device)
         t = time.perf_counter()
         vq_trainer.train_step(start, scene.train_cameras[0])  # FIT
-        _sync(device)
+        synchronize(device)
         out["fit_s"] = time.perf_counter() - t
         save(out)
         rows = {"plain": [], "update": [], "refresh": []}
@@ -207,20 +203,20 @@ def run(n: int, device: str, reps: int, save=lambda out: None) -> dict:
                                                 sh.quantizer.codebooks[0].shape[0], device)
             out["refresh_s"] = {}
             for name, slot in plugin.state.slots.items():
-                _sync(device)
+                synchronize(device)
                 t = time.perf_counter()
                 plugin._reassign(splats, name, slot)
-                _sync(device)
+                synchronize(device)
                 out["refresh_s"][name] = time.perf_counter() - t
             t = time.perf_counter()
             contribution(splats, scene.train_cameras[:2], plugin.significance_downscale)
-            _sync(device)
+            synchronize(device)
             out["significance_s_per_view"] = (time.perf_counter() - t) / 2
             out["significance_200_views_s"] = 200 * out["significance_s_per_view"]
             save(out)
             t = time.perf_counter()
             plugin.finalize(splats)
-            _sync(device)
+            synchronize(device)
             out["finalize_s"] = time.perf_counter() - t
         model = os.path.join(tmp, "vq")
         os.makedirs(model, exist_ok=True)
