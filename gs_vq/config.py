@@ -52,6 +52,7 @@ class TrainConfig:
     eval: bool = False  # hold out test views (every 8th COLMAP image / NeRF test split)
     resolution: int = -1  # -r as Inria: factor 1, 2, 4 or 8, -1 auto (at most 1600 px wide) or a target width
     images: str = "images"  # -i: the image folder inside source_path (COLMAP)
+    lens: str = "undistort"  # distorted COLMAP cameras: undistort at load, or raw: trained through the lens (CPU)
     white_background: bool = False
     sh_degree: int = field(default=3, metadata=ranged(Int(0, 3)))
     sh_degree_interval: int = field(default=1000, metadata=steps(Int(1)))  # raise the SH degree every this many steps
@@ -90,6 +91,11 @@ class TrainConfig:
     def semantic(self):
         """The ``semantic:`` plugin (:class:`gs_vq.semantics.SemanticField`), or None."""
         return self.plugins.get("semantic")
+
+    def scene_options(self) -> Dict[str, Any]:
+        """The keyword arguments of :func:`gs_vq.data.load_scene` this config trains with."""
+        return dict(resolution=self.resolution, eval=self.eval, white_background=self.white_background,
+                    num_random_points=self.init_num_points, images=self.images, lens=self.lens)
 
 
 # ---- typed construction ---------------------------------------------------------------------------

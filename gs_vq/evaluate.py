@@ -10,7 +10,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from .data.cameras import image_stem
+from .data.cameras import image_stem, camera_lens_batch
 from .files import atomic_path
 from .metrics import LPIPS, lpips_metric, psnr, ssim_value
 from .splats import camera_batch, render_splats, sh_degree_of
@@ -33,7 +33,7 @@ def render_views(splats: Dict[str, Tensor], cameras: List, background: Optional[
     for cam in cameras:
         viewmats, Ks, _ = camera_batch([cam], device)
         yield cam, render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, background,
-                                 extra=extra, backend=backend)
+                                 extra=extra, backend=backend, **camera_lens_batch([cam], device))
 
 
 def evaluate(splats: Dict[str, Tensor], cameras: List, background: Optional[Sequence[float]], device: str,

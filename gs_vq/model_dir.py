@@ -180,8 +180,8 @@ def scene_folder(cfg: TrainConfig, model: str) -> Optional[str]:
 def load_model_scene(model: str, cfg: Optional[TrainConfig] = None, source_path: Optional[str] = None,
                      resolution: Optional[int] = None, eval: Optional[bool] = None) -> Scene:
     """The scene of a model folder as its ``cfg.yaml`` records it (folder, ``-r``, ``--eval`` split,
-    background, ``--images`` folder); ``source_path``, ``resolution`` and ``eval`` override it."""
+    background, ``--images`` folder, ``--lens``); ``source_path``, ``resolution`` and ``eval`` override it."""
     cfg = cfg if cfg is not None else model_config(model)
-    return load_scene(source_path or scene_folder(cfg, model), resolution=resolution or cfg.resolution,
-                      eval=cfg.eval if eval is None else eval, white_background=cfg.white_background,
-                      images=cfg.images)
+    options = cfg.scene_options()
+    options.update(resolution=resolution or cfg.resolution, eval=cfg.eval if eval is None else eval)
+    return load_scene(source_path or scene_folder(cfg, model), **options)

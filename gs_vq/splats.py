@@ -93,12 +93,15 @@ def render_splats(
     extra: Optional[Tensor] = None,  # [N, F]
     backend: str = "auto",
     absgrad: bool = False,
+    radial_coeffs: Optional[Tensor] = None,  # [C, 6]
+    tangential_coeffs: Optional[Tensor] = None,  # [C, 2]
 ) -> RenderOutput:
     """Render raw splats (activations applied here) from ``C`` cameras.
 
     With ``extra`` the RGB colours are evaluated from SH here and rasterized together with the
     extra channels in one pass (``3 + F`` channels); the extra channels see a zero background.
     ``absgrad`` gives ``info["means2d"].absgrad`` after backward (``DefaultStrategy(absgrad=True)``).
+    ``radial_coeffs``/``tangential_coeffs``: distorted cameras (:func:`camera_lens_batch`).
     """
     C = viewmats.shape[0]
     device = viewmats.device
@@ -117,6 +120,8 @@ def render_splats(
         packed=False,
         absgrad=absgrad,
         backend=backend,
+        radial_coeffs=radial_coeffs,
+        tangential_coeffs=tangential_coeffs,
     )
     if extra is None:
         colors = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N, K, 3]

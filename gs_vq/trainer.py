@@ -22,7 +22,7 @@ from . import strategy as strategies
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, save_config
 from .data import Scene
-from .data.cameras import background_of
+from .data.cameras import background_of, camera_lens_batch
 from .data.placement import place_images
 from .errors import GsVqError
 from .files import atomic_path, existing_file
@@ -154,7 +154,7 @@ class Trainer:
         extras = [e for e in (p.extra_channels(splats) for p in self.plugins.values()) if e is not None]
         out = render_splats(splats, viewmats, Ks, cam.width, cam.height, sh_degree, self.background,
                             extra=torch.cat(extras, dim=-1) if extras else None, backend=cfg.backend,
-                            absgrad=getattr(cfg.strategy, "absgrad", False))
+                            absgrad=getattr(cfg.strategy, "absgrad", False), **camera_lens_batch([cam], self.device))
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, out.info)
         l1 = F.l1_loss(out.rgb, gt)
         loss = (1.0 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * dssim_loss(out.rgb, gt)

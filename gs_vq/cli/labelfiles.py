@@ -29,13 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def train_cameras(model_path: str, source_path: Optional[str] = None):
     """The training views of a model folder's scene (at the model's resolution)."""
-    from ..config import load_config
-    from ..data import load_scene
+    from ..model_dir import load_model_scene
 
-    cfg = load_config(os.path.join(model_path, "cfg.yaml"))
-    scene = load_scene(source_path or cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background, images=cfg.images)
-    return scene.train_cameras
+    return load_model_scene(model_path, source_path=source_path).train_cameras
 
 
 @guarded

@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int)
     p.add_argument("--eval", action="store_const", const=True, help="hold out test views")
     p.add_argument("-i", "--images", help="image folder inside the scene folder (default: images)")
+    p.add_argument("--lens", choices=["undistort", "raw"],
+                   help="distorted COLMAP cameras (SIMPLE_RADIAL, OPENCV, ...): undistort the images at load "
+                   "(default, gsplat's way), or keep them raw and render through the lens (CPU backends; "
+                   "no resampling, the whole frame)")
     p.add_argument("-r", "--resolution", type=int,
                    help="downscale images by 1, 2, 4 or 8 (images_N/ when the scene has it), or a target width in "
                    "pixels; default -1: images wider than 1600 pixels are brought to 1600")
@@ -144,9 +148,7 @@ def main(argv=None) -> None:
     check_input_paths(cfg)  # before the model folder is made
     open_model_dir(model_path)  # a writable folder, locked for this run, no leftover temp files
     record_source_path(cfg)
-    scene = load_scene(cfg.source_path, resolution=cfg.resolution, eval=cfg.eval,
-                       white_background=cfg.white_background, num_random_points=cfg.init_num_points,
-                       images=cfg.images)
+    scene = load_scene(cfg.source_path, **cfg.scene_options())
     trainer = Trainer(cfg, scene, model_path)
     removed = remove_stale_outputs(model_path, cfg, cfg.resume, keep=[cfg.start_checkpoint])
     report_stale(model_path, removed + ([] if cfg.resume else remove_stale_layout(model_path)))

@@ -16,6 +16,8 @@ from gs_vq.data.gsplat_parser import scene_from_gsplat
 from gs_vq.data.images import AUTO, check_resolution, default_cache_root
 from gs_vq.errors import GsVqError
 
+LENS_MODES = ("undistort", "raw")  # --lens: what load_scene does with COLMAP's distorted cameras
+
 __all__ = [
     "Camera",
     "Scene",
@@ -59,6 +61,7 @@ def load_scene(
     cache_dir: Optional[str] = None,
     num_random_points: int = 100_000,
     images: str = "images",
+    lens: str = "undistort",
 ) -> Scene:
     """Load a scene for training and evaluation.
 
@@ -74,11 +77,15 @@ def load_scene(
         images: COLMAP: the image folder inside ``source_path`` (``-i/--images``; with ``-r 2|4|8``
             its ``<images>_<r>`` copy when present). NeRF-synthetic scenes name their files in
             transforms_*.json and ignore it.
+        lens: COLMAP's distorted cameras: "undistort" at load (gsplat's way) or keep them "raw",
+            rendered through the lens (``--lens``; CPU backends).
 
     Returns:
         Scene with train/test cameras, initial points and scene scale.
     """
     resolution = check_resolution(resolution)
+    if lens not in LENS_MODES:
+        raise GsVqError(f"lens must be one of {', '.join(LENS_MODES)}, got {lens!r}")
     if num_random_points < 1:
         raise GsVqError(f"num_random_points must be positive, got {num_random_points}")
     if source_path is None:
@@ -88,5 +95,5 @@ def load_scene(
     source = str(Path(source_path).expanduser())
     if kind == "colmap":
         return load_colmap(source, resolution, eval, white_background, cache_dir, images_dir=images,
-                           num_random_points=num_random_points)
+                           num_random_points=num_random_points, lens=lens)
     return load_blender(source, resolution, white_background, cache_dir, num_random_points)

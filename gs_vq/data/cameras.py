@@ -37,9 +37,11 @@ class Camera:
     mask: Optional[Tensor] = None  # [H, W] int64 object ids (0 = background), when the scene has masks
     alpha: Optional[Tensor] = None  # [H, W] float32 in [0, 1]: given for float images, else from RGBA pixels
     background: float = 0.0  # what RGBA pixels are composited on: 0 black, 1 white
+    radial_coeffs: Optional[Tensor] = None  # [6] k1..k6 of a distorted lens kept raw (--lens raw), else None
+    tangential_coeffs: Optional[Tensor] = None  # [2] p1, p2 of that lens
 
     def __repr__(self) -> str:
-        extras = "".join(f", {k}" for k in ("mask", "alpha") if getattr(self, k) is not None)
+        extras = "".join(f", {k}" for k in ("mask", "alpha", "radial_coeffs") if getattr(self, k) is not None)
         return f"Camera({self.name!r}, {self.width}x{self.height}, fx={float(self.K[0, 0]):.2f}{extras})"
 
     def image_float(self, device: Optional[str] = None) -> Optional[Tensor]:
@@ -203,3 +205,13 @@ def random_points(centre: np.ndarray, half_extent: float, n: int, seed: int = 0)
     xyz = (torch.rand(n, 3, generator=g, dtype=torch.float64) * 2 - 1) * half_extent
     xyz += torch.as_tensor(centre, dtype=torch.float64)
     return xyz.float(), torch.rand(n, 3, generator=g)
+
+
+def camera_lens_batch(cameras: List, device: str) -> Dict[str, Tensor]:
+    """``radial_coeffs [C, 6]`` and ``tangential_coeffs [C, 2]`` of cameras kept with their lens
+    (``--lens raw``; zeros for pinhole ones) as :func:`gs_vq.splats.render_splats` keywords; ``{}`` when none is."""
+    if all(c.radial_coeffs is None for c in cameras):
+        return {}
+    zeros = {"radial_coeffs": torch.zeros(6), "tangential_coeffs": torch.zeros(2)}
+    return {k: torch.stack([getattr(c, k) if getattr(c, k) is not None else z for c in cameras]).float().to(device)
+            for k, z in zeros.items()}

@@ -4,8 +4,10 @@ Layout: ``<source>/<images>/`` (``-i/--images``, default ``images``) and a model
 ``images``, ``points3D`` as ``.bin`` or ``.txt``) in ``<source>/sparse/0`` or ``<source>/sparse``.
 Cameras: PINHOLE and SIMPLE_PINHOLE as they are; SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV and
 OPENCV_FISHEYE are undistorted at load (:mod:`gs_vq.data.undistort`, gsplat's way; the
-undistorted images are cached like resized ones). Other models must be undistorted first with
-``colmap image_undistorter``.
+undistorted images are cached like resized ones). With ``lens="raw"`` (``--lens raw``) the
+perspective ones keep their images as captured and carry the lens on the camera instead, and
+every render projects through it (:mod:`gs_vq.render.lens`; no resampling, the whole frame).
+Other models must be undistorted first with ``colmap image_undistorter``.
 
 Resolution: ``-r 2|4|8`` reads ``<images>_<r>/`` when the scene has it (Mip-NeRF 360 / LLFF
 ``images_4``, as gsplat's ``data_factor``; same file names, or the same stems), else downscales
@@ -102,6 +104,7 @@ def load_colmap(
     cache_dir: Optional[str] = None,
     images_dir: str = "images",
     num_random_points: int = 100_000,
+    lens: str = "undistort",
 ) -> Scene:
     """Load a COLMAP scene; see the module docstring for layout, cameras, resolution and split.
 
@@ -114,12 +117,19 @@ def load_colmap(
         images_dir: image folder name inside ``source_path`` (``-i/--images``).
         num_random_points: only used when the model has no 3D points: that many random points in
             the box the cameras look at (``cameras.look_at_box``).
+        lens: distorted cameras' images "undistort"ed at load (gsplat's way), or kept "raw" with
+            the lens on the camera (``Camera.radial_coeffs``), rendered through it.
     """
     source = Path(os.path.abspath(source_path))
     rec = _read_model(source)
     lenses: Dict[int, Tuple[np.ndarray, Optional[Lens]]] = {
         cid: camera_lens(cam.model.name, cam.params, f"COLMAP camera {cid}") for cid, cam in rec.cameras.items()
     }  # checks every camera model
+    raw = lens == "raw"
+    if raw:
+        for _, cam_lens in lenses.values():
+            if cam_lens is not None:
+                cam_lens.gsplat_coeffs()  # a fisheye lens is an error before any image is read
     sizes = {cid: (cam.width, cam.height) for cid, cam in rec.cameras.items()}
     posed = sorted((im for im in rec.images.values() if im.has_pose), key=lambda im: im.name)
     if not posed:
@@ -136,8 +146,11 @@ def load_colmap(
         check_image_size(path, (width, height), (model_width, model_height), resolution)
         K, lens = lenses[camera_id]
         K = scale_K(K, width / model_width, height / model_height)
-        if lens is None:
+        coeffs = {}
+        if lens is None or raw:
             pixels = read_sized(path, (width, height), cache_root)  # [H, W, 3|4] uint8
+            if lens is not None:
+                coeffs = {f"{k}_coeffs": torch.tensor(v) for k, v in zip(("radial", "tangential"), lens.gsplat_coeffs())}
         else:
             remap = undistortion(lens, K, width, height)
             pixels = cached_image(path, f"{width}x{height}-{remap.tag}",
@@ -152,6 +165,7 @@ def load_colmap(
             width=width,
             height=height,
             background=1.0 if white_background else 0.0,
+            **coeffs,
         ), rescaled
 
     cameras, rescaled = zip(*parallel_map(load_one, views))

@@ -62,6 +62,15 @@ class Lens:
     coeffs: Tuple[float, ...]  # OpenCV distortion coefficients: 4 (8 for FULL_OPENCV)
     fisheye: bool  # cv2.fisheye's model (OPENCV_FISHEYE) instead of cv2's perspective one
 
+    def gsplat_coeffs(self) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+        """(radial k1..k6, tangential p1, p2): the perspective lens in ``gsplat.rasterization``'s
+        terms, as :mod:`gs_vq.render.lens` projects through it."""
+        if self.fisheye:
+            raise GsVqError(f"--lens raw: the {self.model} lens is not a perspective lens; "
+                            "train fisheye captures with --lens undistort (the default)")
+        k1, k2, p1, p2, k3, k4, k5, k6 = (self.coeffs + (0.0,) * 8)[:8]
+        return (k1, k2, k3, k4, k5, k6), (p1, p2)
+
 
 def camera_lens(model: str, params: Sequence[float], where: str) -> Tuple[np.ndarray, Optional[Lens]]:
     """([3, 3] pixel K, Lens or None for no distortion) of a COLMAP camera; GsVqError for others.

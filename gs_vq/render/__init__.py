@@ -126,6 +126,8 @@ def rasterize(
     render_mode: str = "RGB",
     absgrad: bool = False,
     backend: str = "auto",
+    radial_coeffs: Optional[Tensor] = None,  # [C, 6]
+    tangential_coeffs: Optional[Tensor] = None,  # [C, 2]
 ) -> Tuple[Tensor, Tensor, Dict]:
     """Render ``N`` 3D Gaussians into ``C`` pinhole cameras, like ``gsplat.rasterization``.
 
@@ -141,6 +143,9 @@ def rasterize(
         absgrad: also give ``info["means2d"].absgrad`` after backward.
         backend: "auto" (gsplat on CUDA, else "cpp" if it builds, else "torch"), "gsplat",
             "torch" or "cpp".
+        radial_coeffs, tangential_coeffs: OpenCV lens distortion of each camera, gsplat's names
+            and order (:mod:`~gs_vq.render.lens`); CPU backends only (gsplat takes them only
+            through its unscented transform and 3D evaluation, which gs-vq does not drive).
 
     Returns:
         ``render_colors [C, H, W, X]``, ``render_alphas [C, H, W, 1]`` and ``info`` with
@@ -151,6 +156,15 @@ def rasterize(
     """
     _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode)
     backend = resolve_backend(backend, means.is_cuda)
+    if (radial_coeffs is None) != (tangential_coeffs is None):
+        raise GsVqError("rasterize: give radial_coeffs and tangential_coeffs together")
+    C = viewmats.shape[0]
+    for name, tensor, n in (("radial_coeffs", radial_coeffs, 6), ("tangential_coeffs", tangential_coeffs, 2)):
+        if tensor is not None and tuple(tensor.shape) != (C, n):
+            raise GsVqError(f"rasterize: {name} has shape {tuple(tensor.shape)}, expected {(C, n)}")
+    if backend == "gsplat" and radial_coeffs is not None:
+        raise GsVqError("distorted cameras render on the CPU backends only; on CUDA load the scene "
+                        "with --lens undistort (the default)")
     if backend == "gsplat":
         import gsplat
 
@@ -171,7 +185,8 @@ def rasterize(
     C, N = viewmats.shape[0], means.shape[0]
     radii, means2d, depths, conics = project_gaussians(
         means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
-        near_plane=near_plane, far_plane=far_plane, opacities=opacities)
+        near_plane=near_plane, far_plane=far_plane, opacities=opacities,
+        radial_coeffs=radial_coeffs, tangential_coeffs=tangential_coeffs)
     feats = _features(colors, means, viewmats, sh_degree, C, N)  # [C, N, D]
     feats, backgrounds = _with_depth(render_mode, feats, depths, backgrounds, C)
     opas = opacities[None].expand(C, N)  # [C, N]

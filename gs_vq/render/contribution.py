@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..data.cameras import camera_lens_batch
 from . import rasterize
 
 
@@ -31,11 +32,12 @@ def scaled_intrinsics(K: Tensor, width: int, height: int, new_width: int, new_he
 
 
 def lift_view(splats: Dict[str, Tensor], viewmat: Tensor, K: Tensor, width: int, height: int, G: Tensor,
-              backend: str = "auto") -> Tensor:
+              backend: str = "auto", **lens: Tensor) -> Tensor:
     """``sum_p w_i(p) G(p)`` for one view: ``G [height, width, D]`` -> ``[N, D]``.
 
     ``splats`` are raw (pre-activation) tensors as in the ParameterDict; ``viewmat [4, 4]``,
-    ``K [3, 3]`` (pixels of the ``width x height`` image).
+    ``K [3, 3]`` (pixels of the ``width x height`` image); ``lens``: a distorted camera's
+    ``radial_coeffs [1, 6]`` and ``tangential_coeffs [1, 2]`` (``camera_lens_batch``).
     """
     means = splats["means"].detach()
     N, D = means.shape[0], G.shape[-1]
@@ -43,7 +45,7 @@ def lift_view(splats: Dict[str, Tensor], viewmat: Tensor, K: Tensor, width: int,
     with torch.enable_grad():
         render, _, _ = rasterize(means, splats["quats"].detach(), torch.exp(splats["scales"].detach()),
                                  torch.sigmoid(splats["opacities"].detach()), colors, viewmat[None].to(means.device),
-                                 K[None].to(means.device), width, height, sh_degree=None, backend=backend)
+                                 K[None].to(means.device), width, height, sh_degree=None, backend=backend, **lens)
         (render[0] * G.to(render)).sum().backward()
     return colors.grad  # [N, D]
 
@@ -66,7 +68,7 @@ def lift_maps(splats: Dict[str, Tensor], cameras: Sequence, maps: Callable[[obje
         h, w = G.shape[:2]
         K = scaled_intrinsics(cam.K, cam.width, cam.height, w, h)
         G1 = torch.cat([G.to(device).float(), torch.ones(h, w, 1, device=device)], dim=-1)  # [h, w, D+1]
-        out = lift_view(splats, cam.viewmat, K, w, h, G1, backend)  # [N, D+1]
+        out = lift_view(splats, cam.viewmat, K, w, h, G1, backend, **camera_lens_batch([cam], device))  # [N, D+1]
         sums = out[:, :-1] if sums is None else sums + out[:, :-1]
         weight += out[:, -1]
     if sums is None:

@@ -1,4 +1,4 @@
-"""EWA projection of 3D Gaussians to pinhole cameras, and spherical-harmonics colours.
+"""EWA projection of 3D Gaussians to pinhole (optionally distorted) cameras, and spherical-harmonics colours.
 
 Plain vectorized torch (autograd differentiates it); the maths follows gsplat 1.5.3's
 ``fully_fused_projection`` (pinhole, classic mode) and ``spherical_harmonics``:
@@ -20,6 +20,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .lens import distort, distort_jacobian, fold_radius2
 
 # Smallest alpha a Gaussian may contribute to a pixel (gsplat's ALPHA_THRESHOLD, Common.h).
 ALPHA_THRESHOLD = 1.0 / 255.0
@@ -70,8 +72,10 @@ def project_gaussians(
     near_plane: float = 0.01,
     far_plane: float = 1e10,
     opacities: Optional[Tensor] = None,  # [N]
+    radial_coeffs: Optional[Tensor] = None,  # [C, 6]
+    tangential_coeffs: Optional[Tensor] = None,  # [C, 2]
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Project Gaussians into ``C`` pinhole cameras (EWA splatting).
+    """Project Gaussians into ``C`` pinhole cameras (EWA splatting), optionally distorted.
 
     Args:
         means: world-space centres. [N, 3]
@@ -83,6 +87,10 @@ def project_gaussians(
         eps2d: added to the 2D covariance diagonal, pixels^2.
         near_plane, far_plane: camera-space depth range kept.
         opacities: activated opacities for the tighter, opacity-aware radius; None for 3.33 sigma.
+        radial_coeffs, tangential_coeffs: OpenCV lens distortion (:mod:`~gs_vq.render.lens`),
+            both or neither. The centre goes through the lens exactly; the covariance through
+            its Jacobian at the (FOV-clamped) centre, the first-order step EWA already takes for
+            the perspective division. Centres beyond the lens's fold radius are culled.
 
     Returns:
         radii ``[C, N, 2]`` int32 (0 where culled), means2d ``[C, N, 2]`` pixels, depths
@@ -104,10 +112,20 @@ def project_gaussians(
     ty = _clamped_ratio(y, z, cy / fy + FOV_MARGIN * tan_fovy,
                         (height - cy) / fy + FOV_MARGIN * tan_fovy)  # [C, N]
 
-    # Rows of J @ R_cam, J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]].
+    # Rows of J @ R_cam, J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]] (pinhole), or
+    # J = diag(fx, fy) @ D @ [[1/z, 0, -tx/z^2], [0, 1/z, -ty/z^2]] with D the lens's Jacobian.
     rz = 1.0 / z  # [C, N]
-    a0 = (fx * rz)[..., None] * R[:, None, 0] - (fx * tx * rz * rz)[..., None] * R[:, None, 2]
-    a1 = (fy * rz)[..., None] * R[:, None, 1] - (fy * ty * rz * rz)[..., None] * R[:, None, 2]
+    n0 = rz[..., None] * R[:, None, 0] - (tx * rz * rz)[..., None] * R[:, None, 2]  # [C, N, 3]
+    n1 = rz[..., None] * R[:, None, 1] - (ty * rz * rz)[..., None] * R[:, None, 2]  # [C, N, 3]
+    u, v = x * rz, y * rz  # [C, N] normalized coordinates of the centre
+    in_lens = torch.ones_like(in_depth)
+    if radial_coeffs is not None:
+        d00, d01, d10, d11 = distort_jacobian(tx * rz, ty * rz, radial_coeffs, tangential_coeffs)
+        n0, n1 = d00[..., None] * n0 + d01[..., None] * n1, d10[..., None] * n0 + d11[..., None] * n1
+        with torch.no_grad():
+            in_lens = u * u + v * v < fold_radius2(radial_coeffs)[:, None]
+        u, v = distort(u, v, radial_coeffs, tangential_coeffs)
+    a0, a1 = fx[..., None] * n0, fy[..., None] * n1  # [C, N, 3]
     M = quat_to_rotmat(quats) * scales[:, None, :]  # [N, 3, 3], covar = M M^T
     b0 = (a0[..., :, None] * M).sum(-2)  # [C, N, 3] (broadcast-sum: bmm is slow for 3x3)
     b1 = (a1[..., :, None] * M).sum(-2)  # [C, N, 3]
@@ -118,7 +136,7 @@ def project_gaussians(
     ok_det = det > 0
     inv_det = 1.0 / torch.where(ok_det, det, torch.ones_like(det))
     conics = torch.stack([cov_yy * inv_det, -cov_xy * inv_det, cov_xx * inv_det], -1)
-    means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)  # [C, N, 2]
+    means2d = torch.stack([fx * u + cx, fy * v + cy], dim=-1)  # [C, N, 2]
 
     with torch.no_grad():
         if opacities is None:
@@ -132,7 +150,7 @@ def project_gaussians(
         rx = torch.ceil(extend * torch.sqrt(cov_xx.detach().clamp(min=0)))  # [C, N]
         ry = torch.ceil(extend * torch.sqrt(cov_yy.detach().clamp(min=0)))  # [C, N]
         mx, my = means2d.detach().unbind(-1)
-        valid = in_depth & ok_det & ok_opa & ((rx > 0) | (ry > 0))
+        valid = in_depth & in_lens & ok_det & ok_opa & ((rx > 0) | (ry > 0))
         valid &= (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
         radii = (torch.stack([rx, ry], -1) * valid[..., None]).to(torch.int32)  # [C, N, 2]
 
