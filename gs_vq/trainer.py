@@ -30,7 +30,7 @@ from .health import check_every, check_finite
 from .io.ply import load_ply, save_ply
 from .metrics import dssim_loss
 from .plugins import Plugin, TrainContext, declared
-from .render import resolve_device
+from .render import resolve_backend, resolve_device
 from .splats import camera_batch, init_splats, make_optimizers, make_param_dict, render_splats
 
 CKPT_NAME = "ckpt.pt"
@@ -49,6 +49,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, scene: Scene, model_path: str):
         self.cfg, self.scene, self.model_path = cfg, scene, model_path
         self.device = resolve_device(cfg.device)
+        if camera_lens_batch(scene.train_cameras, "cpu") and resolve_backend(cfg.backend, self.device == "cuda") == "gsplat":
+            raise GsVqError("--lens raw renders through the lens on the CPU backends only; on CUDA train with "
+                            "--lens undistort (the default)")
         self.check_every = check_every(self.device)  # steps between two health checks (host syncs)
         self.images_at = place_images(scene.train_cameras, self.device)  # on the GPU when they fit
         torch.manual_seed(cfg.seed)

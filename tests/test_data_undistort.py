@@ -170,3 +170,52 @@ def test_the_interpolation_names_the_cached_images(monkeypatch):
         tags[interp] = U.undistortion(lens, K, 128, 128).tag
     U._undistortion.cache_clear()
     assert tags["INTER_LINEAR"] != tags["INTER_CUBIC"]
+
+
+def test_raw_lens_keeps_the_captured_images_and_the_lens(tmp_path, demo):
+    """--lens raw: the files as they are, COLMAP's K, and the lens in gsplat's order on the camera."""
+    params = LENSES["FULL_OPENCV"]
+    root = distorted_scene(tmp_path / "scene", demo, "FULL_OPENCV", params)
+    scene = load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache"), lens="raw")
+    cams, _ = demo
+    K = cams[0].K.double().numpy()
+    k1, k2, p1, p2, k3, k4, k5, k6 = params(K)[4:]
+    for cam in scene.train_cameras:
+        assert (cam.width, cam.height) == (128, 128)  # the whole frame, no crop
+        np.testing.assert_array_equal(cam.pixels.numpy(), np.asarray(Image.open(root / "images" / cam.name)))
+        np.testing.assert_allclose(cam.K.double().numpy(), K, atol=1e-4)
+        np.testing.assert_allclose(cam.radial_coeffs.numpy(), [k1, k2, k3, k4, k5, k6])
+        np.testing.assert_allclose(cam.tangential_coeffs.numpy(), [p1, p2])
+    assert not (tmp_path / "cache" / "images").exists() or not list((tmp_path / "cache" / "images").rglob("*-u*"))
+    pinhole = distorted_scene(tmp_path / "pinhole", demo, "PINHOLE", LENSES["PINHOLE"])
+    assert load_scene(str(pinhole), resolution=1, cache_dir=str(tmp_path / "cache"),
+                      lens="raw").train_cameras[0].radial_coeffs is None
+
+
+def test_raw_lens_refuses_fisheye_and_unknown_modes(tmp_path, demo):
+    root = distorted_scene(tmp_path / "scene", demo, "OPENCV_FISHEYE", LENSES["OPENCV_FISHEYE"])
+    with pytest.raises(GsVqError, match="OPENCV_FISHEYE lens is not a perspective lens"):
+        load_scene(str(root), resolution=1, cache_dir=str(tmp_path / "cache"), lens="raw")
+    with pytest.raises(GsVqError, match="lens must be one of undistort, raw"):
+        load_scene(str(root), lens="rectify")
+
+
+def test_rendering_through_the_lens_is_the_distorted_pinhole_render():
+    """A smooth scene rendered straight into the OPENCV camera equals its pinhole render distorted by
+    OpenCV's own point undistortion (lens_demo.distort), up to that resampling."""
+    from gs_vq.data.undistort import camera_lens
+    from gs_vq.render import rasterize
+    from gs_vq.render.synthetic import random_scene
+
+    s = random_scene(400, width=96, height=96, sh_degree=0, sigma_px=(2.0, 5.0), seed=3)
+    args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], 96, 96)
+    K = s["Ks"][0].double().numpy()
+    lens = camera_lens("OPENCV", LENSES["OPENCV"](K), "test")[1]
+    radial, tangential = (torch.tensor([c], dtype=torch.float32) for c in lens.gsplat_coeffs())
+    pin, _, _ = rasterize(*args, sh_degree=0)
+    raw, _, _ = rasterize(*args, sh_degree=0, radial_coeffs=radial, tangential_coeffs=tangential)
+    expected = distort(pin[0].numpy(), K, np.array(lens.coeffs), False)  # [H, W, 3]
+    inner = (slice(6, -6), slice(6, -6))  # the resampling replicates the border
+    err = np.abs(raw[0].numpy() - expected)[inner].mean()
+    assert err < 0.005, err  # 0.003 (0-1 scale)
+    assert np.abs(pin[0].numpy() - raw[0].numpy())[inner].mean() > 4 * err  # the lens is not a no-op (0.021)

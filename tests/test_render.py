@@ -321,3 +321,26 @@ def test_gsplat_renders_every_channel_in_one_pass_when_absgrad_is_on(monkeypatch
               torch.tensor([[[4.0, 0, 2], [0, 4.0, 2], [0, 0, 1]]]), 4, 4, sh_degree=3 if sh else None,
               absgrad=absgrad, backend="gsplat")
     assert seen["channel_chunk"] == chunk
+
+
+def test_may_reach_keeps_every_gaussian_whose_box_meets_the_window():
+    """The cheap pre-cull of the label query path is a superset of what the projection keeps,
+    with wide and off-screen Gaussians included, and it does cull."""
+    from gs_vq.render.projection import may_reach
+    from gs_vq.render.synthetic import random_scene
+
+    for seed in range(4):
+        s = random_scene(3000, width=120, height=90, sh_degree=0, sigma_px=(0.3, 25.0), seed=seed)
+        s["means"] = s["means"] * torch.tensor([2.5, 2.5, 1.0])  # many centres far outside the view
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(5):
+            x0, y0 = int(torch.randint(0, 100, (1,), generator=g)), int(torch.randint(0, 70, (1,), generator=g))
+            w, h = int(torch.randint(1, 120 - x0 + 1, (1,), generator=g)), int(torch.randint(1, 90 - y0 + 1, (1,), generator=g))
+            radii, means2d, _, _ = project_gaussians(s["means"], s["quats"], s["scales"], s["viewmats"], s["Ks"], 120, 90,
+                                                     opacities=s["opacities"])
+            m, r = means2d[0], radii[0].float()
+            meets = (radii[0] > 0).all(-1) & (m[:, 0] + r[:, 0] > x0) & (m[:, 0] - r[:, 0] < x0 + w) & \
+                (m[:, 1] + r[:, 1] > y0) & (m[:, 1] - r[:, 1] < y0 + h)
+            kept = may_reach(s["means"], s["scales"], s["viewmats"][0], s["Ks"][0], (x0, y0, w, h))
+            assert not (meets & ~kept).any()
+            assert kept.sum() < len(kept)

@@ -65,3 +65,18 @@ def test_wide_features_are_chunked():
     g_c, = torch.autograd.grad((out_c * w).sum(), feats)
     g_t, = torch.autograd.grad((out_t * w).sum(), feats)
     torch.testing.assert_close(g_c, g_t, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_a_window_is_those_pixels_of_the_full_render(backend):
+    if backend == "cpp" and not ext.available():
+        pytest.skip("the compiled kernel did not build")
+    s = random_scene(3000, width=80, height=64, sh_degree=0, sigma_px=(0.5, 6.0), seed=5)
+    args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], 80, 64)
+    full, alpha, _ = rasterize(*args, sh_degree=0, backend=backend)
+    win, walpha, info = rasterize(*args, sh_degree=0, backend=backend, window=(13, 7, 41, 30))
+    assert win.shape == (1, 30, 41, 3) and info["width"] == 41
+    torch.testing.assert_close(win, full[:, 7:37, 13:54], atol=1e-5, rtol=0)
+    torch.testing.assert_close(walpha, alpha[:, 7:37, 13:54], atol=1e-5, rtol=0)
+    with pytest.raises(GsVqError, match="window .* is not inside the 80x64 image"):
+        rasterize(*args, sh_degree=0, backend=backend, window=(50, 0, 40, 10))

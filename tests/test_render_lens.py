@@ -141,3 +141,4 @@ def test_rasterize_checks_the_coefficients():
         rasterize(*args, radial_coeffs=torch.zeros(1, 4), tangential_coeffs=torch.zeros(1, 2))
     with pytest.raises(GsVqError, match="CPU backends only"):
         rasterize(*args, radial_coeffs=torch.zeros(1, 6), tangential_coeffs=torch.zeros(1, 2), backend="gsplat")
+

@@ -155,3 +155,28 @@ def test_query_files_and_ids_are_checked(tmp_path):
     assert len({slug(t) for t in ["red apple", "red-apple", "red apple!"]}) == 3
     with pytest.raises(GsVqError, match=r"ids \[7\]"):
         extra_queries({**LABELS, "queries": [{"text": "x", "ids": [1, 7]}]})
+
+
+def test_label_scores_composite_only_where_the_selection_reaches():
+    """The label path renders the selection's pixel box only: the same shares as a full render of
+    every Gaussian with the 0/1 channel, everywhere (0 outside the box), and no box for nothing."""
+    from gs_vq.render import rasterize
+    from gs_vq.render.synthetic import random_scene
+    from gs_vq.semantics.select import label_scores, selection_box
+
+    s = random_scene(4000, width=96, height=80, sh_degree=0, sigma_px=(0.5, 5.0), seed=2)
+    raw = {"means": s["means"], "quats": s["quats"], "scales": torch.log(s["scales"]),
+           "opacities": torch.logit(s["opacities"])}
+    cam = s["means"] @ s["viewmats"][0, :3, :3].T + s["viewmats"][0, :3, 3]  # [N, 3]
+    near = (cam[:, :2].norm(dim=-1) < 0.3) & (cam[:, 2] < 4.0)  # in front of half the scene (depths 2-6)
+    channels = torch.stack([near, torch.zeros_like(near)], -1).float()  # [N, 2]: a small cluster; nothing
+    full, _, _ = rasterize(s["means"], s["quats"], s["scales"], s["opacities"], channels, s["viewmats"], s["Ks"],
+                           96, 80, sh_degree=None)
+    fast = label_scores(raw, channels, s["viewmats"][0], s["Ks"][0], 96, 80)
+    torch.testing.assert_close(fast, full[0], atol=1e-5, rtol=0)
+    x0, y0, w, h = selection_box([s[k][near] for k in ("means", "quats", "scales", "opacities")],
+                                 s["viewmats"], s["Ks"], 96, 80)
+    assert w * h < 0.5 * 96 * 80  # a real saving: the cluster covers a part of the view
+    assert (full[0, ..., 0] > 0).sum() == (full[0, y0:y0 + h, x0:x0 + w, 0] > 0).sum()  # nothing outside it
+    none = label_scores(raw, torch.zeros(len(near), 1), s["viewmats"][0], s["Ks"][0], 96, 80)
+    assert none.shape == (80, 96, 1) and not none.any()

@@ -210,8 +210,8 @@ def random_points(centre: np.ndarray, half_extent: float, n: int, seed: int = 0)
 def camera_lens_batch(cameras: List, device: str) -> Dict[str, Tensor]:
     """``radial_coeffs [C, 6]`` and ``tangential_coeffs [C, 2]`` of cameras kept with their lens
     (``--lens raw``; zeros for pinhole ones) as :func:`gs_vq.splats.render_splats` keywords; ``{}`` when none is."""
-    if all(c.radial_coeffs is None for c in cameras):
+    if all(getattr(c, "radial_coeffs", None) is None for c in cameras):  # any camera-like object
         return {}
     zeros = {"radial_coeffs": torch.zeros(6), "tangential_coeffs": torch.zeros(2)}
-    return {k: torch.stack([getattr(c, k) if getattr(c, k) is not None else z for c in cameras]).float().to(device)
+    return {k: torch.stack([z if getattr(c, k, None) is None else getattr(c, k) for c in cameras]).float().to(device)
             for k, z in zeros.items()}

@@ -62,6 +62,21 @@ def resolve_backend(backend: str, is_cuda: bool) -> str:
     return "cpp" if ext.available() else "torch"
 
 
+def to_window(radii: Tensor, means2d: Tensor, window: Tuple[int, int, int, int], width: int,
+              height: int) -> Tuple[Tensor, Tensor]:
+    """Projected Gaussians (``radii [C, N, 2]``, ``means2d [C, N, 2]``) in the pixels of
+    ``window = (x0, y0, w, h)`` of a ``width x height`` image: centres shifted by ``(x0, y0)``,
+    radii 0 where the bounding box misses the window."""
+    x0, y0, w, h = (int(v) for v in window)
+    if not (0 <= x0 and 0 <= y0 and w >= 1 and h >= 1 and x0 + w <= width and y0 + h <= height):
+        raise GsVqError(f"rasterize: window {tuple(window)} is not inside the {width}x{height} image")
+    means2d = means2d - means2d.new_tensor([x0, y0])
+    with torch.no_grad():
+        m, r = means2d.detach(), radii.to(means2d.dtype)
+        hit = ((m + r > 0) & (m - r < m.new_tensor([w, h]))).all(-1)  # [C, N]
+    return radii * hit[..., None], means2d
+
+
 def _check_inputs(means, quats, scales, opacities, colors, viewmats, Ks, sh_degree, render_mode):
     N, C = means.shape[0], viewmats.shape[0]
     expected = {"means": (means, (N, 3)), "quats": (quats, (N, 4)), "scales": (scales, (N, 3)),
@@ -128,6 +143,7 @@ def rasterize(
     backend: str = "auto",
     radial_coeffs: Optional[Tensor] = None,  # [C, 6]
     tangential_coeffs: Optional[Tensor] = None,  # [C, 2]
+    window: Optional[Tuple[int, int, int, int]] = None,
 ) -> Tuple[Tensor, Tensor, Dict]:
     """Render ``N`` 3D Gaussians into ``C`` pinhole cameras, like ``gsplat.rasterization``.
 
@@ -146,6 +162,10 @@ def rasterize(
         radial_coeffs, tangential_coeffs: OpenCV lens distortion of each camera, gsplat's names
             and order (:mod:`~gs_vq.render.lens`); CPU backends only (gsplat takes them only
             through its unscented transform and 3D evaluation, which gs-vq does not drive).
+        window: ``(x0, y0, w, h)``: render only these pixels of the ``width x height`` image, as
+            they are in the full render (same projection; Gaussians whose box misses the window
+            are culled before compositing). The outputs are ``[C, h, w, ...]``. gsplat renders
+            the full image and cuts it.
 
     Returns:
         ``render_colors [C, H, W, X]``, ``render_alphas [C, H, W, 1]`` and ``info`` with
@@ -178,6 +198,9 @@ def rasterize(
             packed=packed, backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad,
             channel_chunk=gsplat_channel_chunk(colors, sh_degree, absgrad))
         info["backend"] = "gsplat"
+        if window is not None:
+            x0, y0, w, h = window
+            render, alphas = render[:, y0:y0 + h, x0:x0 + w], alphas[:, y0:y0 + h, x0:x0 + w]
         return render, alphas, info
     if means.is_cuda:
         raise GsVqError(f"rasterize: backend {backend!r} runs on CPU tensors only")
@@ -187,6 +210,9 @@ def rasterize(
         means, quats, scales, viewmats, Ks, width, height, eps2d=eps2d,
         near_plane=near_plane, far_plane=far_plane, opacities=opacities,
         radial_coeffs=radial_coeffs, tangential_coeffs=tangential_coeffs)
+    if window is not None:
+        radii, means2d = to_window(radii, means2d, window, width, height)
+        width, height = window[2], window[3]
     feats = _features(colors, means, viewmats, sh_degree, C, N)  # [C, N, D]
     feats, backgrounds = _with_depth(render_mode, feats, depths, backgrounds, C)
     opas = opacities[None].expand(C, N)  # [C, N]
