@@ -32,7 +32,8 @@ from gs_vq.semantics.encoders import encode_texts, load_text_encoder
 from gs_vq.semantics.labels import stored_labels
 from gs_vq.semantics.head import HEAD_NAME, SemanticHead
 from gs_vq.semantics.scoring import DEFAULT_MASK_RULE, iou_counts, query_mask
-from gs_vq.semantics.select import label_scores, selection_channels
+from gs_vq.semantics.label_render import label_scores
+from gs_vq.semantics.select import selection_channels
 
 
 def ms(fn):

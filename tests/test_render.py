@@ -323,10 +323,10 @@ def test_gsplat_renders_every_channel_in_one_pass_when_absgrad_is_on(monkeypatch
     assert seen["channel_chunk"] == chunk
 
 
-def test_may_reach_keeps_every_gaussian_whose_box_meets_the_window():
-    """The cheap pre-cull of the label query path is a superset of what the projection keeps,
-    with wide and off-screen Gaussians included, and it does cull."""
-    from gs_vq.render.projection import may_reach
+def test_reach_bounds_hold_every_projected_box():
+    """The cheap bound of the label query path holds every box the projection gives, wide and
+    off-screen Gaussians included, and it does cull."""
+    from gs_vq.render.projection import reach_bounds
     from gs_vq.render.synthetic import random_scene
 
     for seed in range(4):
@@ -341,6 +341,7 @@ def test_may_reach_keeps_every_gaussian_whose_box_meets_the_window():
             m, r = means2d[0], radii[0].float()
             meets = (radii[0] > 0).all(-1) & (m[:, 0] + r[:, 0] > x0) & (m[:, 0] - r[:, 0] < x0 + w) & \
                 (m[:, 1] + r[:, 1] > y0) & (m[:, 1] - r[:, 1] < y0 + h)
-            kept = may_reach(s["means"], s["scales"], s["viewmats"][0], s["Ks"][0], (x0, y0, w, h))
+            lo, hi, in_front = reach_bounds(s["means"], s["scales"].max(-1).values, s["viewmats"][0], s["Ks"][0])
+            kept = in_front & (hi[:, 0] > x0) & (lo[:, 0] < x0 + w) & (hi[:, 1] > y0) & (lo[:, 1] < y0 + h)
             assert not (meets & ~kept).any()
             assert kept.sum() < len(kept)

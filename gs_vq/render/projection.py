@@ -211,32 +211,30 @@ def sh_colors(
     return torch.clamp_min(rgb + 0.5, 0.0)
 
 
-
 @torch.no_grad()
-def may_reach(
+def reach_bounds(
     means: Tensor,  # [N, 3]
-    scales: Tensor,  # [N, 3]
+    max_scales: Tensor,  # [N]
     viewmat: Tensor,  # [4, 4]
     K: Tensor,  # [3, 3]
-    window: Tuple[int, int, int, int],
     eps2d: float = 0.3,
     near_plane: float = 0.01,
-) -> Tensor:
-    """``[N]`` bool, a cheap superset of the Gaussians whose projected box (pinhole, as
-    :func:`project_gaussians` bounds it) can overlap ``window = (x0, y0, w, h)`` pixels.
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """A cheap bound on the pixels each Gaussian's projected box (pinhole, as
+    :func:`project_gaussians` bounds it) can cover: ``lo [N, 2]``, ``hi [N, 2]`` (pixels) and
+    ``in_front [N]`` (centre in front of the near plane; the others are culled anyway).
+    ``max_scales``: each Gaussian's largest standard deviation (activated), world units.
 
     Bound: a 2D standard deviation is at most ``|row of J| * max(scale)`` (``covar = M M^T``
     with ``|M| = max(scale)``), and each row of the Jacobian has norm at most
     ``f / z * sqrt(1 + (x/z)^2 + (y/z)^2)`` (the FOV clamp only shrinks it); the box is
-    ``EXTEND`` of those plus one pixel of rounding. Centres behind the near plane are dropped.
+    ``EXTEND`` of those plus one pixel of rounding.
     """
     x, y, z = (means @ viewmat[:3, :3].T + viewmat[:3, 3]).unbind(-1)  # [N]
     zc = z.clamp(min=near_plane)
     u, v = x / zc, y / zc
-    grow = torch.sqrt(1 + u * u + v * v) * scales.max(-1).values / zc  # [N]
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    rx = EXTEND * torch.sqrt((fx * grow) ** 2 + eps2d) + 1
-    ry = EXTEND * torch.sqrt((fy * grow) ** 2 + eps2d) + 1
-    x0, y0, w, h = window
-    px, py = fx * u + cx, fy * v + cy
-    return (z >= near_plane) & (px + rx > x0) & (px - rx < x0 + w) & (py + ry > y0) & (py - ry < y0 + h)
+    grow = torch.sqrt(1 + u * u + v * v) * max_scales / zc  # [N]
+    f, c = torch.stack([K[0, 0], K[1, 1]]), torch.stack([K[0, 2], K[1, 2]])  # [2]
+    r = EXTEND * torch.sqrt((f * grow[:, None]) ** 2 + eps2d) + 1  # [N, 2]
+    centre = f * torch.stack([u, v], -1) + c  # [N, 2]
+    return centre - r, centre + r, z >= near_plane

@@ -84,58 +84,6 @@ def selection_channels(labels: Tensor, scores: Tensor, threshold: float = 0.5) -
 
 
 @torch.no_grad()
-def label_scores(splats: Dict[str, Tensor], channels: Tensor, viewmat: Tensor, K: Tensor, width: int, height: int,
-                 backend: str = "auto") -> Tensor:
-    """``[H, W, T]``: the share of each pixel's colour that selected Gaussians give (``channels [N, T]``
-    rendered as colours over a zero background); a pixel is in query ``t``'s mask when it is above
-    0.5. The fast query path of models with per-Gaussian labels: ``T`` channels, no feature field
-    and no decoding. Exact shortcuts: only the pixels the selected Gaussians reach are composited
-    (elsewhere the share is 0); Gaussians whose centre lies deeper than every selected one are
-    left out (compositing runs front to back by centre depth, so they come after every selected
-    Gaussian at every pixel and change no share), and so are those that cannot reach those
-    pixels (:func:`~gs_vq.render.projection.may_reach`)."""
-    from ..render import rasterize
-    from ..render.projection import may_reach
-
-    dev = splats["means"].device
-    channels = channels.to(dev)
-    geo = (splats["means"], splats["quats"], torch.exp(splats["scales"]), torch.sigmoid(splats["opacities"]))
-    viewmats, Ks = viewmat[None].to(dev), K[None].to(dev)
-    out = torch.zeros(height, width, channels.shape[1], device=dev)
-    chosen = channels.any(-1)  # [N]
-    box = selection_box([g[chosen] for g in geo], viewmats, Ks, width, height)
-    if box is None:
-        return out
-    z = splats["means"] @ viewmats[0, 2, :3] + viewmats[0, 2, 3]  # [N] camera-space depth
-    front = (z <= z[chosen].max()) & may_reach(geo[0], geo[2], viewmats[0], Ks[0], box)  # [N]
-    x0, y0, w, h = box
-    win, _, _ = rasterize(*(g[front] for g in geo), channels[front], viewmats, Ks, width, height, sh_degree=None,
-                          backend=backend, window=box)
-    out[y0:y0 + h, x0:x0 + w] = win[0]
-    return out
-
-
-def selection_box(geometry: Sequence[Tensor], viewmats: Tensor, Ks: Tensor, width: int,
-                  height: int) -> Optional[Tuple[int, int, int, int]]:
-    """``(x0, y0, w, h)``: the pixels that any of these Gaussians (means, quats, scales, opacities,
-    activated) reaches in the one camera, as the rasterizer bounds them; None when none does."""
-    from ..render.composite import pixel_boxes
-    from ..render.projection import project_gaussians
-
-    means, quats, scales, opacities = geometry
-    if means.shape[0] == 0:
-        return None
-    radii, means2d, _, _ = project_gaussians(means, quats, scales, viewmats, Ks, width, height, opacities=opacities)
-    x, y, w, h = pixel_boxes(means2d[0], radii[0], width, height)  # [M] each
-    seen = (w > 0) & (h > 0)
-    if not bool(seen.any()):
-        return None
-    x, y, w, h = x[seen], y[seen], w[seen], h[seen]
-    x0, y0 = int(x.min()), int(y.min())
-    return x0, y0, int((x + w).max()) - x0, int((y + h).max()) - y0
-
-
-@torch.no_grad()
 def selection_alpha(splats: Dict[str, Tensor], keep: Tensor, cam, device: str, backend: str = "auto") -> Tensor:
     """Alpha ``[H, W]`` of the selected Gaussians alone, rendered in ``cam``."""
     from ..render import rasterize

@@ -56,7 +56,7 @@ def render_queries(splats, cameras, head: SemanticHead, texts: Sequence[str], ou
 
     A model that stores per-Gaussian labels (``labels``, e.g. lifted or compressed.ply) takes the
     fast path: each query selects Gaussians by label and is rendered as one channel with the RGB
-    (:func:`~gs_vq.semantics.select.label_scores`), instead of the ``F``-channel feature field
+    (:mod:`~gs_vq.semantics.label_render`), instead of the ``F``-channel feature field
     decoded into ``K`` weights per pixel."""
     from ..evaluate import render_views, save_png
 
