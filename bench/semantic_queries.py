@@ -2,11 +2,12 @@
 per query, each mask rule side by side (the old ``nearest``, ``gap`` and ``codebook`` against the
 new default, ``labels``).
 
-    python -m bench.semantic_queries                          # all ten scenes
+    python -m bench.semantic_queries                          # all ten scenes (about 50 minutes on one core)
     python -m bench.semantic_queries --scenes kitchen office --iterations 300
 
 Per scene (:mod:`gs_vq.data.labelled_scenes`, 128x128, 24 train + 8 test views): an RGB model
-trained briefly (the cpu preset's schedule scaled to ``--iterations``), then the training-free
+trained with the cpu preset (its schedule scaled to ``--iterations``; the default 3000 is the
+preset itself, about 5 minutes per scene on one core), then the training-free
 semantic field lifted onto it (``python -m gs_vq.cli.lift``: label maps of MiniLM
 embeddings, 16 features, 64 entries, per-Gaussian labels). Every rule is scored from the same
 renders of the test views (pooled IoU, :func:`gs_vq.semantics.view_queries.evaluate_queries`), also
@@ -141,7 +142,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
     p.add_argument("--tabletop", action="store_true", help="also ../shared/data/tabletop (tuned on by the old rule)")
-    p.add_argument("--iterations", type=int, default=500, help="RGB training steps per scene")
+    p.add_argument("--iterations", type=int, default=3000,
+                   help="RGB training steps per scene (default: the cpu preset's own 3000, as train.py trains)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=os.path.join(ROOT, "output", "bench", "semantic_queries"))
