@@ -214,3 +214,13 @@ def test_train_and_render_through_a_raw_lens(tmp_path):
         c.radial_coeffs = c.tangential_coeffs = None
     pinhole = evaluate(splats, cams, [0.0, 0.0, 0.0], "cpu", progress=False)
     assert res["psnr"] > pinhole["psnr"] + 0.1, (res["psnr"], pinhole["psnr"])
+
+
+def test_raw_lens_on_gsplat_is_one_line_error(tmp_path):
+    """gsplat renders no lens gs-vq can drive: --lens raw with its backend stops before training."""
+    from gs_vq.data.lens_demo import write_lens_demo
+
+    scene = write_lens_demo(tmp_path / "opencv", "OPENCV", n_views=9, size=32, cache=tmp_path / "cache")
+    r = run("train.py", "-s", str(scene), "-m", str(tmp_path / "m"), "--lens", "raw", "--backend", "gsplat", *TINY[2:])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: --lens raw renders through the lens on the CPU")
