@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.report import ROOT, markdown, write_json
+from gs_vq.data import LENS_MODES
 from gs_vq.data.lens_demo import LENSES, write_lens_demo
 
 REFERENCE = "PINHOLE"
@@ -69,7 +70,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["SIMPLE_RADIAL", "OPENCV"], choices=sorted(set(LENSES) - {REFERENCE}),
                    help="distorted camera models (the PINHOLE reference always runs)")
-    p.add_argument("--lens", nargs="+", default=["undistort", "raw"], choices=["undistort", "raw"],
+    p.add_argument("--lens", nargs="+", default=list(LENS_MODES), choices=list(LENS_MODES),
                    help="train.py --lens for the distorted models: undistorted at load, or rendered through the lens")
     p.add_argument("--views", type=int, default=40, help="views per scene (every 8th is a test view)")
     p.add_argument("--size", type=int, default=128, help="image width = height before undistortion")

@@ -9,7 +9,7 @@ import torch
 from . import OneLineParser, guarded, quiet_libraries
 from .dotted import dotted_overrides
 from ..config import make_config, merge, read_preset
-from ..data import load_scene
+from ..data import LENS_MODES, load_scene
 from ..errors import GsVqError
 from ..files import existing_file, existing_folder
 from ..io.inria import remove_stale_layout, write_layout
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int)
     p.add_argument("--eval", action="store_const", const=True, help="hold out test views")
     p.add_argument("-i", "--images", help="image folder inside the scene folder (default: images)")
-    p.add_argument("--lens", choices=["undistort", "raw"],
+    p.add_argument("--lens", choices=list(LENS_MODES),
                    help="distorted COLMAP cameras (SIMPLE_RADIAL, OPENCV, ...): undistort the images at load "
                    "(default, gsplat's way), or keep them raw and render through the lens (CPU backends; "
                    "no resampling, the whole frame)")
