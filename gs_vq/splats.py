@@ -101,7 +101,7 @@ def render_splats(
     With ``extra`` the RGB colours are evaluated from SH here and rasterized together with the
     extra channels in one pass (``3 + F`` channels); the extra channels see a zero background.
     ``absgrad`` gives ``info["means2d"].absgrad`` after backward (``DefaultStrategy(absgrad=True)``).
-    ``radial_coeffs``/``tangential_coeffs``: distorted cameras (:func:`camera_lens_batch`).
+    ``radial_coeffs``/``tangential_coeffs``: distorted cameras (:func:`gs_vq.data.cameras.camera_lens_batch`).
     """
     C = viewmats.shape[0]
     device = viewmats.device

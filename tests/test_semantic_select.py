@@ -162,7 +162,7 @@ def test_label_scores_composite_only_where_the_selection_reaches():
     every Gaussian with the 0/1 channel, everywhere (0 outside the box), and no box for nothing."""
     from gs_vq.render import rasterize
     from gs_vq.render.synthetic import random_scene
-    from gs_vq.semantics.label_render import label_scores, selection_box
+    from gs_vq.semantics.label_render import label_scores, selected_boxes, union
 
     s = random_scene(4000, width=96, height=80, sh_degree=0, sigma_px=(0.5, 5.0), seed=2)
     raw = {"means": s["means"], "quats": s["quats"], "scales": torch.log(s["scales"]),
@@ -176,8 +176,8 @@ def test_label_scores_composite_only_where_the_selection_reaches():
     fast = label_scores(raw, channels, s["viewmats"][0], s["Ks"][0], 96, 80)
     torch.testing.assert_close(fast, full[0], atol=1e-5, rtol=0)
     assert apart.sum() > 3 and (fast[..., 0] > fast[..., 1]).any()  # the far cluster is in the first mask
-    x0, y0, w, h = selection_box([s[k][near] for k in ("means", "quats", "scales", "opacities")],
-                                 s["viewmats"], s["Ks"], 96, 80)
+    x0, y0, w, h = union(selected_boxes([s[k][near] for k in ("means", "quats", "scales", "opacities")],
+                                        s["viewmats"], s["Ks"], 96, 80))
     assert w * h < 0.5 * 96 * 80  # a real saving: the cluster covers a part of the view
     assert (full[0, ..., 1] > 0).sum() == (full[0, y0:y0 + h, x0:x0 + w, 1] > 0).sum()  # nothing outside it
     none = label_scores(raw, torch.zeros(len(near), 1), s["viewmats"][0], s["Ks"][0], 96, 80)

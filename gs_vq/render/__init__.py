@@ -62,14 +62,11 @@ def resolve_backend(backend: str, is_cuda: bool) -> str:
     return "cpp" if ext.available() else "torch"
 
 
-def to_window(radii: Tensor, means2d: Tensor, window: Tuple[int, int, int, int], width: int,
-              height: int) -> Tuple[Tensor, Tensor]:
+def to_window(radii: Tensor, means2d: Tensor, window: Tuple[int, int, int, int]) -> Tuple[Tensor, Tensor]:
     """Projected Gaussians (``radii [C, N, 2]``, ``means2d [C, N, 2]``) in the pixels of
-    ``window = (x0, y0, w, h)`` of a ``width x height`` image: centres shifted by ``(x0, y0)``,
-    radii 0 where the bounding box misses the window."""
+    ``window = (x0, y0, w, h)`` (inside the image, as :func:`rasterize` checks): centres shifted
+    by ``(x0, y0)``, radii 0 where the bounding box misses the window."""
     x0, y0, w, h = (int(v) for v in window)
-    if not (0 <= x0 and 0 <= y0 and w >= 1 and h >= 1 and x0 + w <= width and y0 + h <= height):
-        raise GsVqError(f"rasterize: window {tuple(window)} is not inside the {width}x{height} image")
     means2d = means2d - means2d.new_tensor([x0, y0])
     with torch.no_grad():
         m, r = means2d.detach(), radii.to(means2d.dtype)
@@ -182,6 +179,10 @@ def rasterize(
     for name, tensor, n in (("radial_coeffs", radial_coeffs, 6), ("tangential_coeffs", tangential_coeffs, 2)):
         if tensor is not None and tuple(tensor.shape) != (C, n):
             raise GsVqError(f"rasterize: {name} has shape {tuple(tensor.shape)}, expected {(C, n)}")
+    if window is not None:
+        x0, y0, w, h = (int(v) for v in window)
+        if not (0 <= x0 and 0 <= y0 and w >= 1 and h >= 1 and x0 + w <= width and y0 + h <= height):
+            raise GsVqError(f"rasterize: window {tuple(window)} is not inside the {width}x{height} image")
     if backend == "gsplat" and radial_coeffs is not None:
         raise GsVqError("distorted cameras render on the CPU backends only; on CUDA load the scene "
                         "with --lens undistort (the default)")
@@ -211,7 +212,7 @@ def rasterize(
         near_plane=near_plane, far_plane=far_plane, opacities=opacities,
         radial_coeffs=radial_coeffs, tangential_coeffs=tangential_coeffs)
     if window is not None:
-        radii, means2d = to_window(radii, means2d, window, width, height)
+        radii, means2d = to_window(radii, means2d, window)
         width, height = window[2], window[3]
     feats = _features(colors, means, viewmats, sh_degree, C, N)  # [C, N, D]
     feats, backgrounds = _with_depth(render_mode, feats, depths, backgrounds, C)

@@ -50,9 +50,8 @@ def distort_jacobian(x: Tensor, y: Tensor, radial_coeffs: Tensor,
     p1, p2 = tangential_coeffs[:, 0, None], tangential_coeffs[:, 1, None]  # [C, 1]
     r2 = x * x + y * y
     rad, drad = _radial(r2, radial_coeffs)
-    return (rad + 2 * x * x * drad + 2 * p1 * y + 6 * p2 * x,
-            2 * x * y * drad + 2 * p1 * x + 2 * p2 * y,
-            2 * x * y * drad + 2 * p1 * x + 2 * p2 * y,
+    cross = 2 * x * y * drad + 2 * p1 * x + 2 * p2 * y  # dx'/dy = dy'/dx
+    return (rad + 2 * x * x * drad + 2 * p1 * y + 6 * p2 * x, cross, cross,
             rad + 2 * y * y * drad + 6 * p1 * y + 2 * p2 * x)
 
 

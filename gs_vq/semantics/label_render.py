@@ -80,13 +80,6 @@ def union(boxes: Tuple[Tensor, Tensor, Tensor, Tensor]) -> Tuple[int, int, int, 
     return x0, y0, int((x + w).max()) - x0, int((y + h).max()) - y0
 
 
-def selection_box(geometry: Sequence[Tensor], viewmats: Tensor, Ks: Tensor, width: int,
-                  height: int) -> Optional[Tuple[int, int, int, int]]:
-    """``(x0, y0, w, h)``: the pixels that any of these Gaussians reaches; None when none does."""
-    boxes = selected_boxes(geometry, viewmats, Ks, width, height)
-    return None if boxes is None else union(boxes)
-
-
 def occupancy(boxes: Tuple[Tensor, Tensor, Tensor, Tensor], window: Tuple[int, int, int, int]) -> Tensor:
     """``[Hc + 1, Wc + 1]`` int64 summed-area table of the :data:`CELL`-pixel cells of ``window``
     that the ``boxes`` cover (row and column 0 are zero)."""
